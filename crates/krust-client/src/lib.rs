@@ -1,0 +1,1 @@
+//! krust-client (under construction).

@@ -1,0 +1,1 @@
+//! krust-core (under construction).

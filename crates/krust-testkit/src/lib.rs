@@ -1,0 +1,1 @@
+//! krust-testkit (under construction).
