@@ -1,10 +1,11 @@
 //! krust-wire: the sans-IO bytes layer of krust.
 //!
-
-
-//! - [`api`]: the APIs krust speaks and version negotiation;
+//! - [`frame`]: size-prefixed frames with a maximum size checked before allocation;
+//! - [`header`]: request header encoding and response header decoding;
+//! - [`api`]: the APIs krust speaks and the versions it supports;
 //! - [`responses`]: krust's own bounded decoders for every response it reads;
-
+//! - [`versions`]: version negotiation against a broker's ApiVersions answer;
+//! - [`error_code`]: Kafka error codes and the one retry classifier;
 //! - [`protocol`]: the primitive decoding layer those decoders are written against.
 //!
 //! No tokio, no sockets, no C: everything here is a pure function of its input.
@@ -13,6 +14,8 @@
 
 pub mod api;
 pub mod error;
+pub mod frame;
+pub mod header;
 pub mod protocol;
 pub mod responses;
 
