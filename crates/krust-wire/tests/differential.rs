@@ -48,4 +48,19 @@ macro_rules! differential {
 
 differential! {
     metadata: m::MetadataResponse;
+    offset_commit: m::OffsetCommitResponse;
+    offset_fetch: m::OffsetFetchResponse;
+    join_group: m::JoinGroupResponse;
+    heartbeat: m::HeartbeatResponse;
+    leave_group: m::LeaveGroupResponse;
+    sync_group: m::SyncGroupResponse;
+    describe_groups: m::DescribeGroupsResponse;
+    list_groups: m::ListGroupsResponse;
+    init_producer_id: m::InitProducerIdResponse;
+    add_partitions_to_txn: m::AddPartitionsToTxnResponse;
+    add_offsets_to_txn: m::AddOffsetsToTxnResponse;
+    end_txn: m::EndTxnResponse;
+    txn_offset_commit: m::TxnOffsetCommitResponse;
+    describe_transactions: m::DescribeTransactionsResponse;
+    list_transactions: m::ListTransactionsResponse;
 }

@@ -16,8 +16,23 @@ use crate::api::{ApiKey, ApiMessage};
 use crate::error::{Error, Result};
 use crate::protocol::{ByteSource, Source};
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
+mod describe_groups;
+mod describe_transactions;
+mod end_txn;
+mod heartbeat;
+mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
+mod list_transactions;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod pending;
+mod sync_group;
+mod txn_offset_commit;
 
 /// A response krust can decode from bytes it does not trust.
 pub trait DecodeResponse: ApiMessage + Sized + Send + 'static {

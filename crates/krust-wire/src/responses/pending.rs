@@ -25,21 +25,3 @@ pending!(
     DescribeClusterResponse,
     DeleteGroupsResponse
 );
-// Owned by the decoders-B helper:
-pending!(
-    OffsetCommitResponse,
-    OffsetFetchResponse,
-    JoinGroupResponse,
-    HeartbeatResponse,
-    LeaveGroupResponse,
-    SyncGroupResponse,
-    DescribeGroupsResponse,
-    ListGroupsResponse,
-    InitProducerIdResponse,
-    AddPartitionsToTxnResponse,
-    AddOffsetsToTxnResponse,
-    EndTxnResponse,
-    TxnOffsetCommitResponse,
-    DescribeTransactionsResponse,
-    ListTransactionsResponse
-);
