@@ -7,7 +7,6 @@
 //! always v0 so that a client can read it before knowing what the broker speaks.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::protocol::Encodable;
 
 use crate::api::{ApiKey, KafkaRequest};
 use crate::error::{Error, Result};
@@ -99,11 +98,18 @@ mod tests {
         assert_eq!(&out[4..8], &[0, 3, 0, 1]);
         assert_eq!(&out[8..12], &7i32.to_be_bytes());
         assert_eq!(&out[12..19], b"\x00\x05krust");
-        assert_eq!(i32::from_be_bytes(out[0..4].try_into().unwrap()) as usize, out.len() - 4);
+        assert_eq!(
+            i32::from_be_bytes(out[0..4].try_into().unwrap()) as usize,
+            out.len() - 4
+        );
 
         let mut out = BytesMut::new();
         encode_request(&mut out, &ApiVersionsRequest::default(), 3, 1, None).unwrap();
-        assert_eq!(&out[12..15], &[0xff, 0xff, 0x00], "null client id then empty tags");
+        assert_eq!(
+            &out[12..15],
+            &[0xff, 0xff, 0x00],
+            "null client id then empty tags"
+        );
     }
 
     #[test]

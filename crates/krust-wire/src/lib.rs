@@ -14,12 +14,16 @@
 
 pub mod api;
 pub mod error;
+pub mod error_code;
 pub mod frame;
 pub mod header;
 pub mod protocol;
 pub mod responses;
+pub mod versions;
 
 pub use api::{ApiKey, KafkaRequest};
 pub use error::{Error, Result};
+pub use error_code::{classify, ErrorCode, Retry};
 pub use kafka_protocol;
 pub use responses::{decode_response, DecodeResponse};
+pub use versions::BrokerVersions;

@@ -56,8 +56,10 @@ pub trait Source: Sized {
     /// A non-null array whose elements `f` decodes.
     fn array<T>(&mut self, f: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>>;
     /// A nullable array whose elements `f` decodes.
-    fn nullable_array<T>(&mut self, f: impl FnMut(&mut Self) -> Result<T>)
-        -> Result<Option<Vec<T>>>;
+    fn nullable_array<T>(
+        &mut self,
+        f: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<Option<Vec<T>>>;
     /// The tagged-field section of a flexible struct. `known` lists the tags the caller
     /// understands; for each known tag present, `f(self, tag)` decodes its value from a source
     /// limited to the field's bytes. Unknown tags are kept, as raw bytes, in the returned map
@@ -172,14 +174,22 @@ impl ByteSource {
         for i in 0..5 {
             let b = self.array_fixed::<1>("varint")?[0];
             if i == 4 && b > 0x0f {
-                return Err(Error::malformed("varint", start, "unsigned varint overflows 32 bits"));
+                return Err(Error::malformed(
+                    "varint",
+                    start,
+                    "unsigned varint overflows 32 bits",
+                ));
             }
             value |= u32::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(value);
             }
         }
-        Err(Error::malformed("varint", start, "unsigned varint longer than 5 bytes"))
+        Err(Error::malformed(
+            "varint",
+            start,
+            "unsigned varint longer than 5 bytes",
+        ))
     }
 
     /// Length of a string/bytes field: `None` for null. Compact lengths are N+1 (0 = null).
@@ -228,7 +238,10 @@ impl ByteSource {
                 return Err(Error::malformed(
                     "array",
                     at,
-                    format!("count {n} exceeds the {} bytes that remain", self.remaining()),
+                    format!(
+                        "count {n} exceeds the {} bytes that remain",
+                        self.remaining()
+                    ),
                 ));
             }
         }
@@ -320,7 +333,11 @@ impl Source for ByteSource {
     fn array<T>(&mut self, f: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
         let at = self.position();
         match self.count()? {
-            None => Err(Error::malformed("array", at, "null where an array is required")),
+            None => Err(Error::malformed(
+                "array",
+                at,
+                "null where an array is required",
+            )),
             Some(n) => self.elements(n, f),
         }
     }

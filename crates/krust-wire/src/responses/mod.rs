@@ -18,19 +18,33 @@ use crate::protocol::{ByteSource, Source};
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_groups;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod describe_groups;
 mod describe_transactions;
 mod end_txn;
+mod fetch;
+mod find_coordinator;
 mod heartbeat;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
+mod list_offsets;
 mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_fetch;
-mod pending;
+mod offset_for_leader_epoch;
+mod produce;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 mod txn_offset_commit;
 
@@ -46,7 +60,7 @@ pub(crate) fn check_version(api: ApiKey, version: i16, min: i16, max: i16) -> Re
         return Err(Error::UnsupportedVersion {
             api: api.name(),
             version,
-            });
+        });
     }
     Ok(())
 }
@@ -57,4 +71,54 @@ pub fn decode_response<R: DecodeResponse>(body: Bytes, version: i16) -> Result<R
     let out = R::decode_body(&mut src, version)?;
     src.finish(R::API_KEY.name())?;
     Ok(out)
+}
+
+/// Decodes a complete response body of `api` at `version` with krust's bounded decoder, and
+/// discards the value.
+///
+/// For callers that hold an API key only at run time rather than a response type: the fuzz
+/// targets, which feed arbitrary bytes to every decoder, and diagnostics that check a captured
+/// body. Every byte must be consumed, as in [`decode_response`]. A version outside the range a
+/// decoder handles gives [`Error::UnsupportedVersion`]; malformed or truncated bytes give an error,
+/// never a panic, and allocation stays bounded by `body`'s length.
+pub fn decode_any(api: ApiKey, version: i16, body: Bytes) -> Result<()> {
+    use kafka_protocol::messages as m;
+
+    fn run<R: DecodeResponse>(body: Bytes, version: i16) -> Result<()> {
+        decode_response::<R>(body, version).map(drop)
+    }
+
+    match api {
+        ApiKey::Produce => run::<m::ProduceResponse>(body, version),
+        ApiKey::Fetch => run::<m::FetchResponse>(body, version),
+        ApiKey::ListOffsets => run::<m::ListOffsetsResponse>(body, version),
+        ApiKey::Metadata => run::<m::MetadataResponse>(body, version),
+        ApiKey::OffsetCommit => run::<m::OffsetCommitResponse>(body, version),
+        ApiKey::OffsetFetch => run::<m::OffsetFetchResponse>(body, version),
+        ApiKey::FindCoordinator => run::<m::FindCoordinatorResponse>(body, version),
+        ApiKey::JoinGroup => run::<m::JoinGroupResponse>(body, version),
+        ApiKey::Heartbeat => run::<m::HeartbeatResponse>(body, version),
+        ApiKey::LeaveGroup => run::<m::LeaveGroupResponse>(body, version),
+        ApiKey::SyncGroup => run::<m::SyncGroupResponse>(body, version),
+        ApiKey::DescribeGroups => run::<m::DescribeGroupsResponse>(body, version),
+        ApiKey::ListGroups => run::<m::ListGroupsResponse>(body, version),
+        ApiKey::SaslHandshake => run::<m::SaslHandshakeResponse>(body, version),
+        ApiKey::ApiVersions => run::<m::ApiVersionsResponse>(body, version),
+        ApiKey::CreateTopics => run::<m::CreateTopicsResponse>(body, version),
+        ApiKey::DeleteTopics => run::<m::DeleteTopicsResponse>(body, version),
+        ApiKey::DeleteRecords => run::<m::DeleteRecordsResponse>(body, version),
+        ApiKey::InitProducerId => run::<m::InitProducerIdResponse>(body, version),
+        ApiKey::OffsetForLeaderEpoch => run::<m::OffsetForLeaderEpochResponse>(body, version),
+        ApiKey::AddPartitionsToTxn => run::<m::AddPartitionsToTxnResponse>(body, version),
+        ApiKey::AddOffsetsToTxn => run::<m::AddOffsetsToTxnResponse>(body, version),
+        ApiKey::EndTxn => run::<m::EndTxnResponse>(body, version),
+        ApiKey::TxnOffsetCommit => run::<m::TxnOffsetCommitResponse>(body, version),
+        ApiKey::DescribeConfigs => run::<m::DescribeConfigsResponse>(body, version),
+        ApiKey::SaslAuthenticate => run::<m::SaslAuthenticateResponse>(body, version),
+        ApiKey::CreatePartitions => run::<m::CreatePartitionsResponse>(body, version),
+        ApiKey::DeleteGroups => run::<m::DeleteGroupsResponse>(body, version),
+        ApiKey::DescribeCluster => run::<m::DescribeClusterResponse>(body, version),
+        ApiKey::DescribeTransactions => run::<m::DescribeTransactionsResponse>(body, version),
+        ApiKey::ListTransactions => run::<m::ListTransactionsResponse>(body, version),
+    }
 }
