@@ -63,4 +63,19 @@ differential! {
     txn_offset_commit: m::TxnOffsetCommitResponse;
     describe_transactions: m::DescribeTransactionsResponse;
     list_transactions: m::ListTransactionsResponse;
+    produce: m::ProduceResponse;
+    fetch: m::FetchResponse;
+    list_offsets: m::ListOffsetsResponse;
+    offset_for_leader_epoch: m::OffsetForLeaderEpochResponse;
+    api_versions: m::ApiVersionsResponse;
+    find_coordinator: m::FindCoordinatorResponse;
+    create_topics: m::CreateTopicsResponse;
+    delete_topics: m::DeleteTopicsResponse;
+    create_partitions: m::CreatePartitionsResponse;
+    describe_configs: m::DescribeConfigsResponse;
+    delete_records: m::DeleteRecordsResponse;
+    sasl_handshake: m::SaslHandshakeResponse;
+    sasl_authenticate: m::SaslAuthenticateResponse;
+    describe_cluster: m::DescribeClusterResponse;
+    delete_groups: m::DeleteGroupsResponse;
 }
