@@ -80,3 +80,33 @@ fn finalized_feature<S: Source>(src: &mut S) -> Result<FinalizedFeatureKey> {
     f.unknown_tagged_fields = unknown_tagged_fields(src)?;
     Ok(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::ApiVersionsResponse;
+
+    use crate::api::ApiKey;
+    use crate::decode_response;
+
+    #[test]
+    fn body_is_flexible_from_v3() {
+        assert!(!ApiKey::ApiVersions.is_flexible(2));
+        assert!(ApiKey::ApiVersions.is_flexible(3));
+        assert!(ApiKey::ApiVersions.is_flexible(4));
+    }
+
+    #[test]
+    fn unsupported_version_answer_decodes_as_v0() {
+        // What a broker sends when it does not know the requested version: a v0 body.
+        let mut b = BytesMut::new();
+        b.put_i16(35); // UNSUPPORTED_VERSION
+        b.put_i32(1); // one API
+        b.put_slice(&[0, 18, 0, 0, 0, 3]); // ApiVersions 0..=3
+        let body = b.freeze();
+        let r = decode_response::<ApiVersionsResponse>(body.clone(), 0).unwrap();
+        assert_eq!(r.error_code, 35);
+        assert_eq!((r.api_keys[0].api_key, r.api_keys[0].max_version), (18, 3));
+        assert!(decode_response::<ApiVersionsResponse>(body, 3).is_err());
+    }
+}

@@ -93,3 +93,44 @@ fn node_endpoint<S: Source>(src: &mut S) -> Result<NodeEndpoint> {
     n.unknown_tagged_fields = unknown_tagged_fields(src)?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::ProduceResponse;
+
+    use crate::decode_response;
+
+    /// A v9 (flexible) response with one partition whose tagged section holds `tag0`.
+    fn v9_with_tag0(tag0: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_u8(2); // one topic
+        b.put_slice(&[2, b't']); // name "t"
+        b.put_u8(2); // one partition
+        b.put_i32(0); // index
+        b.put_i16(0); // error code
+        b.put_i64(10); // base offset
+        b.put_i64(-1); // log append time
+        b.put_i64(0); // log start offset
+        b.put_u8(1); // no record errors
+        b.put_u8(0); // null error message
+        b.put_slice(&[1, 0, tag0.len() as u8]); // one tagged field: tag 0
+        b.put_slice(tag0);
+        b.put_u8(0); // topic tagged fields
+        b.put_i32(0); // throttle time
+        b.put_u8(0); // response tagged fields
+        b.freeze()
+    }
+
+    #[test]
+    fn tag_zero_before_v10_is_rejected_unless_empty() {
+        // Tag 0 (current_leader) only exists from v10. Kafka's generated decoders reject it at
+        // v9; keeping it as unknown would produce a value kafka-protocol cannot encode back.
+        assert!(decode_response::<ProduceResponse>(v9_with_tag0(&[0; 9]), 9).is_err());
+        let r = decode_response::<ProduceResponse>(v9_with_tag0(&[]), 9).unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.base_offset, 10);
+        assert_eq!(p.current_leader, Default::default());
+        assert!(p.unknown_tagged_fields.is_empty());
+    }
+}
