@@ -1,0 +1,359 @@
+//! The command line, as clap derive types. Flags follow kcat where kcat has one (`-b -t -p -K
+//! -H -z -X -o -c -e -f`), and Kafka's perf-test tools for `bench`.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::args::{Acks, Brokers, Codec, Delimiter, Header, Property, StartAt};
+
+/// krust: produce, consume and administer Kafka topics (a pure-Rust, kcat-like tool).
+#[derive(Debug, Parser)]
+#[command(name = "krust", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Produce one record per stdin line.
+    Produce(ProduceArgs),
+    /// Print records of a topic.
+    Consume(ConsumeArgs),
+    /// Create, list, describe or delete topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Print the earliest and latest offset of every partition of a topic.
+    Offsets(OffsetsArgs),
+    /// Measure producer or consumer throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Run an in-process fake Kafka cluster until interrupted (for tests and demos).
+    FakeCluster(FakeClusterArgs),
+}
+
+/// Connection flags shared by every command that talks to a broker.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Bootstrap broker(s), HOST:PORT[,HOST:PORT...].
+    #[arg(
+        short = 'b',
+        long = "brokers",
+        env = "KRUST_BROKER",
+        value_name = "HOST:PORT"
+    )]
+    pub brokers: Brokers,
+    /// Client property (Kafka name), e.g. -X client.id=me -X request.timeout.ms=5000.
+    #[arg(short = 'X', value_name = "PROP=VALUE")]
+    pub properties: Vec<Property>,
+}
+
+/// `krust produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic to write to.
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Partition to write to (default: the partitioner picks, by key when there is one).
+    #[arg(short = 'p', long = "partition")]
+    pub partition: Option<i32>,
+    /// Key delimiter: the text before its first occurrence in a line is the key.
+    #[arg(short = 'K', value_name = "DELIM")]
+    pub key_delimiter: Option<Delimiter>,
+    /// Header added to every record (repeatable); NAME alone gives a null value.
+    #[arg(short = 'H', value_name = "NAME=VALUE")]
+    pub headers: Vec<Header>,
+    /// Compression codec.
+    #[arg(short = 'z', long = "compression", default_value = "none")]
+    pub compression: Codec,
+    /// Acknowledgements to wait for: 0, 1 or all.
+    #[arg(long = "acks", default_value = "all", allow_hyphen_values = true)]
+    pub acks: Acks,
+}
+
+/// `krust consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic to read.
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Partition(s) to read (repeatable; default: all).
+    #[arg(short = 'p', long = "partition")]
+    pub partitions: Vec<i32>,
+    /// Start: beginning, end, OFFSET, -N (N before the end) or @TIMESTAMP_MS.
+    #[arg(
+        short = 'o',
+        long = "offset",
+        default_value = "beginning",
+        allow_hyphen_values = true
+    )]
+    pub start: StartAt,
+    /// Stop after COUNT records.
+    #[arg(short = 'c', long = "count")]
+    pub count: Option<u64>,
+    /// Exit once the end of every partition is reached.
+    #[arg(short = 'e', long = "exit")]
+    pub exit_at_end: bool,
+    /// Output format (kcat tokens: %t %p %o %k %K %s %S %T %h %%, escapes \n \t \r \0 \\).
+    #[arg(short = 'f', long = "format", value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `krust topics ...`.
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create a topic.
+    Create(TopicCreateArgs),
+    /// List topics.
+    List(TopicListArgs),
+    /// Show partitions, leaders and replicas of topics.
+    Describe(TopicNamesArgs),
+    /// Delete topics.
+    Delete(TopicNamesArgs),
+}
+
+/// `krust topics create`.
+#[derive(Debug, Args)]
+pub struct TopicCreateArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic name.
+    pub topic: String,
+    /// Number of partitions.
+    #[arg(short = 'p', long = "partitions", default_value_t = 1)]
+    pub partitions: i32,
+    /// Replication factor.
+    #[arg(short = 'r', long = "replication-factor", default_value_t = 1)]
+    pub replication: i16,
+    /// Topic config (repeatable), e.g. -c retention.ms=60000.
+    #[arg(short = 'c', long = "config", value_name = "NAME=VALUE")]
+    pub configs: Vec<Property>,
+}
+
+/// `krust topics list`.
+#[derive(Debug, Args)]
+pub struct TopicListArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Include internal topics (such as __consumer_offsets).
+    #[arg(long)]
+    pub internal: bool,
+}
+
+/// `krust topics describe|delete`.
+#[derive(Debug, Args)]
+pub struct TopicNamesArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic names.
+    #[arg(required = true)]
+    pub topics: Vec<String>,
+}
+
+/// `krust offsets`.
+#[derive(Debug, Args)]
+pub struct OffsetsArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic name.
+    pub topic: String,
+}
+
+/// `krust bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Produce synthetic records as fast as allowed; report throughput and ack latency.
+    Produce(BenchProduceArgs),
+    /// Read records from the beginning of a topic; report throughput.
+    Consume(BenchConsumeArgs),
+}
+
+/// `krust bench produce`.
+#[derive(Debug, Args)]
+pub struct BenchProduceArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic to write to (created with 1 partition if it does not exist).
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Number of records.
+    #[arg(short = 'n', long = "records", default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Value size in bytes.
+    #[arg(short = 's', long = "record-size", default_value_t = 100)]
+    pub record_size: usize,
+    /// Target records per second; 0 means no limit.
+    #[arg(long = "throughput", default_value_t = 0)]
+    pub throughput: u64,
+    /// Acknowledgements: 0, 1 or all.
+    #[arg(long = "acks", default_value = "1", allow_hyphen_values = true)]
+    pub acks: Acks,
+    /// Compression codec.
+    #[arg(short = 'z', long = "compression", default_value = "none")]
+    pub compression: Codec,
+    /// linger.ms for the producer.
+    #[arg(long = "linger-ms", default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Seconds between progress lines.
+    #[arg(long = "progress-secs", default_value_t = 5)]
+    pub progress_secs: u64,
+}
+
+/// `krust bench consume`.
+#[derive(Debug, Args)]
+pub struct BenchConsumeArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic to read.
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Stop after this many records (default: at the end of every partition).
+    #[arg(short = 'n', long = "records")]
+    pub records: Option<u64>,
+    /// Give up after this many seconds without a record.
+    #[arg(long = "idle-secs", default_value_t = 10)]
+    pub idle_secs: u64,
+    /// Seconds between progress lines.
+    #[arg(long = "progress-secs", default_value_t = 5)]
+    pub progress_secs: u64,
+}
+
+/// `krust fake-cluster`.
+#[derive(Debug, Args)]
+pub struct FakeClusterArgs {
+    /// Number of brokers.
+    #[arg(long = "brokers", default_value_t = 1)]
+    pub brokers: u16,
+    /// Port of the first broker (the others take the next ports); 0 picks free ports.
+    #[arg(long = "port", default_value_t = 0)]
+    pub port: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("krust").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn produce_flags() {
+        let cli = parse(&[
+            "produce",
+            "-b",
+            "127.0.0.1:9092",
+            "-t",
+            "t1",
+            "-p",
+            "2",
+            "-K",
+            ":",
+            "-H",
+            "a=1",
+            "-H",
+            "b=2",
+            "-z",
+            "zstd",
+            "--acks",
+            "0",
+            "-X",
+            "linger.ms=1",
+        ])
+        .unwrap();
+        let Command::Produce(p) = cli.command else {
+            panic!("not produce")
+        };
+        assert_eq!(p.conn.brokers.0, "127.0.0.1:9092");
+        assert_eq!(p.topic, "t1");
+        assert_eq!(p.partition, Some(2));
+        assert_eq!(p.key_delimiter, Some(Delimiter(b":".to_vec())));
+        assert_eq!(p.headers.len(), 2);
+        assert_eq!(p.compression, Codec::Zstd);
+        assert_eq!(p.acks, Acks::None);
+        assert_eq!(p.conn.properties[0].name, "linger.ms");
+    }
+
+    #[test]
+    fn produce_acks_minus_one() {
+        let cli = parse(&["produce", "-b", "h:1", "-t", "t", "--acks", "-1"]).unwrap();
+        let Command::Produce(p) = cli.command else {
+            panic!("not produce")
+        };
+        assert_eq!(p.acks, Acks::All);
+    }
+
+    #[test]
+    fn consume_flags() {
+        let cli = parse(&[
+            "consume", "-b", "h:1", "-t", "t", "-o", "-5", "-c", "10", "-e", "-f", "%k %s\\n",
+            "-p", "0", "-p", "1",
+        ])
+        .unwrap();
+        let Command::Consume(c) = cli.command else {
+            panic!("not consume")
+        };
+        assert_eq!(c.start, StartAt::FromEnd(5));
+        assert_eq!(c.count, Some(10));
+        assert!(c.exit_at_end);
+        assert_eq!(c.partitions, vec![0, 1]);
+        assert_eq!(c.format.as_deref(), Some("%k %s\\n"));
+    }
+
+    #[test]
+    fn topics_and_bench() {
+        let cli = parse(&[
+            "topics",
+            "create",
+            "-b",
+            "h:1",
+            "t",
+            "-p",
+            "3",
+            "-c",
+            "retention.ms=1",
+        ])
+        .unwrap();
+        let Command::Topics(TopicsCommand::Create(c)) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!((c.topic.as_str(), c.partitions, c.replication), ("t", 3, 1));
+        let cli = parse(&[
+            "bench", "produce", "-b", "h:1", "-t", "t", "-n", "10", "-s", "1024",
+        ])
+        .unwrap();
+        let Command::Bench(BenchCommand::Produce(b)) = cli.command else {
+            panic!("not bench produce")
+        };
+        assert_eq!((b.records, b.record_size), (10, 1024));
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        assert!(parse(&["produce", "-b", "h:1"]).is_err()); // no topic
+        assert!(parse(&["produce", "-b", "h:1", "-t", "t", "-z", "brotli"]).is_err());
+        assert!(parse(&["consume", "-b", "h:1", "-t", "t", "-o", "soon"]).is_err());
+        assert!(parse(&["consume", "-b", "nohost", "-t", "t"]).is_err());
+        assert!(parse(&["produce", "-b", "h:1", "-t", "t", "-X", "novalue"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+    }
+}
