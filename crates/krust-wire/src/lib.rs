@@ -6,6 +6,8 @@
 //! - [`responses`]: krust's own bounded decoders for every response it reads;
 //! - [`versions`]: version negotiation against a broker's ApiVersions answer;
 //! - [`error_code`]: Kafka error codes and the one retry classifier;
+//! - [`record`]: record batches (v2 read/write, legacy v0/v1 read), CRC32C, varints;
+//! - [`compression`]: gzip, snappy, lz4 and zstd in pure Rust, with bounded decompression;
 //! - [`protocol`]: the primitive decoding layer those decoders are written against.
 //!
 //! No tokio, no sockets, no C: everything here is a pure function of its input.
@@ -13,11 +15,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod compression;
 pub mod error;
 pub mod error_code;
 pub mod frame;
 pub mod header;
 pub mod protocol;
+pub mod record;
 pub mod responses;
 pub mod versions;
 

@@ -1,0 +1,202 @@
+//! Record batch round trips: every codec, random records, headers and timestamps; restamping;
+//! control batches; record sets with a partial trailing batch.
+
+use bytes::Bytes;
+use krust_wire::record::{
+    batches, encode_control_batch, restamp, BatchBuilder, Compression, ControlRecord,
+    ControlRecordType, DeflatedBatch, Record, RecordHeader, TimestampType,
+};
+use proptest::prelude::*;
+
+fn build(codec: Compression, base_offset: i64, records: &[Record]) -> Bytes {
+    let mut b = BatchBuilder::new(codec).with_base_offset(base_offset);
+    for r in records {
+        b.push_record(r).unwrap();
+    }
+    b.finish(-1, -1, -1, false).unwrap()
+}
+
+fn decode_all(bytes: Bytes) -> Vec<Record> {
+    let mut out = Vec::new();
+    for batch in batches(bytes) {
+        out.extend(batch.unwrap().inflate().unwrap().into_records().unwrap());
+    }
+    out
+}
+
+fn arb_bytes() -> impl Strategy<Value = Option<Bytes>> {
+    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from))
+}
+
+fn arb_record() -> impl Strategy<Value = Record> {
+    (
+        -1_000_000_000i64..4_000_000_000_000,
+        arb_bytes(),
+        arb_bytes(),
+        proptest::collection::vec(("[a-zA-Z0-9._-]{0,12}", arb_bytes()), 0..4),
+    )
+        .prop_map(|(timestamp, key, value, headers)| Record {
+            offset: 0,
+            timestamp,
+            key,
+            value,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| RecordHeader::new(k, v))
+                .collect(),
+        })
+}
+
+fn arb_codec() -> impl Strategy<Value = Compression> {
+    proptest::sample::select(Compression::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn round_trips_every_codec(
+        codec in arb_codec(),
+        base in 0i64..1 << 40,
+        records in proptest::collection::vec(arb_record(), 1..40),
+        pid in -1i64..1000, epoch in -1i16..10, seq in -1i32..1000, txn in any::<bool>(),
+    ) {
+        let mut b = BatchBuilder::new(codec).with_base_offset(base);
+        for r in &records {
+            b.push_record(r).unwrap();
+        }
+        let est = b.estimated_size();
+        let bytes = b.finish(pid, epoch, seq, txn).unwrap();
+        if codec == Compression::None {
+            prop_assert_eq!(bytes.len(), est);
+        }
+        let mut it = batches(bytes.clone());
+        let batch = it.next().unwrap().unwrap();
+        prop_assert!(it.next().is_none());
+        prop_assert_eq!(it.truncated_tail(), 0);
+        let h = *batch.header();
+        prop_assert_eq!(h.magic, 2);
+        prop_assert_eq!(h.compression, codec);
+        prop_assert_eq!(h.base_offset, base);
+        prop_assert_eq!(h.record_count as usize, records.len());
+        prop_assert_eq!(h.last_offset_delta as usize, records.len() - 1);
+        prop_assert_eq!(h.producer_id, pid);
+        prop_assert_eq!(h.producer_epoch, epoch);
+        prop_assert_eq!(h.base_sequence, seq);
+        prop_assert_eq!(h.is_transactional(), txn);
+        prop_assert!(!h.is_control());
+        prop_assert_eq!(h.timestamp_type(), TimestampType::CreateTime);
+        prop_assert_eq!(h.first_timestamp, records[0].timestamp);
+        prop_assert_eq!(h.max_timestamp, records.iter().map(|r| r.timestamp).max().unwrap());
+        prop_assert_eq!(h.next_offset(), base + records.len() as i64);
+        let got = batch.inflate().unwrap().into_records().unwrap();
+        prop_assert_eq!(got.len(), records.len());
+        for (i, (g, want)) in got.iter().zip(&records).enumerate() {
+            prop_assert_eq!(g.offset, base + i as i64);
+            prop_assert_eq!(g.timestamp, want.timestamp);
+            prop_assert_eq!(&g.key, &want.key);
+            prop_assert_eq!(&g.value, &want.value);
+            prop_assert_eq!(&g.headers, &want.headers);
+        }
+    }
+
+    #[test]
+    fn restamp_keeps_records_and_fixes_crc(
+        codec in arb_codec(),
+        records in proptest::collection::vec(arb_record(), 1..10),
+        pid in 0i64..i64::MAX, epoch in 0i16..i16::MAX, seq in 0i32..i32::MAX,
+    ) {
+        let bytes = build(codec, 0, &records);
+        let stamped = restamp(&bytes, pid, epoch, seq).unwrap();
+        let batch = DeflatedBatch::decode(stamped).unwrap();
+        prop_assert_eq!(batch.header().producer_id, pid);
+        prop_assert_eq!(batch.header().producer_epoch, epoch);
+        prop_assert_eq!(batch.header().base_sequence, seq);
+        prop_assert_eq!(batch.inflate().unwrap().into_records().unwrap().len(), records.len());
+    }
+}
+
+#[test]
+fn several_batches_and_a_partial_tail() {
+    let r = |v: &'static str| Record {
+        timestamp: 1000,
+        value: Some(Bytes::from_static(v.as_bytes())),
+        ..Record::default()
+    };
+    let a = build(Compression::None, 0, &[r("a"), r("b")]);
+    let b = build(Compression::Gzip, 2, &[r("c")]);
+    let c = build(Compression::Lz4, 3, &[r("d"), r("e")]);
+    let mut set = Vec::new();
+    set.extend_from_slice(&a);
+    set.extend_from_slice(&b);
+    let full = set.len();
+    set.extend_from_slice(&c[..c.len() - 3]);
+    let mut it = batches(Bytes::from(set));
+    let got: Vec<_> = it.by_ref().map(|b| b.unwrap()).collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].base_offset(), 2);
+    assert_eq!(it.truncated_tail(), c.len() - 3);
+    assert_eq!(it.position(), full);
+    // Fewer than 12 bytes left over is a partial tail too.
+    let mut short = a.to_vec();
+    short.extend_from_slice(&[0; 5]);
+    let mut it = batches(Bytes::from(short));
+    assert_eq!(it.by_ref().count(), 1);
+    assert_eq!(it.truncated_tail(), 5);
+}
+
+#[test]
+fn control_batches_carry_their_marker() {
+    for kind in [ControlRecordType::Commit, ControlRecordType::Abort] {
+        let bytes = encode_control_batch(
+            77,
+            5,
+            9,
+            2,
+            ControlRecord {
+                version: 0,
+                kind,
+                coordinator_epoch: Some(3),
+            },
+        )
+        .unwrap();
+        let batch = DeflatedBatch::decode(bytes).unwrap();
+        assert!(batch.is_control());
+        assert!(batch.is_transactional());
+        let inflated = batch.inflate().unwrap();
+        let marker = inflated.control().unwrap();
+        assert_eq!(marker.kind, kind);
+        assert_eq!(marker.coordinator_epoch, Some(3));
+        assert_eq!(inflated.header().producer_id, 9);
+    }
+}
+
+#[test]
+fn log_append_time_overrides_record_timestamps() {
+    let mut b = BatchBuilder::new(Compression::Snappy).with_log_append_time(true);
+    b.push(10, None, Some(b"x"), &[]).unwrap();
+    b.push(30, None, Some(b"y"), &[]).unwrap();
+    let bytes = b.finish(-1, -1, -1, false).unwrap();
+    let recs = decode_all(bytes);
+    assert!(recs.iter().all(|r| r.timestamp == 30));
+}
+
+#[test]
+fn record_size_bound_covers_the_encoding() {
+    let headers = [RecordHeader::new("k", Some(Bytes::from_static(b"v")))];
+    let mut b = BatchBuilder::new(Compression::None);
+    let before = b.estimated_size();
+    b.push(i64::MAX / 2, Some(&[1; 200]), Some(&[2; 3000]), &headers)
+        .unwrap();
+    let grew = b.estimated_size() - before;
+    assert!(
+        grew <= BatchBuilder::record_size_upper_bound(Some(&[1; 200]), Some(&[2; 3000]), &headers)
+    );
+}
+
+#[test]
+fn empty_batch_is_an_encode_error() {
+    assert!(BatchBuilder::new(Compression::None)
+        .finish(-1, -1, -1, false)
+        .is_err());
+}
