@@ -1,1 +1,19 @@
-//! krust-client (under construction).
+//! krust-client: the tokio driver of krust.
+//!
+//! - [`Cluster`]: connections (one multiplexed, pipelined connection per broker), version
+//!   negotiation, the metadata cache, bootstrap and re-bootstrap;
+//! - [`ClientConfig`] and [`Properties`]: typed configuration, also built from Kafka property
+//!   names;
+//! - [`Error`]: one error type with context and predicates.
+#![warn(missing_docs)]
+
+pub mod cluster;
+pub mod config;
+pub mod conn;
+pub mod error;
+
+pub use cluster::{
+    BrokerAddress, Cluster, ClusterMetadata, NodeId, PartitionMetadata, TopicMetadata,
+};
+pub use config::{ClientConfig, Properties};
+pub use error::{Error, Result};

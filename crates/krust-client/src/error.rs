@@ -1,0 +1,165 @@
+//! The client's error type.
+//!
+//! Every variant carries the context a person needs (which broker, which API, which topic) and
+//! the predicates (`is_retriable`, `is_timeout`, ...) let code decide without matching on text.
+
+use std::time::Duration;
+
+use krust_wire::{ApiKey, ErrorCode};
+
+/// Result alias for krust-client.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong talking to a Kafka cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration property is missing, unknown or invalid.
+    #[error("invalid configuration `{property}`: {message}")]
+    Config {
+        /// The property, by its Kafka name.
+        property: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No bootstrap server could be reached.
+    #[error("could not reach any bootstrap server ({servers}): {last_error}")]
+    Bootstrap {
+        /// The configured servers.
+        servers: String,
+        /// The last failure seen.
+        last_error: String,
+    },
+    /// Connecting to or talking with a broker failed at the transport level.
+    #[error("broker {broker} ({addr}): {message}")]
+    Transport {
+        /// Node id of the broker (negative for a bootstrap address).
+        broker: i32,
+        /// Its address.
+        addr: String,
+        /// What happened.
+        message: String,
+    },
+    /// A request did not complete within its timeout. Its outcome on the broker is unknown.
+    #[error("{api} request to broker {broker} timed out after {after:?}")]
+    Timeout {
+        /// The API of the request.
+        api: ApiKey,
+        /// Node id of the broker.
+        broker: i32,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// The broker answered with an error code.
+    #[error("{api}{}: {code}{}", context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Broker {
+        /// The API of the request.
+        api: ApiKey,
+        /// The error code.
+        code: ErrorCode,
+        /// What it concerned (a topic, a partition, a group).
+        context: Option<String>,
+        /// The broker's own message, if it sent one.
+        message: Option<String>,
+    },
+    /// The bytes of a response could not be decoded, or a request could not be encoded.
+    #[error("broker {broker}: {source}")]
+    Wire {
+        /// Node id of the broker.
+        broker: i32,
+        /// The decoding error.
+        #[source]
+        source: krust_wire::Error,
+    },
+    /// Version negotiation failed (the broker lacks an API or a usable version).
+    #[error("broker {broker}: {source}")]
+    Unsupported {
+        /// Node id of the broker.
+        broker: i32,
+        /// The negotiation error.
+        #[source]
+        source: krust_wire::Error,
+    },
+    /// A topic is not known to the cluster.
+    #[error("unknown topic `{0}`")]
+    UnknownTopic(String),
+    /// A partition is not known to the cluster.
+    #[error("unknown partition {partition} of topic `{topic}`")]
+    UnknownPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// A metadata entry names a broker that is not in the broker list.
+    #[error("unknown broker {0}")]
+    UnknownBroker(i32),
+    /// The client (or producer/consumer) was closed.
+    #[error("client closed")]
+    Closed,
+    /// Something else, with a description.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// A configuration error for `property`.
+    pub fn config(property: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            property: property.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A broker error without context.
+    pub fn broker(api: ApiKey, code: ErrorCode) -> Self {
+        Error::Broker {
+            api,
+            code,
+            context: None,
+            message: None,
+        }
+    }
+
+    /// A broker error with context and the broker's message.
+    pub fn broker_with(
+        api: ApiKey,
+        code: ErrorCode,
+        context: impl Into<String>,
+        message: Option<String>,
+    ) -> Self {
+        Error::Broker {
+            api,
+            code,
+            context: Some(context.into()),
+            message: message.filter(|m| !m.is_empty()),
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout { .. } | Error::Bootstrap { .. } => true,
+            Error::Broker { code, .. } => code.is_retriable(),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a request timeout (outcome unknown).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Whether the connection failed (the request may or may not have reached the broker).
+    pub fn is_transport(&self) -> bool {
+        matches!(self, Error::Transport { .. })
+    }
+
+    /// The broker's error code, if this is a broker error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
