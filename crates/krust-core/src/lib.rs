@@ -1,1 +1,6 @@
 //! krust-core (under construction).
+
+pub mod accumulator;
+pub mod backoff;
+pub mod fetch;
+pub mod partitioner;
