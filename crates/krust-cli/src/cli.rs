@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::args::{Acks, Brokers, Codec, Delimiter, Header, Property, StartAt};
+use crate::format::Format;
 
 /// krust: produce, consume and administer Kafka topics (a pure-Rust, kcat-like tool).
 #[derive(Debug, Parser)]
@@ -103,7 +104,7 @@ pub struct ConsumeArgs {
     pub exit_at_end: bool,
     /// Output format (kcat tokens: %t %p %o %k %K %s %S %T %h %%, escapes \n \t \r \0 \\).
     #[arg(short = 'f', long = "format", value_name = "FORMAT")]
-    pub format: Option<String>,
+    pub format: Option<Format>,
 }
 
 /// `krust topics ...`.
@@ -316,7 +317,7 @@ mod tests {
         assert_eq!(c.count, Some(10));
         assert!(c.exit_at_end);
         assert_eq!(c.partitions, vec![0, 1]);
-        assert_eq!(c.format.as_deref(), Some("%k %s\\n"));
+        assert_eq!(c.format, Some(Format::parse("%k %s\\n").unwrap()));
     }
 
     #[test]

@@ -173,6 +173,14 @@ impl Format {
     }
 }
 
+impl std::str::FromStr for Format {
+    type Err = FormatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::parse(s)
+    }
+}
+
 fn render_field(field: Field, r: &RecordView<'_>, out: &mut Vec<u8>) {
     use std::io::Write as _;
     // Writing into a Vec cannot fail.
