@@ -1,0 +1,1182 @@
+//! The producer's record accumulator: per-partition buffers of batches, waiting and in flight.
+//!
+//! One [`PartitionBuffer`] per topic partition holds its [`ProducerBatch`]es in send order:
+//! in-flight batches and batches waiting to be sent (the last one may still be open for appends).
+//! The [`Accumulator`] owns every buffer and answers the driver's questions:
+//!
+//! - where does a record go ([`Accumulator::append`]), and is its batch now full;
+//! - which brokers have something ready to send, and when to look again
+//!   ([`Accumulator::poll_ready`]: linger expiry, retry backoff, delivery deadlines);
+//! - what goes into the next Produce request to a broker ([`Accumulator::drain`]: at most one batch
+//!   per partition, rotating the starting partition so none starves);
+//! - what happened to a batch ([`Accumulator::handle_success`], [`Accumulator::handle_failure`]:
+//!   retry within `retries` and `delivery.timeout.ms`, or fail);
+//! - which batches expired ([`Accumulator::expire`]).
+//!
+//! It is generic over the record handle `R` (the driver's record plus its completion channel); it
+//! never looks inside one. Encoding is the driver's: [`Accumulator::drain`] takes a closure that
+//! turns a batch into wire bytes the first time it is sent; those bytes are kept and re-sent
+//! unchanged on every retry.
+//!
+//! # Idempotence slots
+//!
+//! Each buffer carries a [`ProducerIdentity`] and the next sequence number. A batch gets its
+//! producer id, epoch and base sequence when it is *first* sent and keeps them (and its encoded
+//! bytes) across retries. Per-partition in-flight batches are bounded
+//! (`max.in.flight.requests.per.connection`, 5 at most with idempotence) and kept in order:
+//!
+//! - after a retriable failure nothing new is sent for that partition until every in-flight batch
+//!   has come back, then the failed batch goes first (the "rewind" of franz-go's `recBuf`);
+//! - a partition's batches never go to a new leader while batches are in flight to the old one;
+//! - a batch whose outcome is unknown (timeout, connection lost, NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+//!   is marked *possibly persisted*, a fact kept until it is reported.
+//!
+//! Without a producer identity (idempotence off) the sequence stays -1, exactly as Kafka expects.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::backoff::{BackoffPolicy, SmallRng};
+
+/// A broker's node id.
+pub type NodeId = i32;
+
+/// Size of a magic-v2 record batch header: an empty batch costs this many bytes.
+pub const BATCH_OVERHEAD: usize = 61;
+
+/// A topic and partition.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`-`partition`.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Debug for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// The producer id and epoch written into batches (`-1`/`-1`: not idempotent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    /// Producer id from InitProducerId, or -1.
+    pub producer_id: i64,
+    /// Producer epoch, or -1.
+    pub epoch: i16,
+}
+
+impl ProducerIdentity {
+    /// No identity: a non-idempotent producer.
+    pub const NONE: ProducerIdentity = ProducerIdentity {
+        producer_id: -1,
+        epoch: -1,
+    };
+
+    /// Whether this is a real identity (idempotent producer).
+    pub fn is_some(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+/// Kafka's sequence arithmetic: `sequence + increment`, wrapping from `i32::MAX` to 0
+/// (`DefaultRecordBatch.incrementSequence`).
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+/// Accumulator settings (taken from the producer configuration).
+#[derive(Debug, Clone)]
+pub struct AccumulatorConfig {
+    /// `batch.size`: target bytes per batch. A record larger than this gets a batch of its own.
+    pub batch_size: usize,
+    /// `linger.ms`: how long a batch that is not full waits for more records.
+    pub linger: Duration,
+    /// `delivery.timeout.ms`: time from append to success or failure, retries included.
+    pub delivery_timeout: Duration,
+    /// Batches in flight per partition (`max.in.flight.requests.per.connection`; at least 1).
+    pub max_in_flight_per_partition: usize,
+    /// `retries`: retry attempts per batch (within the delivery timeout).
+    pub retries: u32,
+    /// `retry.backoff.ms` / `retry.backoff.max.ms`.
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for AccumulatorConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 16384,
+            linger: Duration::from_millis(5),
+            delivery_timeout: Duration::from_secs(120),
+            max_in_flight_per_partition: 5,
+            retries: u32::MAX,
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// Identifies a batch for its whole life (unique within one accumulator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchId(pub u64);
+
+/// Where a batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchState {
+    /// The partition's newest batch, still taking records.
+    Open,
+    /// Closed (full, or flushed), waiting to be sent or re-sent.
+    Waiting,
+    /// Sent to `node`, awaiting the response.
+    InFlight { node: NodeId },
+}
+
+/// A batch of records for one partition.
+pub struct ProducerBatch<R> {
+    id: BatchId,
+    tp: TopicPartition,
+    records: Vec<R>,
+    size: usize,
+    created: Instant,
+    attempts: u32,
+    state: BatchState,
+    producer: ProducerIdentity,
+    base_sequence: i32,
+    encoded: Option<Bytes>,
+    possibly_persisted: bool,
+}
+
+impl<R> fmt::Debug for ProducerBatch<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerBatch")
+            .field("id", &self.id)
+            .field("tp", &self.tp)
+            .field("records", &self.records.len())
+            .field("size", &self.size)
+            .field("attempts", &self.attempts)
+            .field("state", &self.state)
+            .field("base_sequence", &self.base_sequence)
+            .field("possibly_persisted", &self.possibly_persisted)
+            .finish()
+    }
+}
+
+impl<R> ProducerBatch<R> {
+    /// The batch's id.
+    pub fn id(&self) -> BatchId {
+        self.id
+    }
+    /// Its partition.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+    /// Its records, in append order.
+    pub fn records(&self) -> &[R] {
+        &self.records
+    }
+    /// Takes the records out (to complete them).
+    pub fn into_records(self) -> Vec<R> {
+        self.records
+    }
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+    /// Estimated uncompressed size in bytes (header included).
+    pub fn estimated_size(&self) -> usize {
+        self.size
+    }
+    /// When the batch was created (its first record appended).
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+    /// How many times it was sent.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    /// The producer identity it was (or will be) sent with.
+    pub fn producer(&self) -> ProducerIdentity {
+        self.producer
+    }
+    /// Its base sequence (-1 without idempotence or before the first send).
+    pub fn base_sequence(&self) -> i32 {
+        self.base_sequence
+    }
+    /// Its wire bytes, once encoded for the first send.
+    pub fn encoded(&self) -> Option<&Bytes> {
+        self.encoded.as_ref()
+    }
+    /// Whether a send's outcome was unknown: the broker may have written it.
+    pub fn is_possibly_persisted(&self) -> bool {
+        self.possibly_persisted
+    }
+    /// Whether it is in flight now.
+    pub fn is_in_flight(&self) -> bool {
+        matches!(self.state, BatchState::InFlight { .. })
+    }
+}
+
+/// The outcome of [`Accumulator::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The batch the record went into.
+    pub batch: BatchId,
+    /// Whether a new batch was started for it.
+    pub new_batch: bool,
+    /// Whether the partition's open batch is now (about) full: another record of the average
+    /// size would not fit. The uniform sticky partitioner switches on this.
+    pub batch_full: bool,
+}
+
+/// A batch taken by [`Accumulator::drain`] for a request.
+#[derive(Debug, Clone)]
+pub struct Drained {
+    /// Its partition.
+    pub tp: TopicPartition,
+    /// Its id, to report the outcome.
+    pub id: BatchId,
+    /// The bytes to send (the same on every attempt).
+    pub data: Bytes,
+    /// Number of records.
+    pub record_count: usize,
+    /// Attempt number, 1 for the first send.
+    pub attempt: u32,
+}
+
+/// How a send failed, as the driver saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// Whether Kafka (or the transport) says a retry may succeed.
+    pub retriable: bool,
+    /// Whether the broker may have written the batch anyway (timeout, connection lost with the
+    /// request in flight, NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    pub outcome_unknown: bool,
+}
+
+/// What [`Accumulator::handle_failure`] decided.
+#[derive(Debug)]
+pub enum FailureOutcome<R> {
+    /// The batch stays and will be re-sent after a backoff (at `retry_at`).
+    Retrying {
+        /// When the partition may send again.
+        retry_at: Instant,
+    },
+    /// The batch is given up: the caller completes its records with the error. Check
+    /// [`ProducerBatch::is_possibly_persisted`] to report truthfully.
+    Failed(ProducerBatch<R>),
+    /// The batch was not known (already completed, or expired meanwhile).
+    Unknown,
+}
+
+/// What [`Accumulator::poll_ready`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Brokers with at least one sendable batch.
+    pub nodes: BTreeSet<NodeId>,
+    /// Partitions with waiting batches but no known leader (refresh metadata).
+    pub unknown_leaders: Vec<TopicPartition>,
+    /// The earliest time something changes on its own (linger end, backoff end, a delivery
+    /// deadline), if anything is buffered.
+    pub next_check: Option<Instant>,
+}
+
+/// The batches of one partition, in send order.
+pub struct PartitionBuffer<R> {
+    tp: TopicPartition,
+    batches: VecDeque<ProducerBatch<R>>,
+    leader: Option<NodeId>,
+    leader_epoch: i32,
+    in_flight: usize,
+    /// After a retriable failure: send nothing until in-flight batches are back (order).
+    rewinding: bool,
+    retry_at: Option<Instant>,
+    producer: ProducerIdentity,
+    next_sequence: i32,
+}
+
+impl<R> fmt::Debug for PartitionBuffer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionBuffer")
+            .field("tp", &self.tp)
+            .field("batches", &self.batches.len())
+            .field("leader", &self.leader)
+            .field("in_flight", &self.in_flight)
+            .field("rewinding", &self.rewinding)
+            .field("next_sequence", &self.next_sequence)
+            .finish()
+    }
+}
+
+impl<R> PartitionBuffer<R> {
+    fn new(tp: TopicPartition) -> Self {
+        Self {
+            tp,
+            batches: VecDeque::new(),
+            leader: None,
+            leader_epoch: -1,
+            in_flight: 0,
+            rewinding: false,
+            retry_at: None,
+            producer: ProducerIdentity::NONE,
+            next_sequence: 0,
+        }
+    }
+
+    /// The partition.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    /// The leader epoch from metadata (-1 if unknown).
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    /// Batches in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+    /// Batches held (waiting and in flight).
+    pub fn batch_count(&self) -> usize {
+        self.batches.len()
+    }
+    /// Records held (waiting and in flight).
+    pub fn record_count(&self) -> usize {
+        self.batches.iter().map(|b| b.records.len()).sum()
+    }
+    /// The next sequence number a new batch would get.
+    pub fn next_sequence(&self) -> i32 {
+        self.next_sequence
+    }
+
+    /// The first batch not in flight, if it may be sent now to `leader`.
+    fn sendable(&self, now: Instant, cfg: &AccumulatorConfig, flushing: bool) -> Option<usize> {
+        let leader = self.leader?;
+        if self.in_flight >= cfg.max_in_flight_per_partition.max(1)
+            || (self.rewinding && self.in_flight > 0)
+            || self.retry_at.is_some_and(|t| now < t)
+        {
+            return None;
+        }
+        // Never split a partition's in-flight batches across brokers: a leader change waits
+        // for the old leader's answers before anything goes to the new one.
+        if self
+            .batches
+            .iter()
+            .any(|b| matches!(b.state, BatchState::InFlight { node } if node != leader))
+        {
+            return None;
+        }
+        let idx = self
+            .batches
+            .iter()
+            .position(|b| !matches!(b.state, BatchState::InFlight { .. }))?;
+        let b = &self.batches[idx];
+        let ready = match b.state {
+            BatchState::Waiting => true,
+            BatchState::Open => {
+                flushing || b.size >= cfg.batch_size || now >= b.created + cfg.linger
+            }
+            BatchState::InFlight { .. } => false,
+        };
+        ready.then_some(idx)
+    }
+
+    /// When this buffer next changes on its own.
+    fn next_check(&self, cfg: &AccumulatorConfig) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut consider = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        if let Some(r) = self.retry_at {
+            consider(r);
+        }
+        for b in &self.batches {
+            consider(b.created + cfg.delivery_timeout);
+            if b.state == BatchState::Open {
+                consider(b.created + cfg.linger);
+            }
+        }
+        t
+    }
+}
+
+/// Every partition's buffer, and the bookkeeping across them.
+pub struct Accumulator<R> {
+    cfg: AccumulatorConfig,
+    partitions: BTreeMap<TopicPartition, PartitionBuffer<R>>,
+    next_batch_id: u64,
+    flushing: bool,
+    drain_cursor: HashMap<NodeId, usize>,
+    rng: SmallRng,
+}
+
+impl<R> fmt::Debug for Accumulator<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accumulator")
+            .field("partitions", &self.partitions.len())
+            .field("flushing", &self.flushing)
+            .finish()
+    }
+}
+
+impl<R> Accumulator<R> {
+    /// An empty accumulator; `seed` drives the backoff jitter.
+    pub fn new(cfg: AccumulatorConfig, seed: u64) -> Self {
+        Self {
+            cfg,
+            partitions: BTreeMap::new(),
+            next_batch_id: 0,
+            flushing: false,
+            drain_cursor: HashMap::new(),
+            rng: SmallRng::new(seed),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AccumulatorConfig {
+        &self.cfg
+    }
+
+    /// The buffer of `tp`, if it exists.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionBuffer<R>> {
+        self.partitions.get(tp)
+    }
+
+    /// Every buffer.
+    pub fn partitions(&self) -> impl Iterator<Item = &PartitionBuffer<R>> {
+        self.partitions.values()
+    }
+
+    fn buffer_mut(&mut self, tp: &TopicPartition) -> &mut PartitionBuffer<R> {
+        if !self.partitions.contains_key(tp) {
+            self.partitions
+                .insert(tp.clone(), PartitionBuffer::new(tp.clone()));
+        }
+        self.partitions.get_mut(tp).expect("inserted above")
+    }
+
+    /// Sets the leader of `tp` from metadata. Returns true when the leader changed (a
+    /// *migration*: waiting batches will be drained for the new leader, once the old leader has
+    /// answered for the in-flight ones).
+    pub fn set_leader(&mut self, tp: &TopicPartition, leader: Option<NodeId>, epoch: i32) -> bool {
+        let b = self.buffer_mut(tp);
+        // Ignore stale metadata (an older epoch) when both epochs are known.
+        if epoch >= 0 && b.leader_epoch >= 0 && epoch < b.leader_epoch {
+            return false;
+        }
+        let changed = b.leader != leader;
+        b.leader = leader;
+        b.leader_epoch = epoch;
+        changed
+    }
+
+    /// Sets the producer identity used for batches of `tp` not yet sent, resetting its
+    /// sequence to `next_sequence` (idempotence: after InitProducerId or an epoch bump).
+    pub fn set_producer(
+        &mut self,
+        tp: &TopicPartition,
+        producer: ProducerIdentity,
+        next_sequence: i32,
+    ) {
+        let b = self.buffer_mut(tp);
+        b.producer = producer;
+        b.next_sequence = next_sequence;
+    }
+
+    /// Appends `record` (estimated encoded size `size`, from the record's own fields) to `tp`'s
+    /// open batch, or to a new batch when it would overflow `batch.size`.
+    pub fn append(
+        &mut self,
+        tp: &TopicPartition,
+        record: R,
+        size: usize,
+        now: Instant,
+    ) -> Appended {
+        let batch_size = self.cfg.batch_size;
+        let next_id = self.next_batch_id;
+        let b = self.buffer_mut(tp);
+        let fits = b.batches.back().is_some_and(|last| {
+            last.state == BatchState::Open
+                && (last.records.is_empty() || last.size + size <= batch_size)
+        });
+        let mut new_batch = false;
+        if !fits {
+            if let Some(last) = b.batches.back_mut() {
+                if last.state == BatchState::Open {
+                    last.state = BatchState::Waiting;
+                }
+            }
+            b.batches.push_back(ProducerBatch {
+                id: BatchId(next_id),
+                tp: tp.clone(),
+                records: Vec::new(),
+                size: BATCH_OVERHEAD,
+                created: now,
+                attempts: 0,
+                state: BatchState::Open,
+                producer: ProducerIdentity::NONE,
+                base_sequence: -1,
+                encoded: None,
+                possibly_persisted: false,
+            });
+            new_batch = true;
+        }
+        let last = b.batches.back_mut().expect("a batch is open");
+        last.records.push(record);
+        last.size += size;
+        let avg = (last.size - BATCH_OVERHEAD) / last.records.len();
+        let batch_full = last.size + avg.max(1) > batch_size;
+        let id = last.id;
+        if new_batch {
+            self.next_batch_id += 1;
+        }
+        Appended {
+            batch: id,
+            new_batch,
+            batch_full,
+        }
+    }
+
+    /// While flushing, every batch is sendable at once, linger or not (Java's
+    /// `flushInProgress`).
+    pub fn set_flushing(&mut self, flushing: bool) {
+        self.flushing = flushing;
+    }
+
+    /// Whether a flush is in progress.
+    pub fn is_flushing(&self) -> bool {
+        self.flushing
+    }
+
+    /// Which brokers have sendable batches at `now`, which partitions lack a leader, and when
+    /// to look again.
+    pub fn poll_ready(&self, now: Instant) -> Readiness {
+        let mut r = Readiness::default();
+        for b in self.partitions.values() {
+            if b.batches.is_empty() {
+                continue;
+            }
+            if let Some(t) = b.next_check(&self.cfg) {
+                r.next_check = Some(r.next_check.map_or(t, |x| x.min(t)));
+            }
+            match b.leader {
+                None => {
+                    if b.batches.iter().any(|x| !x.is_in_flight()) {
+                        r.unknown_leaders.push(b.tp.clone());
+                    }
+                }
+                Some(node) => {
+                    if b.sendable(now, &self.cfg, self.flushing).is_some() {
+                        r.nodes.insert(node);
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    /// Takes the batches for one Produce request to `node`: at most one per partition led by
+    /// `node`, the first sendable one of each, until `max_bytes` (first batch always taken).
+    ///
+    /// `encode` turns a batch into wire bytes on its first send (its producer identity and base
+    /// sequence are set by then); on retries the kept bytes are reused. Drained batches are in
+    /// flight until [`Accumulator::handle_success`] or [`Accumulator::handle_failure`].
+    pub fn drain<F>(
+        &mut self,
+        node: NodeId,
+        now: Instant,
+        max_bytes: usize,
+        mut encode: F,
+    ) -> Vec<Drained>
+    where
+        F: FnMut(&ProducerBatch<R>) -> Bytes,
+    {
+        let tps: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, b)| b.leader == Some(node) && !b.batches.is_empty())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if tps.is_empty() {
+            return Vec::new();
+        }
+        let cursor = self.drain_cursor.entry(node).or_insert(0);
+        let start = *cursor % tps.len();
+        *cursor = cursor.wrapping_add(1);
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for i in 0..tps.len() {
+            let tp = &tps[(start + i) % tps.len()];
+            let b = self.partitions.get_mut(tp).expect("listed above");
+            let Some(idx) = b.sendable(now, &self.cfg, self.flushing) else {
+                continue;
+            };
+            let producer = b.producer;
+            let next_seq = b.next_sequence;
+            let batch = &mut b.batches[idx];
+            if batch.encoded.is_none() {
+                // First send: the identity and sequence are fixed now, for good.
+                batch.producer = producer;
+                if producer.is_some() {
+                    batch.base_sequence = next_seq;
+                    b.next_sequence = increment_sequence(next_seq, batch.records.len() as i32);
+                }
+                let batch = &mut b.batches[idx];
+                let data = encode(batch);
+                batch.encoded = Some(data);
+            }
+            let batch = &mut b.batches[idx];
+            let data = batch.encoded.clone().expect("encoded above");
+            if !out.is_empty() && total + data.len() > max_bytes {
+                // Stays encoded and waiting; goes in the next request.
+                if batch.state == BatchState::Open {
+                    batch.state = BatchState::Waiting;
+                }
+                continue;
+            }
+            total += data.len();
+            batch.state = BatchState::InFlight { node };
+            batch.attempts += 1;
+            b.in_flight += 1;
+            b.retry_at = None;
+            out.push(Drained {
+                tp: tp.clone(),
+                id: batch.id,
+                data,
+                record_count: batch.records.len(),
+                attempt: batch.attempts,
+            });
+        }
+        out
+    }
+
+    fn find(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+    ) -> Option<(&mut PartitionBuffer<R>, usize)> {
+        let b = self.partitions.get_mut(tp)?;
+        let idx = b.batches.iter().position(|x| x.id == id)?;
+        Some((b, idx))
+    }
+
+    /// The broker accepted batch `id`: it leaves the buffer, for the caller to complete.
+    pub fn handle_success(&mut self, tp: &TopicPartition, id: BatchId) -> Option<ProducerBatch<R>> {
+        let (b, idx) = self.find(tp, id)?;
+        let batch = b.batches.remove(idx)?;
+        if batch.is_in_flight() {
+            b.in_flight -= 1;
+        }
+        if b.in_flight == 0 {
+            b.rewinding = false;
+        }
+        Some(batch)
+    }
+
+    /// Sending batch `id` failed at `now`. Retried (after a backoff, first in line for its
+    /// partition) if the failure is retriable, attempts remain and the delivery timeout has not
+    /// passed; otherwise handed back as [`FailureOutcome::Failed`].
+    pub fn handle_failure(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        failure: Failure,
+        now: Instant,
+    ) -> FailureOutcome<R> {
+        let cfg = self.cfg.clone();
+        let Some(b) = self.partitions.get_mut(tp) else {
+            return FailureOutcome::Unknown;
+        };
+        let Some(idx) = b.batches.iter().position(|x| x.id == id) else {
+            return FailureOutcome::Unknown;
+        };
+        let batch = &mut b.batches[idx];
+        if batch.is_in_flight() {
+            b.in_flight -= 1;
+        }
+        let batch = &mut b.batches[idx];
+        batch.possibly_persisted |= failure.outcome_unknown;
+        let expired = now >= batch.created + cfg.delivery_timeout;
+        let attempts_left = batch.attempts <= cfg.retries;
+        if failure.retriable && attempts_left && !expired {
+            batch.state = BatchState::Waiting;
+            let delay = cfg
+                .backoff
+                .delay(batch.attempts.saturating_sub(1), &mut self.rng);
+            let retry_at = now + delay;
+            b.retry_at = Some(b.retry_at.map_or(retry_at, |t| t.max(retry_at)));
+            b.rewinding = b.in_flight > 0;
+            FailureOutcome::Retrying { retry_at }
+        } else {
+            let batch = b.batches.remove(idx).expect("found above");
+            if b.in_flight == 0 {
+                b.rewinding = false;
+            }
+            FailureOutcome::Failed(batch)
+        }
+    }
+
+    /// Removes and returns every batch whose delivery timeout passed at `now` and that is not in
+    /// flight (an in-flight batch expires when its request comes back or times out).
+    pub fn expire(&mut self, now: Instant) -> Vec<ProducerBatch<R>> {
+        let timeout = self.cfg.delivery_timeout;
+        let mut out = Vec::new();
+        for b in self.partitions.values_mut() {
+            if b.batches.is_empty() {
+                continue;
+            }
+            let mut keep = VecDeque::with_capacity(b.batches.len());
+            for batch in b.batches.drain(..) {
+                if !batch.is_in_flight() && now >= batch.created + timeout {
+                    out.push(batch);
+                } else {
+                    keep.push_back(batch);
+                }
+            }
+            b.batches = keep;
+        }
+        out
+    }
+
+    /// Removes and returns every batch that is not in flight (closing without sending).
+    pub fn abort_waiting(&mut self) -> Vec<ProducerBatch<R>> {
+        let mut out = Vec::new();
+        for b in self.partitions.values_mut() {
+            let mut keep = VecDeque::new();
+            for batch in b.batches.drain(..) {
+                if batch.is_in_flight() {
+                    keep.push_back(batch);
+                } else {
+                    out.push(batch);
+                }
+            }
+            b.batches = keep;
+        }
+        out
+    }
+
+    /// Whether no batch is held (waiting or in flight).
+    pub fn is_empty(&self) -> bool {
+        self.partitions.values().all(|b| b.batches.is_empty())
+    }
+
+    /// Batches in flight, over all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.partitions.values().map(|b| b.in_flight).sum()
+    }
+
+    /// Records held (waiting and in flight), over all partitions.
+    pub fn record_count(&self) -> usize {
+        self.partitions.values().map(|b| b.record_count()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> AccumulatorConfig {
+        let mut backoff = BackoffPolicy::new(Duration::from_millis(100), Duration::from_secs(1));
+        backoff.jitter = 0.0;
+        AccumulatorConfig {
+            batch_size: 1000,
+            linger: Duration::from_millis(10),
+            delivery_timeout: Duration::from_secs(30),
+            max_in_flight_per_partition: 5,
+            retries: u32::MAX,
+            backoff,
+        }
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    fn enc(b: &ProducerBatch<u32>) -> Bytes {
+        // A fake encoding: the record values, one byte each, behind the base sequence.
+        let mut v = b.base_sequence().to_be_bytes().to_vec();
+        v.extend(b.records().iter().map(|r| *r as u8));
+        Bytes::from(v)
+    }
+
+    const RETRY: Failure = Failure {
+        retriable: true,
+        outcome_unknown: false,
+    };
+
+    #[test]
+    fn linger_then_ready() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        let ap = a.append(&tp(0), 1u32, 100, t0);
+        assert!(ap.new_batch && !ap.batch_full);
+        let r = a.poll_ready(t0);
+        assert!(r.nodes.is_empty());
+        assert_eq!(r.next_check, Some(t0 + Duration::from_millis(10)));
+        assert!(a.drain(1, t0, usize::MAX, enc).is_empty());
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!(a.poll_ready(t1).nodes, BTreeSet::from([1]));
+        let d = a.drain(1, t1, usize::MAX, enc);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].record_count, 1);
+        assert_eq!(d[0].attempt, 1);
+        assert_eq!(a.in_flight(), 1);
+        let done = a.handle_success(&tp(0), d[0].id).unwrap();
+        assert_eq!(done.into_records(), vec![1]);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn full_batches_are_ready_before_linger() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        let mut full_seen = false;
+        let mut new_batches = 0;
+        for i in 0..20u32 {
+            let ap = a.append(&tp(0), i, 100, t0);
+            full_seen |= ap.batch_full;
+            new_batches += usize::from(ap.new_batch);
+        }
+        assert!(full_seen);
+        // 61 + 9 * 100 = 961 <= 1000: nine records per batch.
+        assert_eq!(new_batches, 3);
+        let r = a.poll_ready(t0);
+        assert_eq!(r.nodes, BTreeSet::from([1]));
+        // One batch per partition per request.
+        let d = a.drain(1, t0, usize::MAX, enc);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].record_count, 9);
+        // In-flight limit 5 per partition: the second batch is also sendable now.
+        let d2 = a.drain(1, t0, usize::MAX, enc);
+        assert_eq!(d2.len(), 1);
+        assert_eq!(d2[0].record_count, 9);
+        // The third (2 records) still lingers.
+        assert!(a.drain(1, t0, usize::MAX, enc).is_empty());
+    }
+
+    #[test]
+    fn oversized_record_gets_its_own_batch() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.append(&tp(0), 1u32, 100, t0);
+        let ap = a.append(&tp(0), 2u32, 5000, t0);
+        assert!(ap.new_batch && ap.batch_full);
+        let ap = a.append(&tp(0), 3u32, 10, t0);
+        assert!(ap.new_batch);
+        assert_eq!(a.partition(&tp(0)).unwrap().batch_count(), 3);
+    }
+
+    #[test]
+    fn flush_makes_everything_ready() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        for p in 0..3 {
+            a.set_leader(&tp(p), Some(p % 2), 0);
+            a.append(&tp(p), p as u32, 10, t0);
+        }
+        assert!(a.poll_ready(t0).nodes.is_empty());
+        a.set_flushing(true);
+        assert_eq!(a.poll_ready(t0).nodes, BTreeSet::from([0, 1]));
+        let d0 = a.drain(0, t0, usize::MAX, enc);
+        assert_eq!(d0.len(), 2, "partitions 0 and 2 lead by node 0");
+        let d1 = a.drain(1, t0, usize::MAX, enc);
+        assert_eq!(d1.len(), 1);
+    }
+
+    #[test]
+    fn max_bytes_splits_requests_but_takes_one_batch_at_least() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_flushing(true);
+        for p in 0..4 {
+            a.set_leader(&tp(p), Some(1), 0);
+            a.append(&tp(p), 7u32, 10, t0);
+        }
+        // enc() makes 5 bytes per one-record batch.
+        let d = a.drain(1, t0, 1, enc);
+        assert_eq!(d.len(), 1);
+        let d = a.drain(1, t0, 10, enc);
+        assert_eq!(d.len(), 2);
+        let d = a.drain(1, t0, 100, enc);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn drain_rotates_partitions_for_fairness() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_flushing(true);
+        let mut firsts = BTreeSet::new();
+        for round in 0..3 {
+            for p in 0..3 {
+                a.set_leader(&tp(p), Some(1), 0);
+                a.append(&tp(p), round, 10, t0);
+            }
+            let d = a.drain(1, t0, 1, enc);
+            firsts.insert(d[0].tp.partition);
+            for x in d {
+                a.handle_success(&x.tp, x.id);
+            }
+        }
+        assert_eq!(firsts.len(), 3, "each partition went first once");
+    }
+
+    #[test]
+    fn retry_keeps_bytes_and_sequence_and_goes_first_after_in_flight_returns() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_producer(
+            &tp(0),
+            ProducerIdentity {
+                producer_id: 7,
+                epoch: 0,
+            },
+            0,
+        );
+        a.set_flushing(true);
+        // Three batches of 9, 9 and 2 records.
+        for i in 0..20u32 {
+            a.append(&tp(0), i, 100, t0);
+        }
+        let d1 = a.drain(1, t0, usize::MAX, enc).remove(0);
+        let d2 = a.drain(1, t0, usize::MAX, enc).remove(0);
+        assert_eq!(&d1.data[..4], &0i32.to_be_bytes());
+        assert_eq!(&d2.data[..4], &9i32.to_be_bytes());
+        assert_eq!(a.partition(&tp(0)).unwrap().next_sequence(), 18);
+        // The first fails; the second is still in flight: nothing may be sent (rewind).
+        let out = a.handle_failure(&tp(0), d1.id, RETRY, t0);
+        let FailureOutcome::Retrying { retry_at } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(retry_at, t0 + Duration::from_millis(100));
+        let later = t0 + Duration::from_secs(1);
+        assert!(a.drain(1, later, usize::MAX, enc).is_empty());
+        // The second fails too (out of order behind the first, say).
+        a.handle_failure(&tp(0), d2.id, RETRY, later);
+        assert!(a.drain(1, later, usize::MAX, enc).is_empty(), "backoff");
+        let later = later + Duration::from_millis(100);
+        // Now the first goes first, with the same bytes and sequence, attempt 2.
+        let r1 = a.drain(1, later, usize::MAX, enc).remove(0);
+        assert_eq!(r1.id, d1.id);
+        assert_eq!(r1.data, d1.data);
+        assert_eq!(r1.attempt, 2);
+        let r2 = a.drain(1, later, usize::MAX, enc).remove(0);
+        assert_eq!(r2.id, d2.id);
+        assert_eq!(r2.data, d2.data);
+        // And the third gets the next sequence.
+        let r3 = a.drain(1, later, usize::MAX, enc).remove(0);
+        assert_eq!(&r3.data[..4], &18i32.to_be_bytes());
+        assert_eq!(a.partition(&tp(0)).unwrap().next_sequence(), 20);
+    }
+
+    #[test]
+    fn non_retriable_or_timed_out_failures_hand_the_batch_back() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_flushing(true);
+        a.append(&tp(0), 1u32, 10, t0);
+        let d = a.drain(1, t0, usize::MAX, enc).remove(0);
+        let out = a.handle_failure(
+            &tp(0),
+            d.id,
+            Failure {
+                retriable: false,
+                outcome_unknown: false,
+            },
+            t0,
+        );
+        assert!(matches!(out, FailureOutcome::Failed(b) if !b.is_possibly_persisted()));
+        // Retriable, but past the delivery timeout, and the outcome unknown.
+        a.append(&tp(0), 2u32, 10, t0);
+        let d = a.drain(1, t0, usize::MAX, enc).remove(0);
+        let out = a.handle_failure(
+            &tp(0),
+            d.id,
+            Failure {
+                retriable: true,
+                outcome_unknown: true,
+            },
+            t0 + Duration::from_secs(30),
+        );
+        assert!(matches!(out, FailureOutcome::Failed(b) if b.is_possibly_persisted()));
+        assert!(a.is_empty());
+        // Unknown batch.
+        assert!(matches!(
+            a.handle_failure(&tp(0), d.id, RETRY, t0),
+            FailureOutcome::Unknown
+        ));
+    }
+
+    #[test]
+    fn retries_are_bounded() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.retries = 2;
+        let mut a = Accumulator::new(c, 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_flushing(true);
+        a.append(&tp(0), 1u32, 10, t0);
+        let mut now = t0;
+        for attempt in 1..=3 {
+            let d = a.drain(1, now, usize::MAX, enc).remove(0);
+            assert_eq!(d.attempt, attempt);
+            match a.handle_failure(&tp(0), d.id, RETRY, now) {
+                FailureOutcome::Retrying { retry_at } => {
+                    assert!(attempt < 3);
+                    now = retry_at;
+                }
+                FailureOutcome::Failed(_) => assert_eq!(attempt, 3, "two retries, then fail"),
+                FailureOutcome::Unknown => panic!(),
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_grows_per_attempt() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_flushing(true);
+        a.append(&tp(0), 1u32, 10, t0);
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            let d = a.drain(1, now, usize::MAX, enc).remove(0);
+            let FailureOutcome::Retrying { retry_at } = a.handle_failure(&tp(0), d.id, RETRY, now)
+            else {
+                panic!()
+            };
+            delays.push((retry_at - now).as_millis());
+            now = retry_at;
+        }
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000]);
+    }
+
+    #[test]
+    fn migration_waits_for_old_leader_then_moves_buffer() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 5);
+        a.set_flushing(true);
+        a.append(&tp(0), 1u32, 10, t0);
+        let d = a.drain(1, t0, usize::MAX, enc).remove(0);
+        a.append(&tp(0), 2u32, 10, t0);
+        // Stale metadata is ignored; a newer epoch moves the partition.
+        assert!(!a.set_leader(&tp(0), Some(3), 4));
+        assert!(a.set_leader(&tp(0), Some(2), 6));
+        // Batch 1 is still in flight to node 1: nothing goes to node 2 yet.
+        assert!(a.poll_ready(t0).nodes.is_empty());
+        assert!(a.drain(2, t0, usize::MAX, enc).is_empty());
+        // Node 1 answers NOT_LEADER: retry on node 2, in order.
+        a.handle_failure(&tp(0), d.id, RETRY, t0);
+        let now = t0 + Duration::from_millis(100);
+        assert_eq!(a.poll_ready(now).nodes, BTreeSet::from([2]));
+        let r = a.drain(2, now, usize::MAX, enc).remove(0);
+        assert_eq!(r.id, d.id);
+        let r2 = a.drain(2, now, usize::MAX, enc).remove(0);
+        assert_ne!(r2.id, d.id);
+    }
+
+    #[test]
+    fn unknown_leader_is_reported() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.append(&tp(0), 1u32, 10, t0);
+        let r = a.poll_ready(t0 + Duration::from_secs(1));
+        assert_eq!(r.unknown_leaders, vec![tp(0)]);
+        assert!(r.nodes.is_empty());
+    }
+
+    #[test]
+    fn expiry_spares_in_flight_batches() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_flushing(true);
+        a.append(&tp(0), 1u32, 10, t0);
+        let d = a.drain(1, t0, usize::MAX, enc).remove(0);
+        a.append(&tp(0), 2u32, 10, t0);
+        a.append(&tp(1), 3u32, 10, t0);
+        let r = a.poll_ready(t0);
+        assert_eq!(r.next_check, Some(t0 + Duration::from_millis(10)));
+        assert!(a.expire(t0 + Duration::from_secs(29)).is_empty());
+        let expired = a.expire(t0 + Duration::from_secs(30));
+        let mut recs: Vec<u32> = expired.into_iter().flat_map(|b| b.into_records()).collect();
+        recs.sort();
+        assert_eq!(recs, vec![2, 3]);
+        assert!(a.handle_success(&tp(0), d.id).is_some());
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn in_flight_limit_one_keeps_strict_order() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.max_in_flight_per_partition = 1;
+        let mut a = Accumulator::new(c, 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_flushing(true);
+        a.append(&tp(0), 1u32, 900, t0);
+        a.append(&tp(0), 2u32, 900, t0);
+        let d = a.drain(1, t0, usize::MAX, enc);
+        assert_eq!(d.len(), 1);
+        assert!(a.drain(1, t0, usize::MAX, enc).is_empty());
+        a.handle_success(&tp(0), d[0].id);
+        assert_eq!(a.drain(1, t0, usize::MAX, enc).len(), 1);
+    }
+
+    #[test]
+    fn abort_waiting_returns_everything_not_in_flight() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_flushing(true);
+        a.append(&tp(0), 1u32, 10, t0);
+        let _d = a.drain(1, t0, usize::MAX, enc);
+        a.append(&tp(0), 2u32, 10, t0);
+        let w = a.abort_waiting();
+        assert_eq!(w.len(), 1);
+        assert_eq!(a.in_flight(), 1);
+        assert_eq!(a.record_count(), 1);
+    }
+
+    #[test]
+    fn sequence_wraps_like_kafka() {
+        assert_eq!(increment_sequence(0, 5), 5);
+        assert_eq!(increment_sequence(i32::MAX - 2, 2), i32::MAX);
+        assert_eq!(increment_sequence(i32::MAX - 2, 3), 0);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 10), 8);
+    }
+}
