@@ -13,7 +13,9 @@
 # Without CI, a missing broker or Python only skips what needs them (with a warning). With
 # CI=true, either one failing to come up fails the run: real-broker tests are never silently skipped.
 #
-# Python test scripts run from the repository root as `$KRUST_PYTHON SCRIPT` with these set:
+# Python test scripts are the files named test_*.py in scripts/interop/ and in
+# crates/krust-testkit/conformance/ (other .py files there are tools or shared modules). Each runs
+# from the repository root as `$KRUST_PYTHON SCRIPT BROKER_ADDR`, with these also in its environment:
 #   KRUST_BROKER   host:port of the broker      KRUST_PYTHON  the venv's python
 #   KRUST_BIN      path of the built `krust` CLI  KRUST_REPO    the repository root
 # Exit 0 = passed, 77 = skipped (say why on stderr), anything else = failed.
@@ -130,13 +132,8 @@ cargo_suite "unit+integration tests" test --workspace --all-targets
 cargo_suite "doc tests" test --workspace --doc
 
 shopt -s nullglob
-PY_SCRIPTS=(scripts/interop/*.py crates/krust-testkit/conformance/*.py)
+TEST_SCRIPTS=(scripts/interop/test_*.py crates/krust-testkit/conformance/test_*.py)
 shopt -u nullglob
-# Library modules shared by the scripts (names starting with "_") are not tests.
-TEST_SCRIPTS=()
-for s in "${PY_SCRIPTS[@]}"; do
-  case "$(basename "$s")" in _* | conftest.py) ;; *) TEST_SCRIPTS+=("$s") ;; esac
-done
 
 if [ "${#TEST_SCRIPTS[@]}" -gt 0 ]; then
   banner "python interop and conformance scripts (${#TEST_SCRIPTS[@]})"
@@ -153,7 +150,7 @@ if [ "${#TEST_SCRIPTS[@]}" -gt 0 ]; then
       if [ "$CI_MODE" = 1 ]; then record "$s" 1; else record "$s" 77; fi
       continue
     fi
-    timeout --foreground -k 10 "$SCRIPT_TIMEOUT" "$KRUST_PYTHON" "$s"
+    timeout --foreground -k 10 "$SCRIPT_TIMEOUT" "$KRUST_PYTHON" "$s" "$KRUST_BROKER"
     st=$?
     [ "$st" = 124 ] && say "$s: timed out after ${SCRIPT_TIMEOUT}s"
     # A skip is fine on a developer's machine, not in CI when broker and python are both there.
