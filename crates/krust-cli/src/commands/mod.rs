@@ -1,22 +1,134 @@
 //! Command implementations: each takes its parsed flags, talks to the cluster through
 //! krust-client, and returns the process exit status or a [`CliError`].
 
+mod topics;
+
+use std::future::Future;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use kafka_protocol::messages::MetadataRequest;
+use krust_client::{ClientConfig, Cluster, Properties};
+
+use crate::cli::{Cli, Command, Connection};
 use crate::error::CliError;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    let name = match cli.command {
-        Command::Produce(_) => "produce",
-        Command::Consume(_) => "consume",
-        Command::Topics(_) => "topics",
-        Command::Offsets(_) => "offsets",
-        Command::Bench(_) => "bench",
-        Command::FakeCluster(_) => "fake-cluster",
-    };
-    Err(CliError::failed(format!(
-        "'{name}' is not available yet: the client library is still being written"
-    )))
+    match cli.command {
+        Command::Topics(cmd) => block_on(topics::run(cmd)),
+        other => {
+            let name = match other {
+                Command::Produce(_) => "produce",
+                Command::Consume(_) => "consume",
+                Command::Offsets(_) => "offsets",
+                Command::Bench(_) => "bench",
+                Command::FakeCluster(_) => "fake-cluster",
+                Command::Topics(_) => "topics",
+            };
+            Err(CliError::failed(format!(
+                "'{name}' is not available yet: the client library is still being written"
+            )))
+        }
+    }
+}
+
+/// Runs `fut` on a fresh tokio runtime.
+fn block_on<F: Future<Output = Result<ExitCode, CliError>>>(fut: F) -> Result<ExitCode, CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(fut)
+}
+
+/// The client properties for a command: `bootstrap.servers` from `-b`, then `defaults`, then
+/// the user's `-X` properties (which override the defaults).
+pub(crate) fn properties(conn: &Connection, defaults: &[(&str, String)]) -> Properties {
+    let mut p = Properties::new();
+    p.set("bootstrap.servers", conn.brokers.0.clone());
+    for (k, v) in defaults {
+        p.set(*k, v.clone());
+    }
+    for prop in &conn.properties {
+        p.set(prop.name.clone(), prop.value.clone());
+    }
+    p
+}
+
+/// Connects a [`Cluster`] (metadata and connections only) for commands that need no more.
+pub(crate) async fn connect(conn: &Connection) -> Result<Cluster, CliError> {
+    let config =
+        ClientConfig::from_properties(properties(conn, &[])).map_err(|e| client_error(e, None))?;
+    Cluster::connect(config)
+        .await
+        .map_err(|e| client_error(e, None))
+}
+
+/// The names of every topic in the cluster, sorted (internal ones only if `internal`).
+///
+/// Asking for all topics (a null topic list) never auto-creates one, unlike asking for a
+/// topic by name, which some brokers (tansu among them) answer by creating it. Commands that
+/// read a topic check it exists this way first, so a typo gives "unknown topic".
+pub(crate) async fn topic_names(
+    cluster: &Cluster,
+    internal: bool,
+) -> Result<Vec<String>, CliError> {
+    let (_, _, resp) = cluster
+        .send_any(|_v| {
+            let mut req = MetadataRequest::default();
+            req.topics = None;
+            req.allow_auto_topic_creation = false;
+            req
+        })
+        .await
+        .map_err(|e| client_error(e, None))?;
+    let mut names: Vec<String> = resp
+        .topics
+        .iter()
+        .filter(|t| internal || !t.is_internal)
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Fails with "unknown topic" unless `topic` exists (checked without creating it).
+#[allow(dead_code)] // for consume and offsets, wired as the client lands
+pub(crate) async fn ensure_topic(cluster: &Cluster, topic: &str) -> Result<(), CliError> {
+    if topic_names(cluster, true).await?.iter().any(|t| t == topic) {
+        Ok(())
+    } else {
+        Err(CliError::UnknownTopic(topic.to_string()))
+    }
+}
+
+/// Translates a client error into a one-line CLI error; `topic` names the topic the command
+/// was about, so that "unknown topic" can say which.
+pub(crate) fn client_error(e: krust_client::Error, topic: Option<&str>) -> CliError {
+    use krust_client::Error as E;
+    use krust_wire::ErrorCode;
+    match e {
+        E::Bootstrap {
+            servers,
+            last_error,
+        } => CliError::Unreachable {
+            brokers: servers,
+            detail: last_error,
+        },
+        E::UnknownTopic(t) => CliError::UnknownTopic(t),
+        E::UnknownPartition { topic, partition } => {
+            CliError::failed(format!("topic '{topic}' has no partition {partition}"))
+        }
+        E::Config { property, message } => {
+            CliError::Usage(format!("invalid property '{property}': {message}"))
+        }
+        ref b @ E::Broker { code, .. } if code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION => {
+            match topic {
+                Some(t) => CliError::UnknownTopic(t.to_string()),
+                None => CliError::failed(b.to_string()),
+            }
+        }
+        other => CliError::failed(other.to_string()),
+    }
 }
