@@ -253,6 +253,40 @@ impl fmt::Display for Brokers {
     }
 }
 
+/// A `NAME[:PARTITIONS]` topic (`fake-cluster --topic`); one partition by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+}
+
+impl FromStr for TopicSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, partitions) = match s.rsplit_once(':') {
+            Some((n, p)) => {
+                let p: i32 = p
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("'{p}' is not a positive partition count"))?;
+                (n, p)
+            }
+            None => (s, 1),
+        };
+        if name.is_empty() {
+            return Err(format!("'{s}' has an empty topic name"));
+        }
+        Ok(TopicSpec {
+            name: name.to_string(),
+            partitions,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +357,20 @@ mod tests {
         let multi: Delimiter = "::".parse().unwrap();
         assert_eq!(multi.split(b"a:b::c"), (Some(&b"a:b"[..]), &b"c"[..]));
         assert!("".parse::<Delimiter>().is_err());
+    }
+
+    #[test]
+    fn topic_specs() {
+        assert_eq!(
+            "t:3".parse(),
+            Ok(TopicSpec {
+                name: "t".into(),
+                partitions: 3
+            })
+        );
+        assert_eq!("t".parse::<TopicSpec>().unwrap().partitions, 1);
+        assert!("t:0".parse::<TopicSpec>().is_err());
+        assert!(":2".parse::<TopicSpec>().is_err());
     }
 
     #[test]

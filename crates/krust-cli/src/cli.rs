@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::args::{Acks, Brokers, Codec, Delimiter, Header, Property, StartAt};
+use crate::args::{Acks, Brokers, Codec, Delimiter, Header, Property, StartAt, TopicSpec};
 use crate::format::Format;
 
 /// krust: produce, consume and administer Kafka topics (a pure-Rust, kcat-like tool).
@@ -241,6 +241,9 @@ pub struct FakeClusterArgs {
     /// Port of the first broker (the others take the next ports); 0 picks free ports.
     #[arg(long = "port", default_value_t = 0)]
     pub port: u16,
+    /// Topic to create at start (repeatable), NAME or NAME:PARTITIONS.
+    #[arg(long = "topic", value_name = "NAME[:PARTITIONS]")]
+    pub topics: Vec<TopicSpec>,
 }
 
 #[cfg(test)]

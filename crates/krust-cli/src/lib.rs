@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod format;
+pub mod input;
 pub mod stats;
 
 use std::process::ExitCode;
