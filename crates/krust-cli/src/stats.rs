@@ -117,6 +117,72 @@ pub fn summary_line(
     line
 }
 
+/// How long to wait before sending record number `sent` (0-based) so that the rate stays at
+/// `per_sec` records per second since the start; `None` when no wait is needed or there is no
+/// limit (`per_sec == 0`).
+pub fn pace(sent: u64, per_sec: u64, elapsed: Duration) -> Option<Duration> {
+    if per_sec == 0 {
+        return None;
+    }
+    let due = Duration::from_secs_f64(sent as f64 / per_sec as f64);
+    due.checked_sub(elapsed).filter(|d| !d.is_zero())
+}
+
+/// Counts for one progress interval of a bench run.
+#[derive(Debug, Default, Clone)]
+pub struct Window {
+    records: u64,
+    bytes: u64,
+    latency_sum_us: u128,
+    latency_max_us: u128,
+    latency_count: u64,
+}
+
+impl Window {
+    /// Counts a record of `bytes` bytes, with its latency if it has one.
+    pub fn add(&mut self, bytes: u64, latency: Option<Duration>) {
+        self.records += 1;
+        self.bytes += bytes;
+        if let Some(l) = latency {
+            let us = l.as_micros();
+            self.latency_sum_us += us;
+            self.latency_max_us = self.latency_max_us.max(us);
+            self.latency_count += 1;
+        }
+    }
+
+    /// The progress line for this window (`elapsed` long), and a reset for the next one.
+    pub fn line(&mut self, elapsed: Duration) -> String {
+        let (rps, mbps) = rates(self.records, self.bytes, elapsed);
+        let mut line = format!(
+            "{} records, {rps:.0} records/s ({mbps:.2} MB/s)",
+            self.records
+        );
+        if self.latency_count > 0 {
+            let avg = self.latency_sum_us as f64 / self.latency_count as f64 / 1000.0;
+            let max = self.latency_max_us as f64 / 1000.0;
+            line.push_str(&format!(", latency avg {avg:.2} ms, max {max:.2} ms"));
+        }
+        *self = Window::default();
+        line
+    }
+}
+
+/// A value of `size` bytes of pseudo-random upper-case letters (the shape Kafka's perf tools
+/// send: compressible about as well as text).
+pub fn payload(size: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..size)
+        .map(|_| {
+            // xorshift64: fast, deterministic, good enough for test data.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b'A' + (x % 26) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +209,38 @@ mod tests {
         l.record(Duration::from_micros(1500));
         let s = l.summary().unwrap();
         assert_eq!((s.p50_ms, s.p999_ms, s.max_ms), (1.5, 1.5, 1.5));
+    }
+
+    #[test]
+    fn pacing() {
+        assert_eq!(pace(10, 0, Duration::ZERO), None);
+        // 100/s: record 50 is due at 0.5 s.
+        assert_eq!(
+            pace(50, 100, Duration::from_millis(200)),
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(pace(50, 100, Duration::from_millis(600)), None);
+        assert_eq!(pace(0, 100, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn windows_reset() {
+        let mut w = Window::default();
+        w.add(1000, Some(Duration::from_millis(2)));
+        w.add(1000, Some(Duration::from_millis(4)));
+        let line = w.line(Duration::from_secs(1));
+        assert!(line.starts_with("2 records, 2 records/s"), "{line}");
+        assert!(line.contains("avg 3.00 ms, max 4.00 ms"), "{line}");
+        assert!(w.line(Duration::from_secs(1)).starts_with("0 records"));
+    }
+
+    #[test]
+    fn payloads() {
+        let p = payload(100, 7);
+        assert_eq!(p.len(), 100);
+        assert!(p.iter().all(u8::is_ascii_uppercase));
+        assert_eq!(p, payload(100, 7));
+        assert_ne!(p, payload(100, 8));
     }
 
     #[test]
