@@ -104,6 +104,31 @@ fn missing_broker_flag_is_explained() {
     assert!(err.contains("--brokers"), "{err}");
 }
 
+/// A loopback port nothing listens on (bound, then released).
+fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn unreachable_broker_is_one_line() {
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let started = std::time::Instant::now();
+    let o = run(&["topics", "list", "-b", &addr]);
+    let err = assert_one_line_failure(&o, 1);
+    assert!(err.contains("cannot reach broker"), "{err}");
+    assert!(err.contains(&addr), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn unknown_property_is_one_line() {
+    let addr = format!("127.0.0.1:{}", dead_port());
+    let o = run(&["topics", "list", "-b", &addr, "-X", "no.such.property=1"]);
+    let err = assert_one_line_failure(&o, 2);
+    assert!(err.contains("no.such.property"), "{err}");
+}
+
 /// The broker for tests that need one, or `None` (skip) outside CI.
 #[allow(dead_code)]
 fn broker() -> Option<String> {
