@@ -1,0 +1,82 @@
+//! Record batch encode and decode throughput, uncompressed and per codec: batches of 1000
+//! records with a 100-byte JSON-like value (and a 9-byte key) each.
+//!
+//! `cargo bench -p krust-wire --bench records`. Throughput is reported in bytes of keys and
+//! values per second; records/s is 1000 divided by the time per batch.
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use krust_wire::record::{batches, BatchBuilder, Compression};
+
+const RECORDS: usize = 1000;
+
+fn records() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..RECORDS)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let value = format!(
+                "{{\"id\":{i},\"user\":\"u{:05}\",\"event\":\"{}\",\"amount\":{}.{:02}}}",
+                x % 50_000,
+                ["click", "view", "purchase", "cart"][(x >> 20) as usize % 4],
+                (x >> 8) % 1000,
+                (x >> 4) % 100
+            );
+            let mut value = value.into_bytes();
+            value.resize(100, b' ');
+            (format!("key-{i:05}").into_bytes(), value)
+        })
+        .collect()
+}
+
+fn encode(codec: Compression, recs: &[(Vec<u8>, Vec<u8>)]) -> Bytes {
+    let mut b = BatchBuilder::new(codec).with_capacity(RECORDS * 120);
+    for (i, (k, v)) in recs.iter().enumerate() {
+        b.push(1_700_000_000_000 + i as i64, Some(k), Some(v), &[])
+            .expect("push");
+    }
+    b.finish(-1, -1, -1, false).expect("finish")
+}
+
+fn decode(batch: &Bytes) -> usize {
+    let mut n = 0;
+    for b in batches(batch.clone()) {
+        for r in b.expect("batch").inflate().expect("inflate").records() {
+            let r = r.expect("record");
+            n += r.value.map_or(0, |v| v.len());
+        }
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let recs = records();
+    let payload: usize = recs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut enc = c.benchmark_group("encode");
+    enc.throughput(Throughput::Bytes(payload as u64));
+    for codec in Compression::ALL {
+        enc.bench_with_input(BenchmarkId::from_parameter(codec), &codec, |b, &codec| {
+            b.iter(|| encode(codec, &recs))
+        });
+    }
+    enc.finish();
+    let mut dec = c.benchmark_group("decode");
+    dec.throughput(Throughput::Bytes(payload as u64));
+    for codec in Compression::ALL {
+        let batch = encode(codec, &recs);
+        eprintln!(
+            "{codec}: batch of {} bytes for {payload} bytes of keys and values (ratio {:.2})",
+            batch.len(),
+            payload as f64 / batch.len() as f64
+        );
+        dec.bench_with_input(BenchmarkId::from_parameter(codec), &batch, |b, batch| {
+            b.iter(|| decode(batch))
+        });
+    }
+    dec.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
