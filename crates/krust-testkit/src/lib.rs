@@ -1,1 +1,19 @@
-//! krust-testkit (under construction).
+//! krust-testkit: test tools for Kafka clients.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod batch;
+mod cluster;
+pub mod errors;
+mod group;
+mod handlers;
+pub mod hooks;
+mod log;
+pub mod raw;
+mod state;
+mod txn;
+
+pub use cluster::FakeCluster;
+pub use hooks::{Action, HookId, Intercept, LoggedRequest, ProducedBatch, Request};
+pub use kafka_protocol;
+pub use state::{ClusterConfig, TxnProtocol};

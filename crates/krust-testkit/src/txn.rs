@@ -1,0 +1,432 @@
+//! The transaction coordinator: InitProducerId (idempotent and transactional; an epoch bump
+//! fences the previous producer and aborts its open transaction), AddPartitionsToTxn,
+//! AddOffsetsToTxn, TxnOffsetCommit, EndTxn; markers written to the partitions (so the LSO and
+//! the aborted lists are real); the transaction timeout, which aborts and fences.
+//!
+//! Both protocol generations: [`TxnProtocol::Classic`](crate::TxnProtocol::Classic) and
+//! [`TxnProtocol::Kip890`](crate::TxnProtocol::Kip890) (the epoch is bumped at the end of every
+//! transaction, so a delayed request of transaction *k* is fenced in transaction *k+1*).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
+
+use crate::cluster::Ctx;
+use crate::errors as ec;
+use crate::group::{Committed, Group};
+use crate::state::State;
+use crate::TxnProtocol;
+
+/// Where a transactional id's transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxnStatus {
+    Empty,
+    Ongoing,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+/// A transactional id's coordinator state.
+#[derive(Debug, Clone)]
+pub(crate) struct TxnState {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) status: TxnStatus,
+    pub(crate) partitions: BTreeSet<(String, i32)>,
+    pub(crate) groups: BTreeSet<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) started: Option<Instant>,
+}
+
+impl TxnState {
+    pub(crate) fn begin(&mut self) {
+        self.status = TxnStatus::Ongoing;
+        self.started = Some(Instant::now());
+        self.partitions.clear();
+        self.groups.clear();
+    }
+}
+
+/// Writes the markers of a transaction and settles its group offsets.
+fn complete(s: &mut State, txn_id: &str, commit: bool, marker_epoch: i16) {
+    let Some(t) = s.txns.get(txn_id).cloned() else {
+        return;
+    };
+    let now_ms = s.now_ms();
+    for (topic, p) in &t.partitions {
+        if let Some(part) = s
+            .topics
+            .get_mut(topic)
+            .and_then(|x| x.partitions.get_mut(*p as usize))
+        {
+            let le = part.epoch();
+            part.log
+                .write_marker(t.producer_id, marker_epoch, commit, le, now_ms);
+        }
+    }
+    for g in &t.groups {
+        if let Some(group) = s.groups.get_mut(g) {
+            if let Some(pending) = group.pending_txn.remove(&t.producer_id) {
+                if commit {
+                    group.offsets.extend(pending);
+                }
+            }
+        }
+    }
+    let t = s.txns.get_mut(txn_id).expect("exists");
+    t.status = if commit {
+        TxnStatus::CompleteCommit
+    } else {
+        TxnStatus::CompleteAbort
+    };
+    t.started = None;
+}
+
+/// Bumps an epoch, moving to a new producer id when it would overflow.
+fn bump(s: &mut State, pid: i64, epoch: i16) -> (i64, i16) {
+    if epoch >= i16::MAX - 1 {
+        (s.new_producer_id(), 0)
+    } else {
+        s.producers
+            .insert(pid, crate::state::ProducerInfo { epoch: epoch + 1 });
+        (pid, epoch + 1)
+    }
+}
+
+/// Aborts and fences transactions past their timeout. Returns whether anything changed.
+pub(crate) fn tick(s: &mut State, now: Instant) -> bool {
+    let expired: Vec<String> = s
+        .txns
+        .iter()
+        .filter(|(_, t)| {
+            t.status == TxnStatus::Ongoing && t.started.is_some_and(|st| now > st + t.timeout)
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for id in &expired {
+        let (pid, epoch) = {
+            let t = &s.txns[id];
+            (t.producer_id, t.epoch)
+        };
+        tracing::debug!(txn = %id, "transaction timed out; aborting and fencing");
+        complete(s, id, false, epoch.saturating_add(1));
+        let (npid, nepoch) = bump(s, pid, epoch);
+        let t = s.txns.get_mut(id).expect("exists");
+        t.producer_id = npid;
+        t.epoch = nepoch;
+    }
+    !expired.is_empty()
+}
+
+fn fenced(version: i16, min_fenced_version: i16) -> i16 {
+    if version >= min_fenced_version {
+        ec::PRODUCER_FENCED
+    } else {
+        ec::INVALID_PRODUCER_EPOCH
+    }
+}
+
+/// Common checks of a transactional request against the coordinator state.
+fn check(
+    s: &State,
+    ctx: &Ctx<'_>,
+    txn_id: &str,
+    pid: i64,
+    epoch: i16,
+    min_fenced_version: i16,
+) -> Result<(), i16> {
+    if s.coordinator(1, txn_id) != ctx.broker {
+        return Err(ec::NOT_COORDINATOR);
+    }
+    let t = s.txns.get(txn_id).ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
+    if t.producer_id != pid {
+        return Err(ec::INVALID_PRODUCER_ID_MAPPING);
+    }
+    if epoch < t.epoch {
+        return Err(fenced(ctx.version, min_fenced_version));
+    }
+    if epoch > t.epoch {
+        return Err(ec::INVALID_PRODUCER_EPOCH);
+    }
+    Ok(())
+}
+
+pub(crate) fn init_producer_id(
+    ctx: &Ctx<'_>,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let mut s = ctx.shared.lock();
+    let out = |r: Result<(i64, i16), i16>| match r {
+        Ok((pid, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch),
+        Err(code) => InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    };
+    let txn_id = req
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .filter(|t| !t.is_empty());
+    let Some(txn_id) = txn_id else {
+        let pid = req.producer_id.0;
+        if pid >= 0 {
+            // KIP-360: an idempotent producer bumping its own epoch.
+            return out(match s.producers.get(&pid).map(|p| p.epoch) {
+                Some(e) if e == req.producer_epoch => Ok(bump(&mut s, pid, e)),
+                Some(_) => Err(ec::INVALID_PRODUCER_EPOCH),
+                None => Ok((s.new_producer_id(), 0)),
+            });
+        }
+        return out(Ok((s.new_producer_id(), 0)));
+    };
+    if s.coordinator(1, &txn_id) != ctx.broker {
+        return out(Err(ec::NOT_COORDINATOR));
+    }
+    if req.transaction_timeout_ms <= 0 || req.transaction_timeout_ms > s.cfg.max_txn_timeout_ms {
+        return out(Err(ec::INVALID_TRANSACTION_TIMEOUT));
+    }
+    let timeout = Duration::from_millis(req.transaction_timeout_ms as u64);
+    let Some(t) = s.txns.get(&txn_id).cloned() else {
+        let pid = s.new_producer_id();
+        s.txns.insert(
+            txn_id,
+            TxnState {
+                producer_id: pid,
+                epoch: 0,
+                status: TxnStatus::Empty,
+                partitions: BTreeSet::new(),
+                groups: BTreeSet::new(),
+                timeout,
+                started: None,
+            },
+        );
+        return out(Ok((pid, 0)));
+    };
+    if req.producer_id.0 >= 0
+        && (req.producer_id.0 != t.producer_id || req.producer_epoch != t.epoch)
+    {
+        return out(Err(fenced(ctx.version, 4)));
+    }
+    if t.status == TxnStatus::Ongoing {
+        // Fence the previous incarnation: abort its transaction with the bumped epoch.
+        complete(&mut s, &txn_id, false, t.epoch.saturating_add(1));
+    }
+    let (pid, epoch) = bump(&mut s, t.producer_id, t.epoch);
+    let t = s.txns.get_mut(&txn_id).expect("exists");
+    t.producer_id = pid;
+    t.epoch = epoch;
+    t.status = TxnStatus::Empty;
+    t.partitions.clear();
+    t.groups.clear();
+    t.timeout = timeout;
+    drop(s);
+    ctx.shared.bump_data();
+    out(Ok((pid, epoch)))
+}
+
+pub(crate) fn add_partitions(
+    ctx: &Ctx<'_>,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let mut s = ctx.shared.lock();
+    let txn_id = req.v3_and_below_transactional_id.0.to_string();
+    let mut err = check(
+        &s,
+        ctx,
+        &txn_id,
+        req.v3_and_below_producer_id.0,
+        req.v3_and_below_producer_epoch,
+        2,
+    )
+    .err();
+    let mut unknown = BTreeSet::new();
+    for t in &req.v3_and_below_topics {
+        for p in &t.partitions {
+            if s.partition(&t.name.0, *p).is_none() {
+                unknown.insert((t.name.0.to_string(), *p));
+            }
+        }
+    }
+    if err.is_none() && !unknown.is_empty() {
+        err = Some(ec::OPERATION_NOT_ATTEMPTED);
+    }
+    if err.is_none() {
+        let t = s.txns.get_mut(&txn_id).expect("checked");
+        if t.status != TxnStatus::Ongoing {
+            t.begin();
+        }
+        for tp in &req.v3_and_below_topics {
+            for p in &tp.partitions {
+                t.partitions.insert((tp.name.0.to_string(), *p));
+            }
+        }
+    }
+    let mut resp = AddPartitionsToTxnResponse::default();
+    for tp in &req.v3_and_below_topics {
+        let mut tr = AddPartitionsToTxnTopicResult::default().with_name(tp.name.clone());
+        for p in &tp.partitions {
+            let code = if unknown.contains(&(tp.name.0.to_string(), *p)) {
+                ec::UNKNOWN_TOPIC_OR_PARTITION
+            } else {
+                err.unwrap_or(0)
+            };
+            tr.results_by_partition.push(
+                AddPartitionsToTxnPartitionResult::default()
+                    .with_partition_index(*p)
+                    .with_partition_error_code(code),
+            );
+        }
+        resp.results_by_topic_v3_and_below.push(tr);
+    }
+    resp
+}
+
+pub(crate) fn add_offsets(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let mut s = ctx.shared.lock();
+    let txn_id = req.transactional_id.0.to_string();
+    let r = check(&s, ctx, &txn_id, req.producer_id.0, req.producer_epoch, 2);
+    if r.is_ok() {
+        let t = s.txns.get_mut(&txn_id).expect("checked");
+        if t.status != TxnStatus::Ongoing {
+            t.begin();
+        }
+        t.groups.insert(req.group_id.0.to_string());
+    }
+    AddOffsetsToTxnResponse::default().with_error_code(r.err().unwrap_or(0))
+}
+
+pub(crate) fn txn_offset_commit(
+    ctx: &Ctx<'_>,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let mut s = ctx.shared.lock();
+    let txn_id = req.transactional_id.0.to_string();
+    let group_id = req.group_id.0.to_string();
+    let err = (|| {
+        if s.coordinator(0, &group_id) != ctx.broker {
+            return Err(ec::NOT_COORDINATOR);
+        }
+        let t = s.txns.get(&txn_id).ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
+        if t.producer_id != req.producer_id.0 {
+            return Err(ec::INVALID_PRODUCER_ID_MAPPING);
+        }
+        if req.producer_epoch < t.epoch {
+            return Err(fenced(ctx.version, 3));
+        }
+        if t.status != TxnStatus::Ongoing || !t.groups.contains(&group_id) {
+            return Err(ec::INVALID_TXN_STATE);
+        }
+        // KIP-447: a commit naming a group generation is checked against it.
+        if ctx.version >= 3 && !req.member_id.is_empty() && req.generation_id >= 0 {
+            if let Some(g) = s.groups.get(&group_id) {
+                g.check_txn_member(
+                    req.member_id.as_str(),
+                    req.group_instance_id.as_deref(),
+                    req.generation_id,
+                )?;
+            }
+        }
+        Ok(())
+    })()
+    .err();
+    let mut resp = TxnOffsetCommitResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut tr = TxnOffsetCommitResponseTopic::default().with_name(t.name.clone());
+        for p in t.partitions {
+            let code = match err {
+                Some(c) => c,
+                None => {
+                    let g = s.groups.entry(group_id.clone()).or_insert_with(Group::new);
+                    g.pending_txn.entry(req.producer_id.0).or_default().insert(
+                        (name.clone(), p.partition_index),
+                        Committed {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        },
+                    );
+                    0
+                }
+            };
+            tr.partitions.push(
+                TxnOffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code),
+            );
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}
+
+pub(crate) fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
+    let mut s = ctx.shared.lock();
+    let txn_id = req.transactional_id.0.to_string();
+    let kip890 = s.cfg.txn_protocol == TxnProtocol::Kip890;
+    let done = |t: &TxnState| {
+        (t.status == TxnStatus::CompleteCommit && req.committed)
+            || (t.status == TxnStatus::CompleteAbort && !req.committed)
+    };
+    let r: Result<(), i16> = (|| {
+        if s.coordinator(1, &txn_id) != ctx.broker {
+            return Err(ec::NOT_COORDINATOR);
+        }
+        let t = s
+            .txns
+            .get(&txn_id)
+            .ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?
+            .clone();
+        if t.producer_id != req.producer_id.0 {
+            return Err(ec::INVALID_PRODUCER_ID_MAPPING);
+        }
+        // KIP-890: a retry of the EndTxn that completed (and bumped the epoch) succeeds.
+        if kip890 && req.producer_epoch == t.epoch - 1 && done(&t) {
+            return Ok(());
+        }
+        if req.producer_epoch < t.epoch {
+            return Err(fenced(ctx.version, 2));
+        }
+        if req.producer_epoch > t.epoch {
+            return Err(ec::INVALID_PRODUCER_EPOCH);
+        }
+        match t.status {
+            TxnStatus::Ongoing => {
+                let marker_epoch = if kip890 { t.epoch + 1 } else { t.epoch };
+                complete(&mut s, &txn_id, req.committed, marker_epoch);
+                if kip890 {
+                    let (pid, epoch) = bump(&mut s, t.producer_id, t.epoch);
+                    let t = s.txns.get_mut(&txn_id).expect("exists");
+                    t.producer_id = pid;
+                    t.epoch = epoch;
+                }
+                Ok(())
+            }
+            _ if done(&t) && !kip890 => Ok(()),
+            _ => Err(ec::INVALID_TXN_STATE),
+        }
+    })();
+    let mut resp = EndTxnResponse::default().with_error_code(r.err().unwrap_or(0));
+    if ctx.version >= 5 {
+        let (pid, epoch) = s
+            .txns
+            .get(&txn_id)
+            .map(|t| (t.producer_id, t.epoch))
+            .unwrap_or((-1, -1));
+        resp.producer_id = ProducerId(pid);
+        resp.producer_epoch = epoch;
+    }
+    drop(s);
+    ctx.shared.bump_data();
+    resp
+}
