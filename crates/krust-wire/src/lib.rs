@@ -19,6 +19,7 @@ pub mod compression;
 pub mod error;
 pub mod error_code;
 pub mod frame;
+pub mod group_protocol;
 pub mod header;
 pub mod protocol;
 pub mod record;
