@@ -289,3 +289,82 @@ fn librdkafka_fixtures_decode_byte_for_byte() {
         }
     }
 }
+
+/// Writes krust-encoded batches for every codec, with their expected records, into
+/// `$KRUST_INTEROP_DIR` (for `scripts/interop/run.sh`, which produces them raw to a broker and
+/// reads them back with librdkafka). Does nothing when the variable is unset.
+#[test]
+fn write_interop_batches() {
+    let Some(dir) = std::env::var_os("KRUST_INTEROP_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut recs = Vec::new();
+    for i in 0..20i64 {
+        recs.push(Record {
+            offset: i,
+            timestamp: 1_700_000_000_000 + i * 3,
+            key: Some(Bytes::from(format!("krust-key-{i}"))),
+            value: Some(Bytes::from(format!(
+                "krust value {i} {}",
+                "abc ".repeat(i as usize)
+            ))),
+            headers: vec![
+                RecordHeader::new("n", Some(Bytes::from(i.to_string()))),
+                RecordHeader::new("empty", Some(Bytes::new())),
+            ],
+        });
+    }
+    recs.push(Record {
+        offset: 20,
+        timestamp: 1_700_000_000_100,
+        key: None,
+        value: Some(Bytes::from_static(b"null key")),
+        headers: vec![],
+    });
+    recs.push(Record {
+        offset: 21,
+        timestamp: 1_700_000_000_101,
+        key: Some(Bytes::from_static(b"tombstone")),
+        value: None,
+        headers: vec![RecordHeader::new("null", None)],
+    });
+    let hex = |b: &Option<Bytes>| match b {
+        None => "-".to_string(),
+        Some(b) if b.is_empty() => "=".to_string(),
+        Some(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+    };
+    let mut expected = String::new();
+    for r in &recs {
+        let headers = if r.headers.is_empty() {
+            "-".to_string()
+        } else {
+            r.headers
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}:{}",
+                        hex(&Some(Bytes::copy_from_slice(h.key.as_bytes()))),
+                        hex(&h.value)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        expected.push_str(&format!(
+            "{} {} {} {} {}\n",
+            r.offset,
+            r.timestamp,
+            hex(&r.key),
+            hex(&r.value),
+            headers
+        ));
+    }
+    for codec in Compression::ALL {
+        let bytes = build(codec, 0, &recs);
+        assert_eq!(decode_all(bytes.clone()), recs);
+        std::fs::write(dir.join(format!("krust-{codec}.bin")), &bytes).unwrap();
+        std::fs::write(dir.join(format!("krust-{codec}.expected")), &expected).unwrap();
+    }
+}
