@@ -7,13 +7,17 @@
 //! - [`Error`]: one error type with context and predicates.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod consumer;
 pub mod conn;
 pub mod error;
 
+pub use admin::{Admin, NewTopic};
 pub use cluster::{
     BrokerAddress, Cluster, ClusterMetadata, NodeId, PartitionMetadata, TopicMetadata,
 };
 pub use config::{ClientConfig, Properties};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
 pub use error::{Error, Result};
