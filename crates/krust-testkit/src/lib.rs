@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod cli;
 mod cluster;
 pub mod errors;
 mod group;

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""librdkafka (confluent-kafka) against the krust fake cluster.
+
+Runs plain and idempotent produce, transactional produce with commit and abort, a
+read_committed consume, consumer groups of 3 with cooperative-sticky and range assignors, and
+offset commits. Everything must succeed and read back exactly what was written; any mismatch
+exits non-zero.
+
+Usage:
+  librdkafka_conformance.py --bootstrap HOST:PORT[,...]
+  librdkafka_conformance.py --binary PATH/TO/krust-fake-cluster [--brokers 3]
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+FAILURES = []
+COMMON = {"socket.timeout.ms": 10000, "broker.address.family": "v4"}
+
+
+def check(cond, what):
+    if cond:
+        print(f"ok   {what}", flush=True)
+    else:
+        print(f"FAIL {what}", flush=True)
+        FAILURES.append(what)
+
+
+def create_topics(bootstrap, specs):
+    admin = AdminClient({"bootstrap.servers": bootstrap, **COMMON})
+    futures = admin.create_topics([NewTopic(t, n, rf) for (t, n, rf) in specs], operation_timeout=10)
+    for t, f in futures.items():
+        f.result(timeout=15)
+    # Wait until metadata shows them.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        md = admin.list_topics(timeout=5)
+        if all(t in md.topics and len(md.topics[t].partitions) == n for (t, n, _) in specs):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("topics did not appear")
+
+
+def produce_all(conf, topic, values, partitions):
+    p = Producer(conf)
+    errors = []
+    acked = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked.append(msg.value())
+
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % partitions, on_delivery=cb)
+        if i % 1000 == 0:
+            p.poll(0)
+    remaining = p.flush(30)
+    return errors, acked, remaining
+
+
+def consume_assigned(bootstrap, topic, partitions, expected_count, isolation="read_uncommitted", timeout=30):
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "reader-" + uuid.uuid4().hex,
+        "enable.auto.commit": False,
+        "isolation.level": isolation,
+        "auto.offset.reset": "earliest",
+        **COMMON,
+    })
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < expected_count and time.time() < deadline:
+        for m in c.consume(num_messages=1000, timeout=0.5):
+            if m.error():
+                raise KafkaException(m.error())
+            got.append((m.partition(), m.offset(), m.value()))
+    # Poll a little longer to catch extras (duplicates or aborted records).
+    extra_deadline = time.time() + 1.0
+    while time.time() < extra_deadline:
+        for m in c.consume(num_messages=1000, timeout=0.2):
+            if m.error():
+                raise KafkaException(m.error())
+            got.append((m.partition(), m.offset(), m.value()))
+    c.close()
+    return got
+
+
+def test_plain_and_idempotent(bootstrap):
+    for idem in (False, True):
+        topic = f"plain-{idem}-{uuid.uuid4().hex[:6]}"
+        create_topics(bootstrap, [(topic, 3, 1)])
+        values = [f"{topic}-{i}".encode() for i in range(3000)]
+        conf = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **COMMON}
+        if idem:
+            conf["enable.idempotence"] = True
+        errors, acked, remaining = produce_all(conf, topic, values, 3)
+        check(not errors and remaining == 0 and len(acked) == len(values),
+              f"{'idempotent' if idem else 'plain'} produce: {len(acked)} acked, errors {errors[:3]}")
+        got = consume_assigned(bootstrap, topic, 3, len(values))
+        check(sorted(v for (_, _, v) in got) == sorted(values),
+              f"{'idempotent' if idem else 'plain'} read back exactly ({len(got)} records)")
+        per_part = {}
+        for (p, o, v) in got:
+            per_part.setdefault(p, []).append((o, v))
+        in_order = all(
+            [v for (_, v) in sorted(rows)] == [x for i, x in enumerate(values) if i % 3 == p]
+            for p, rows in per_part.items()
+        )
+        check(in_order, f"{'idempotent' if idem else 'plain'} per-partition order kept")
+
+
+def test_transactions(bootstrap):
+    topic = "txn-" + uuid.uuid4().hex[:6]
+    create_topics(bootstrap, [(topic, 2, 1)])
+    p = Producer({
+        "bootstrap.servers": bootstrap,
+        "transactional.id": "txn-" + uuid.uuid4().hex,
+        "transaction.timeout.ms": 30000,
+        **COMMON,
+    })
+    p.init_transactions(15)
+    committed, aborted = [], []
+    for round_ in range(6):
+        commit = round_ % 3 != 1
+        p.begin_transaction()
+        vals = [f"r{round_}-{i}".encode() for i in range(50)]
+        for i, v in enumerate(vals):
+            p.produce(topic, value=v, partition=i % 2)
+        if commit:
+            p.commit_transaction(15)
+            committed += vals
+        else:
+            p.flush(15)
+            p.abort_transaction(15)
+            aborted += vals
+    check(True, f"transactional produce: {len(committed)} committed, {len(aborted)} aborted")
+    got = consume_assigned(bootstrap, topic, 2, len(committed), isolation="read_committed")
+    check(sorted(v for (_, _, v) in got) == sorted(committed),
+          f"read_committed sees exactly the committed records ({len(got)} of {len(committed)})")
+    got = consume_assigned(bootstrap, topic, 2, len(committed) + len(aborted))
+    check(sorted(v for (_, _, v) in got) == sorted(committed + aborted),
+          f"read_uncommitted sees committed and aborted records ({len(got)})")
+
+    # Fencing: a second producer with the same transactional.id fences the first.
+    tid = "fence-" + uuid.uuid4().hex
+    a = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, **COMMON})
+    a.init_transactions(15)
+    a.begin_transaction()
+    a.produce(topic, value=b"zombie", partition=0)
+    a.flush(15)
+    b = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, **COMMON})
+    b.init_transactions(15)
+    fenced = False
+    try:
+        a.commit_transaction(15)
+    except KafkaException as e:
+        fenced = e.args[0].fatal() or "fenced" in str(e).lower()
+    check(fenced, "second init_transactions fences the first producer")
+    b.begin_transaction()
+    b.produce(topic, value=b"successor", partition=0)
+    b.commit_transaction(15)
+    got = consume_assigned(bootstrap, topic, 2, len(committed) + 1, isolation="read_committed")
+    vals = [v for (_, _, v) in got]
+    check(b"zombie" not in vals and b"successor" in vals, "fenced producer's records are aborted")
+
+
+def test_group(bootstrap, strategy):
+    topic = f"group-{strategy}-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, [(topic, 6, 1)])
+    values = [f"{topic}-{i}".encode() for i in range(1200)]
+    errors, acked, remaining = produce_all(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, **COMMON}, topic, values, 6)
+    check(not errors and remaining == 0, f"{strategy}: produced {len(acked)}")
+    group = f"g-{strategy}-{uuid.uuid4().hex[:6]}"
+    consumers = [Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "partition.assignment.strategy": strategy,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 200,
+        **COMMON,
+    }) for _ in range(3)]
+    for c in consumers:
+        c.subscribe([topic])
+    got = {}
+    deadline = time.time() + 60
+    while len(got) < len(values) and time.time() < deadline:
+        for c in consumers:
+            for m in c.consume(num_messages=500, timeout=0.1):
+                if m.error():
+                    raise KafkaException(m.error())
+                got.setdefault(m.value(), 0)
+                got[m.value()] += 1
+    # Let the group settle with all three members, then check the assignment.
+    settle = time.time() + 20
+    assignments = []
+    while time.time() < settle:
+        for c in consumers:
+            c.consume(num_messages=10, timeout=0.05)
+        assignments = [sorted(tp.partition for tp in c.assignment()) for c in consumers]
+        if all(assignments) and sorted(sum(assignments, [])) == list(range(6)):
+            break
+    check(sorted(got) == sorted(values), f"{strategy}: group of 3 consumed every record ({len(got)})")
+    check(all(assignments) and sorted(sum(assignments, [])) == list(range(6)),
+          f"{strategy}: 6 partitions split over 3 members {assignments}")
+    # Commit the end offsets from each member and read them back.
+    for c in consumers:
+        tps = [TopicPartition(topic, p, 200) for p in sorted(tp.partition for tp in c.assignment())]
+        if tps:
+            c.commit(offsets=tps, asynchronous=False)
+    committed = consumers[0].committed([TopicPartition(topic, p) for p in range(6)], timeout=10)
+    check([tp.offset for tp in committed] == [200] * 6, f"{strategy}: committed offsets read back {[tp.offset for tp in committed]}")
+    for c in consumers:
+        c.close()
+    # A new member of the group resumes from the committed offsets: nothing left to read.
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "partition.assignment.strategy": strategy, "auto.offset.reset": "earliest", **COMMON})
+    c.subscribe([topic])
+    extra = []
+    end = time.time() + 4
+    while time.time() < end:
+        extra += [m for m in c.consume(num_messages=100, timeout=0.2) if not m.error()]
+    c.close()
+    check(not extra, f"{strategy}: a restarted member resumes at the committed offsets ({len(extra)} re-read)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--binary")
+    ap.add_argument("--brokers", type=int, default=3)
+    args = ap.parse_args()
+    proc = None
+    bootstrap = args.bootstrap
+    if not bootstrap:
+        if not args.binary:
+            ap.error("--bootstrap or --binary is required")
+        proc = subprocess.Popen([args.binary, "--brokers", str(args.brokers)],
+                                stdout=subprocess.PIPE, text=True)
+        bootstrap = proc.stdout.readline().strip()
+    print(f"bootstrap {bootstrap}", flush=True)
+    start = time.time()
+    try:
+        test_plain_and_idempotent(bootstrap)
+        test_transactions(bootstrap)
+        test_group(bootstrap, "cooperative-sticky")
+        test_group(bootstrap, "range")
+    except Exception as e:  # noqa: BLE001 - any exception is a conformance failure
+        FAILURES.append(f"exception: {e!r}")
+        print(f"FAIL exception: {e!r}", flush=True)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(10)
+    print(f"{'FAILED' if FAILURES else 'PASSED'} in {time.time() - start:.1f}s; failures: {FAILURES}", flush=True)
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
