@@ -8,14 +8,15 @@
 #    if this script started it. Integration tests find the broker through KRUST_BROKER.
 # 2. Python with librdkafka (scripts/python-env.sh), exported as KRUST_PYTHON.
 # 3. Suites: `cargo test --workspace --all-targets`, the doc tests, then every interop and
-#    conformance script that exists (scripts/interop/*.py, crates/krust-testkit/conformance/*.py).
+#    conformance script that exists (see below).
 #
 # Without CI, a missing broker or Python only skips what needs them (with a warning). With
 # CI=true, either one failing to come up fails the run: real-broker tests are never silently skipped.
 #
-# Python test scripts are the files named test_*.py in scripts/interop/ and in
-# crates/krust-testkit/conformance/ (other .py files there are tools or shared modules). Each runs
-# from the repository root as `$KRUST_PYTHON SCRIPT BROKER_ADDR`, with these also in its environment:
+# Interop/conformance scripts: scripts/interop/run.sh and files named test_*.py / test_*.sh in
+# scripts/interop/ and crates/krust-testkit/conformance/ (other files there are tools or shared
+# modules). Each runs from the repository root as `$KRUST_PYTHON SCRIPT BROKER_ADDR` (or
+# `bash SCRIPT BROKER_ADDR`), with these also in its environment:
 #   KRUST_BROKER   host:port of the broker      KRUST_PYTHON  the venv's python
 #   KRUST_BIN      path of the built `krust` CLI  KRUST_REPO    the repository root
 # Exit 0 = passed, 77 = skipped (say why on stderr), anything else = failed.
@@ -131,29 +132,41 @@ fi
 cargo_suite "unit+integration tests" test --workspace --all-targets
 cargo_suite "doc tests" test --workspace --doc
 
+# Interop and conformance scripts, in a block of their own. A script is a test if it is
+#   scripts/interop/run.sh, or named test_*.py or test_*.sh in scripts/interop/ or
+#   crates/krust-testkit/conformance/
+# (other files there are tools and shared modules; librdkafka_conformance.py is run by
+# krust-testkit's cargo test). Python scripts run with $KRUST_PYTHON, shell scripts with bash;
+# each gets the broker address as its first argument.
 shopt -s nullglob
-TEST_SCRIPTS=(scripts/interop/test_*.py crates/krust-testkit/conformance/test_*.py)
+TEST_SCRIPTS=(scripts/interop/run.sh scripts/interop/test_*.py scripts/interop/test_*.sh
+  crates/krust-testkit/conformance/test_*.py crates/krust-testkit/conformance/test_*.sh)
 shopt -u nullglob
+EXISTING=()
+for s in "${TEST_SCRIPTS[@]}"; do [ -f "$s" ] && EXISTING+=("$s"); done
 
-if [ "${#TEST_SCRIPTS[@]}" -gt 0 ]; then
-  banner "python interop and conformance scripts (${#TEST_SCRIPTS[@]})"
+if [ "${#EXISTING[@]}" -gt 0 ]; then
+  banner "interop and conformance scripts (${#EXISTING[@]})"
   KRUST_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/krust"
   case "$KRUST_BIN" in /*) ;; *) KRUST_BIN="$REPO/$KRUST_BIN" ;; esac
   export KRUST_BIN
   if ! cargo build --quiet -p krust-cli; then
     say "could not build the krust CLI for the scripts"
   fi
-  for s in "${TEST_SCRIPTS[@]}"; do
+  for s in "${EXISTING[@]}"; do
     banner "$s"
     if [ -z "${KRUST_PYTHON:-}" ] || [ -z "${KRUST_BROKER:-}" ]; then
       say "$s: needs KRUST_PYTHON and KRUST_BROKER"
       if [ "$CI_MODE" = 1 ]; then record "$s" 1; else record "$s" 77; fi
       continue
     fi
-    timeout --foreground -k 10 "$SCRIPT_TIMEOUT" "$KRUST_PYTHON" "$s" "$KRUST_BROKER"
+    case "$s" in
+      *.py) runner=("$KRUST_PYTHON") ;;
+      *) runner=(bash) ;;
+    esac
+    timeout --foreground -k 10 "$SCRIPT_TIMEOUT" "${runner[@]}" "$s" "$KRUST_BROKER"
     st=$?
     [ "$st" = 124 ] && say "$s: timed out after ${SCRIPT_TIMEOUT}s"
-    # A skip is fine on a developer's machine, not in CI when broker and python are both there.
     if [ "$st" = 77 ] && [ "$CI_MODE" = 1 ]; then
       say "$s: skipped under CI=true"
     fi
