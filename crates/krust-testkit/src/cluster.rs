@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::batch;
+use crate::group::GroupInfo;
 use crate::handlers;
 use crate::hooks::{
     Action, Hook, HookFn, HookId, Intercept, LoggedRequest, ProducedBatch, Request,
@@ -273,6 +274,28 @@ impl FakeCluster {
     /// The coordinator of group `key` (`key_type` 0) or transactional id `key` (1).
     pub fn coordinator(&self, key_type: i8, key: &str) -> i32 {
         self.shared.lock().coordinator(key_type, key)
+    }
+
+    // ---- groups -------------------------------------------------------------------------
+
+    /// A snapshot of a consumer group, if it exists.
+    pub fn group(&self, group: &str) -> Option<GroupInfo> {
+        self.shared.lock().groups.get(group).map(|g| g.info())
+    }
+
+    /// Waits until `pred` holds for the group's snapshot (checked on every group change and
+    /// every timer tick that changed something). Cancel safe.
+    pub async fn wait_for_group(&self, group: &str, mut pred: impl FnMut(&GroupInfo) -> bool) {
+        let mut rx = self.shared.group_changed.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if self.group(group).is_some_and(|g| pred(&g)) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     // ---- hooks --------------------------------------------------------------------------
@@ -777,6 +800,12 @@ async fn process(shared: &Arc<Shared>, broker: i32, mut frame: Bytes) -> Reply {
         client_id: req.client_id.clone().unwrap_or_default(),
     };
     let resp = handlers::dispatch(&ctx, req.body).await;
+    if matches!(
+        api,
+        ApiKey::Heartbeat | ApiKey::LeaveGroup | ApiKey::OffsetCommit | ApiKey::DeleteGroups
+    ) {
+        shared.bump_groups();
+    }
     if drop_response {
         return Reply::Close;
     }

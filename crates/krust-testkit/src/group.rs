@@ -88,7 +88,32 @@ pub(crate) struct Group {
     pub(crate) pending_txn: HashMap<i64, BTreeMap<(String, i32), Committed>>,
 }
 
+/// A snapshot of a group, from [`FakeCluster::group`](crate::FakeCluster::group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// `Empty`, `PreparingRebalance`, `CompletingRebalance` or `Stable`.
+    pub state: String,
+    /// The current generation.
+    pub generation: i32,
+    /// Member ids, in join order.
+    pub members: Vec<String>,
+    /// The leader's member id.
+    pub leader: Option<String>,
+    /// The chosen protocol (assignor).
+    pub protocol: Option<String>,
+}
+
 impl Group {
+    pub(crate) fn info(&self) -> GroupInfo {
+        GroupInfo {
+            state: self.state.name().to_string(),
+            generation: self.generation,
+            members: self.members.keys().cloned().collect(),
+            leader: self.leader.clone(),
+            protocol: self.protocol.clone(),
+        }
+    }
+
     pub(crate) fn new() -> Self {
         Group {
             state: GState::Empty,
@@ -559,6 +584,7 @@ pub(crate) async fn sync_group(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGrou
         }
         rx
     };
+    ctx.shared.bump_groups();
     match rx.await {
         Ok(r) => r,
         Err(_) => err(ec::REBALANCE_IN_PROGRESS),

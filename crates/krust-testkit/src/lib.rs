@@ -15,6 +15,7 @@ mod state;
 mod txn;
 
 pub use cluster::FakeCluster;
+pub use group::GroupInfo;
 pub use hooks::{Action, HookId, Intercept, LoggedRequest, ProducedBatch, Request};
 pub use kafka_protocol;
 pub use state::{ClusterConfig, TxnProtocol};
