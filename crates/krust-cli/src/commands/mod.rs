@@ -1,13 +1,15 @@
 //! Command implementations: each takes its parsed flags, talks to the cluster through
 //! krust-client, and returns the process exit status or a [`CliError`].
 
+mod consume;
+mod offsets;
 mod topics;
 
 use std::future::Future;
 use std::process::ExitCode;
 
 use kafka_protocol::messages::MetadataRequest;
-use krust_client::{ClientConfig, Cluster, Properties};
+use krust_client::{Cluster, Properties};
 
 use crate::cli::{Cli, Command, Connection};
 use crate::error::CliError;
@@ -16,6 +18,8 @@ use crate::error::CliError;
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Topics(cmd) => block_on(topics::run(cmd)),
+        Command::Consume(args) => block_on(consume::run(args)),
+        Command::Offsets(args) => block_on(offsets::run(args)),
         other => {
             let name = match other {
                 Command::Produce(_) => "produce",
@@ -56,15 +60,6 @@ pub(crate) fn properties(conn: &Connection, defaults: &[(&str, String)]) -> Prop
     p
 }
 
-/// Connects a [`Cluster`] (metadata and connections only) for commands that need no more.
-pub(crate) async fn connect(conn: &Connection) -> Result<Cluster, CliError> {
-    let config =
-        ClientConfig::from_properties(properties(conn, &[])).map_err(|e| client_error(e, None))?;
-    Cluster::connect(config)
-        .await
-        .map_err(|e| client_error(e, None))
-}
-
 /// The names of every topic in the cluster, sorted (internal ones only if `internal`).
 ///
 /// Asking for all topics (a null topic list) never auto-creates one, unlike asking for a
@@ -94,7 +89,6 @@ pub(crate) async fn topic_names(
 }
 
 /// Fails with "unknown topic" unless `topic` exists (checked without creating it).
-#[allow(dead_code)] // for consume and offsets, wired as the client lands
 pub(crate) async fn ensure_topic(cluster: &Cluster, topic: &str) -> Result<(), CliError> {
     if topic_names(cluster, true).await?.iter().any(|t| t == topic) {
         Ok(())

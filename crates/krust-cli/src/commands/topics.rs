@@ -2,33 +2,70 @@
 
 use std::process::ExitCode;
 
-use super::{client_error, connect, topic_names};
-use crate::cli::TopicsCommand;
+use krust_client::{Admin, ClientConfig, NewTopic};
+use krust_wire::ErrorCode;
+
+use super::{client_error, properties, topic_names};
+use crate::cli::{Connection, TopicsCommand};
 use crate::error::CliError;
+
+async fn admin(conn: &Connection) -> Result<Admin, CliError> {
+    let defaults = [("allow.auto.create.topics", "false".to_string())];
+    let config = ClientConfig::from_properties(properties(conn, &defaults))
+        .map_err(|e| client_error(e, None))?;
+    Admin::connect(config)
+        .await
+        .map_err(|e| client_error(e, None))
+}
 
 /// Runs a `topics` subcommand.
 pub(crate) async fn run(cmd: TopicsCommand) -> Result<ExitCode, CliError> {
     match cmd {
+        TopicsCommand::Create(args) => {
+            if args.partitions < 1 {
+                return Err(CliError::Usage("--partitions must be at least 1".into()));
+            }
+            let admin = admin(&args.conn).await?;
+            let mut topic = NewTopic::new(&args.topic, args.partitions, args.replication);
+            for c in &args.configs {
+                topic = topic.with_config(&c.name, &c.value);
+            }
+            admin.create_topics(&[topic]).await.map_err(|e| {
+                if e.code() == Some(ErrorCode::TOPIC_ALREADY_EXISTS) {
+                    CliError::failed(format!("topic '{}' already exists", args.topic))
+                } else {
+                    client_error(e, None)
+                }
+            })?;
+            eprintln!(
+                "krust: created topic '{}' ({} partition(s), replication factor {})",
+                args.topic, args.partitions, args.replication
+            );
+            admin.cluster().close();
+            Ok(ExitCode::SUCCESS)
+        }
         TopicsCommand::List(args) => {
-            let cluster = connect(&args.conn).await?;
-            let names = topic_names(&cluster, args.internal).await?;
-            for n in names {
+            let admin = admin(&args.conn).await?;
+            for n in topic_names(admin.cluster(), args.internal).await? {
                 println!("{n}");
             }
-            cluster.close();
+            admin.cluster().close();
             Ok(ExitCode::SUCCESS)
         }
         TopicsCommand::Describe(args) => {
-            let cluster = connect(&args.conn).await?;
-            let known = topic_names(&cluster, true).await?;
-            for topic in &args.topics {
-                if !known.contains(topic) {
-                    return Err(CliError::UnknownTopic(topic.clone()));
-                }
-                let md = cluster
-                    .topic(topic)
-                    .await
-                    .map_err(|e| client_error(e, Some(topic)))?;
+            let admin = admin(&args.conn).await?;
+            // Checked against the full list first: some brokers create a topic that is merely
+            // asked about by name.
+            let known = topic_names(admin.cluster(), true).await?;
+            if let Some(missing) = args.topics.iter().find(|t| !known.contains(t)) {
+                return Err(CliError::UnknownTopic(missing.clone()));
+            }
+            let names: Vec<&str> = args.topics.iter().map(String::as_str).collect();
+            let topics = admin
+                .describe_topics(&names)
+                .await
+                .map_err(|e| client_error(e, None))?;
+            for md in topics {
                 println!(
                     "topic {} partitions {}{}",
                     md.name,
@@ -52,11 +89,23 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<ExitCode, CliError> {
                     );
                 }
             }
-            cluster.close();
+            admin.cluster().close();
             Ok(ExitCode::SUCCESS)
         }
-        TopicsCommand::Create(_) | TopicsCommand::Delete(_) => Err(CliError::failed(
-            "'topics create' and 'topics delete' are not available yet: the admin client is still being written",
-        )),
+        TopicsCommand::Delete(args) => {
+            let admin = admin(&args.conn).await?;
+            let known = topic_names(admin.cluster(), true).await?;
+            if let Some(missing) = args.topics.iter().find(|t| !known.contains(t)) {
+                return Err(CliError::UnknownTopic(missing.clone()));
+            }
+            let names: Vec<&str> = args.topics.iter().map(String::as_str).collect();
+            admin
+                .delete_topics(&names)
+                .await
+                .map_err(|e| client_error(e, None))?;
+            eprintln!("krust: deleted {}", args.topics.join(", "));
+            admin.cluster().close();
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
