@@ -343,16 +343,13 @@ impl FakeCluster {
     /// Answers the next `n` requests of `api` with error `code`.
     pub fn fail_next_n(&self, api: ApiKey, code: i16, n: usize) -> HookId {
         let mut left = n;
-        let id_cell = Arc::new(Mutex::new(None::<HookId>));
-        let id = self.intercept(Intercept::api(api), move |_| {
+        self.intercept(Intercept::api(api), move |_| {
             if left == 0 {
                 return None;
             }
             left -= 1;
             Some(Action::Error(code))
-        });
-        *id_cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
-        id
+        })
     }
 
     /// Closes the connection on the next request of `api` (no answer).

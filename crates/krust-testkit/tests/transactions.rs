@@ -41,6 +41,7 @@ fn end(txn: &str, pid: i64, epoch: i16, commit: bool) -> EndTxnRequest {
         .with_committed(commit)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn txn_produce(
     cl: &mut RawClient,
     txn: &str,
