@@ -1,0 +1,218 @@
+//! Consumer behaviour that tansu cannot show, against krust-testkit's in-process fake cluster:
+//! leader migration between brokers with KIP-320 position validation (and without it where the
+//! broker lacks OffsetForLeaderEpoch), OFFSET_OUT_OF_RANGE handled per `auto.offset.reset`, and
+//! exact ListOffsets LATEST and by-timestamp answers.
+
+mod consumer_common;
+
+use std::time::Duration;
+
+use consumer_common::*;
+use krust_client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartOffset, TopicPartition};
+use krust_client::{ClientConfig, Cluster};
+use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
+use krust_testkit::{ClusterConfig, FakeCluster};
+use krust_wire::record::Compression;
+use krust_wire::ErrorCode;
+
+const T: Duration = Duration::from_secs(20);
+
+async fn fake(cfg: ClusterConfig) -> (FakeCluster, Cluster) {
+    let fake = FakeCluster::with_config(cfg).await.expect("fake cluster");
+    let mut c = ClientConfig::new(&fake.bootstrap());
+    c.request_timeout = Duration::from_secs(10);
+    c.retry_backoff = Duration::from_millis(10);
+    c.retry_backoff_max = Duration::from_millis(100);
+    let cluster = Cluster::connect(c)
+        .await
+        .expect("connect to the fake cluster");
+    (fake, cluster)
+}
+
+fn config(cluster: &Cluster) -> ConsumerConfig {
+    ConsumerConfig {
+        client: cluster.config().clone(),
+        fetch_max_wait: Duration::from_millis(50),
+        ..ConsumerConfig::default()
+    }
+}
+
+/// Produces records `from..from + n` (timestamps BASE_TS + n) as one uncompressed batch (the
+/// fake cluster looks timestamps up inside uncompressed batches only).
+async fn produce_n(cluster: &Cluster, topic: &str, from: usize, n: usize) {
+    cluster
+        .refresh_metadata(&[topic.to_string()])
+        .await
+        .unwrap();
+    let recs: Vec<TestRecord> = (from..from + n)
+        .map(|i| TestRecord::new(i, BASE_TS + i as i64))
+        .collect();
+    produce(cluster, topic, 0, Compression::None, &recs).await;
+}
+
+async fn migrate(validate_offered: bool) {
+    let mut cfg = ClusterConfig::new().with_brokers(2).with_topic("t", 1, 2);
+    if !validate_offered {
+        cfg = cfg.without_api(FakeApi::OffsetForLeaderEpoch);
+    }
+    let (fake, cluster) = fake(cfg).await;
+    let tp = TopicPartition::new("t", 0);
+    let (first_leader, epoch) = fake.leader("t", 0).unwrap();
+    produce_n(&cluster, "t", 0, 30).await;
+
+    let mut consumer = Consumer::with_cluster(cluster.clone(), config(&cluster)).unwrap();
+    consumer
+        .assign([(tp.clone(), StartOffset::Earliest)])
+        .await
+        .unwrap();
+    let got = poll_n(&mut consumer, 30, T).await;
+    assert_eq!(got.last().unwrap().offset, 29);
+    assert_eq!(got.last().unwrap().leader_epoch, Some(epoch));
+
+    // Leadership moves; the old leader answers NOT_LEADER_OR_FOLLOWER from now on.
+    let other = if first_leader == 0 { 1 } else { 0 };
+    let new_epoch = fake.move_leader("t", 0, other).unwrap();
+    produce_n(&cluster, "t", 30, 30).await;
+    let got = poll_n(&mut consumer, 30, T).await;
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(
+        offsets,
+        (30..60).collect::<Vec<_>>(),
+        "no loss, no duplicates"
+    );
+    assert_eq!(got[0].leader_epoch, Some(new_epoch));
+    assert_eq!(consumer.position(&tp), Some(60));
+
+    let fetches_to_new = fake
+        .requests_of(FakeApi::Fetch)
+        .into_iter()
+        .filter(|r| r.broker == other)
+        .count();
+    assert!(fetches_to_new > 0, "the cursor moved to the new leader");
+    let validations = fake.requests_of(FakeApi::OffsetForLeaderEpoch);
+    if validate_offered {
+        assert!(
+            validations.iter().any(|r| r.broker == other),
+            "the position was validated on the new leader"
+        );
+    } else {
+        assert!(
+            validations.is_empty(),
+            "validation skipped where not offered"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_migration_with_offset_for_leader_epoch_validation() {
+    migrate(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_migration_without_offset_for_leader_epoch() {
+    migrate(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_out_of_range_follows_auto_offset_reset() {
+    let (_fake, cluster) = fake(ClusterConfig::new().with_topic("t", 1, 1)).await;
+    let tp = TopicPartition::new("t", 0);
+    produce_n(&cluster, "t", 0, 10).await;
+
+    // earliest: restart at the log start.
+    let mut c = Consumer::with_cluster(
+        cluster.clone(),
+        config(&cluster).with_auto_offset_reset(OffsetReset::Earliest),
+    )
+    .unwrap();
+    c.assign([(tp.clone(), StartOffset::Offset(100))])
+        .await
+        .unwrap();
+    assert_eq!(poll_n(&mut c, 1, T).await[0].offset, 0);
+    drop(c);
+
+    // latest: restart at the end; the next record produced is the first seen.
+    let mut c = Consumer::with_cluster(
+        cluster.clone(),
+        config(&cluster).with_auto_offset_reset(OffsetReset::Latest),
+    )
+    .unwrap();
+    c.assign([(tp.clone(), StartOffset::Offset(100))])
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while c.position(&tp) != Some(10) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reset to the end"
+        );
+        c.poll_timeout(Duration::from_millis(20)).await.unwrap();
+    }
+    produce_n(&cluster, "t", 10, 1).await;
+    assert_eq!(poll_n(&mut c, 1, T).await[0].offset, 10);
+    drop(c);
+
+    // none: an error naming the partition, then nothing until a seek.
+    let mut c = Consumer::with_cluster(
+        cluster.clone(),
+        config(&cluster).with_auto_offset_reset(OffsetReset::None),
+    )
+    .unwrap();
+    c.assign([(tp.clone(), StartOffset::Offset(100))])
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(T, c.poll())
+        .await
+        .expect("an error within 20 s")
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::OFFSET_OUT_OF_RANGE), "{err}");
+    assert!(err.to_string().contains("t-0"), "{err}");
+    assert!(err.to_string().contains("100"), "{err}");
+    c.seek(&tp, StartOffset::Offset(5)).unwrap();
+    assert_eq!(poll_n(&mut c, 1, T).await[0].offset, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_and_timestamp_starts_are_exact() {
+    let (_fake, cluster) = fake(ClusterConfig::new().with_topic("t", 1, 1)).await;
+    let tp = TopicPartition::new("t", 0);
+    // One batch of 20 (the case tansu gets wrong), timestamps BASE_TS + offset.
+    produce_n(&cluster, "t", 0, 20).await;
+    let mut c = Consumer::with_cluster(cluster.clone(), config(&cluster)).unwrap();
+
+    c.assign([(tp.clone(), StartOffset::Timestamp(BASE_TS + 7))])
+        .await
+        .unwrap();
+    let r = &poll_n(&mut c, 1, T).await[0];
+    assert_eq!((r.offset, r.timestamp), (7, BASE_TS + 7));
+
+    let found = c
+        .offsets_for_times([(tp.clone(), BASE_TS + 12), (tp.clone(), BASE_TS + 1_000)])
+        .await
+        .unwrap();
+    // The later query replaced the earlier one for the same partition: past the last record.
+    assert_eq!(found[&tp], None);
+    let found = c
+        .offsets_for_times([(tp.clone(), BASE_TS + 12)])
+        .await
+        .unwrap();
+    let o = found[&tp].unwrap();
+    assert_eq!((o.offset, o.timestamp), (12, BASE_TS + 12));
+    assert_eq!(c.end_offsets([tp.clone()]).await.unwrap()[&tp], 20);
+
+    // A timestamp after every record starts at the end.
+    c.assign([(tp.clone(), StartOffset::Timestamp(BASE_TS + 1_000))])
+        .await
+        .unwrap();
+    c.assign([(tp.clone(), StartOffset::Latest)]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while c.position(&tp) != Some(20) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "latest never resolved"
+        );
+        c.poll_timeout(Duration::from_millis(20)).await.unwrap();
+    }
+    produce_n(&cluster, "t", 20, 1).await;
+    assert_eq!(poll_n(&mut c, 1, T).await[0].offset, 20);
+}
