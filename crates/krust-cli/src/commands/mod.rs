@@ -2,6 +2,7 @@
 //! krust-client, and returns the process exit status or a [`CliError`].
 
 mod consume;
+mod fake_cluster;
 mod offsets;
 mod topics;
 
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Topics(cmd) => block_on(topics::run(cmd)),
         Command::Consume(args) => block_on(consume::run(args)),
         Command::Offsets(args) => block_on(offsets::run(args)),
+        Command::FakeCluster(args) => block_on(fake_cluster::run(args)),
         other => {
             let name = match other {
                 Command::Produce(_) => "produce",
