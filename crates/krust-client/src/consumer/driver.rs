@@ -198,7 +198,7 @@ async fn run_lookup(shared: Arc<Shared>, lookup: krust_core::fetch::OffsetLookup
                     }
                 }
                 // Partitions the broker left out are looked up again.
-                f.handle_lookup_failed(&lookup, now);
+                f.handle_lookup_done(&lookup, now);
             }
             Err(e) => {
                 debug!(broker = lookup.node, error = %e, "ListOffsets failed");
@@ -265,7 +265,7 @@ async fn run_validation(shared: Arc<Shared>, v: krust_core::fetch::Validation) {
                         data |= fu.data_ready;
                     }
                 }
-                f.handle_validation_failed(&v, now);
+                f.handle_validation_done(&v, now);
             }
             Err(e) => {
                 debug!(broker = v.node, error = %e, "OffsetForLeaderEpoch failed");

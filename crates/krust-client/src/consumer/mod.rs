@@ -402,6 +402,25 @@ impl Consumer {
         )
     }
 
+    /// The consumer as an owned stream of records (for pipelines that move it into a task).
+    /// Items are as in [`stream`](Self::stream).
+    pub fn into_stream(self) -> impl Stream<Item = Result<ConsumerRecord>> + Send + 'static {
+        futures::stream::unfold(
+            (self, std::collections::VecDeque::new()),
+            |(mut consumer, mut buf)| async move {
+                loop {
+                    if let Some(r) = buf.pop_front() {
+                        return Some((Ok(r), (consumer, buf)));
+                    }
+                    match consumer.poll().await {
+                        Ok(records) => buf.extend(records),
+                        Err(e) => return Some((Err(e), (consumer, buf))),
+                    }
+                }
+            },
+        )
+    }
+
     /// Moves ready records into `out`; returns whether end-of-partition events were taken.
     fn take_ready(&mut self, out: &mut Vec<ConsumerRecord>) -> Result<bool> {
         let (err, freed, eofs) = {
@@ -420,7 +439,9 @@ impl Consumer {
             };
             (err, freed, eofs)
         };
-        if freed || !out.is_empty() {
+        // Only the prefetch budget gates fetching on the application's side: wake the sources
+        // when a poll reopens it (waking them on every poll would cost a re-plan per poll).
+        if freed {
             self.shared.notify_changed();
         }
         let eof = !eofs.is_empty();

@@ -934,8 +934,20 @@ impl Fetcher {
         f
     }
 
-    /// A whole lookup failed (transport error, timeout): its partitions retry after a backoff.
+    /// After a lookup's answers were fed: partitions the broker left out are looked up again
+    /// after a backoff.
+    pub fn handle_lookup_done(&mut self, lookup: &OffsetLookup, now: Instant) {
+        self.release_lookup(lookup, now);
+    }
+
+    /// A whole lookup failed (transport error, timeout): its partitions retry after a backoff,
+    /// and metadata is refreshed (the leader may be gone).
     pub fn handle_lookup_failed(&mut self, lookup: &OffsetLookup, now: Instant) {
+        self.release_lookup(lookup, now);
+        self.needs_metadata = true;
+    }
+
+    fn release_lookup(&mut self, lookup: &OffsetLookup, now: Instant) {
         for (tp, start, _) in &lookup.partitions {
             if let Some(p) = self.partitions.get_mut(tp) {
                 if p.phase
@@ -949,7 +961,6 @@ impl Fetcher {
                 }
             }
         }
-        self.needs_metadata = true;
     }
 
     /// Plans the position validations due at `now`, one per leader.
@@ -1031,6 +1042,12 @@ impl Fetcher {
         f
     }
 
+    /// After a validation's answers were fed: partitions the broker left out are validated
+    /// again after a backoff.
+    pub fn handle_validation_done(&mut self, v: &Validation, now: Instant) {
+        self.handle_validation_failed(v, now);
+    }
+
     /// A whole validation failed (transport error, timeout): retried after a backoff.
     pub fn handle_validation_failed(&mut self, v: &Validation, now: Instant) {
         for (tp, _, _) in &v.partitions {
@@ -1065,7 +1082,6 @@ impl Fetcher {
             {
                 continue;
             }
-            // Don't run past the end of a read_committed partition.
             p.in_flight = Some(token);
             partitions.push(PlannedPartition {
                 tp: p.tp.clone(),
@@ -1152,13 +1168,11 @@ impl Fetcher {
                         // Only control batches or records before the position: move on.
                         p.position = p.fetch_cursor;
                     }
-                    if p.at_end(isolation) {
-                        if !p.eof_reported {
-                            p.eof_pending = true;
-                            f.data_ready = true;
-                        }
-                    } else if !p.buffered.is_empty() || !p.at_end(isolation) {
+                    if !p.at_end(isolation) {
                         p.eof_reported = false;
+                    } else if !p.eof_reported {
+                        p.eof_pending = true;
+                        f.data_ready = true;
                     }
                 }
                 PartitionOutcome::Error { code, watermarks } => {
@@ -1315,7 +1329,6 @@ impl Fetcher {
                 let Some(c) = p.buffered.front_mut() else {
                     break;
                 };
-                let before = c.size();
                 let n = c.drain_into(p.position.offset, max - moved, out);
                 moved += n;
                 if let Some(last) = out.last().filter(|_| n > 0) {
@@ -1332,11 +1345,9 @@ impl Fetcher {
                     if next.offset > p.position.offset {
                         p.position = next;
                     }
+                    // The records share the fetch's buffers: its bytes count until it is drained.
                     let c = p.buffered.pop_front().expect("front exists");
-                    self.buffered_bytes -= c.size().min(before);
-                } else {
-                    let after = c.size();
-                    self.buffered_bytes -= before - after;
+                    self.buffered_bytes -= c.size();
                 }
             }
             if p.at_end(isolation) && !p.eof_reported {
