@@ -15,6 +15,8 @@ shift $(( $# > 2 ? 2 : $# ))
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(frame_reader responses record_batch codec_gzip codec_snappy codec_lz4 codec_zstd roundtrip)
 SCRATCH="${FUZZ_SCRATCH:-/tmp/krust-fuzz}"
+# A smaller ASan quarantine keeps RSS well under the limit with multi-MiB decompressions.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=32}"
 FLAGS=(-rss_limit_mb=512 -malloc_limit_mb=256 -runs="$RUNS" -max_total_time="$SECS" -print_final_stats=1)
 cargo +nightly fuzz build -O -a >/dev/null
 for t in "${TARGETS[@]}"; do
@@ -26,5 +28,5 @@ for t in "${TARGETS[@]}"; do
   cargo +nightly fuzz run -O -a "$t" "$SCRATCH/$t.min" "corpus/$t" "$SCRATCH/$t" -- -merge=1 \
     -rss_limit_mb=512 -malloc_limit_mb=256 >/dev/null 2>&1 || true
   find "corpus/$t" -type f ! -name 'seed-*' ! -name '*-v*' -delete
-  ls -S "$SCRATCH/$t.min" | head -n 300 | while read -r f; do cp "$SCRATCH/$t.min/$f" "corpus/$t/"; done
+  ls -Sr "$SCRATCH/$t.min" | head -n 300 | while read -r f; do cp "$SCRATCH/$t.min/$f" "corpus/$t/"; done
 done

@@ -13,7 +13,7 @@ use krust_wire::record::{batches, BatchBuilder, DeflatedBatch, RecordHeader};
 use krust_wire::ApiKey;
 
 /// Decompressed bytes allowed per batch or codec call.
-pub const MAX_OUTPUT: usize = 16 << 20;
+pub const MAX_OUTPUT: usize = 4 << 20;
 
 fn limits() -> DecompressLimits {
     DecompressLimits::with_max_output(MAX_OUTPUT)
@@ -50,8 +50,20 @@ pub fn responses(data: &[u8]) {
 }
 
 /// The record batch decoder: split a record set, inflate every batch, decode every record.
+///
+/// Byte 0 picks a mode, the rest is the record set. With an even mode byte the CRC of every
+/// batch (CRC32C for v2, CRC32 for legacy messages) is recomputed first, so that mutations reach
+/// the header, decompression and record decoding instead of stopping at the checksum; with an
+/// odd one the bytes are decoded as they are.
 pub fn record_batch(data: &[u8]) {
-    let bytes = Bytes::copy_from_slice(data);
+    let Some((&mode, set)) = data.split_first() else {
+        return;
+    };
+    let mut set = set.to_vec();
+    if mode & 1 == 0 {
+        fix_crcs(&mut set);
+    }
+    let bytes = Bytes::from(set);
     for batch in batches(bytes.clone()) {
         let Ok(batch) = batch else { break };
         let h = batch.header();
@@ -71,6 +83,34 @@ pub fn record_batch(data: &[u8]) {
         }
     }
     let _ = DeflatedBatch::decode(bytes);
+}
+
+/// Rewrites the checksum of every complete batch or legacy message in a record set.
+pub fn fix_crcs(set: &mut [u8]) {
+    let mut pos = 0;
+    while set.len() - pos >= 17 {
+        let b = &set[pos..];
+        let len = i32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+        let Ok(len) = usize::try_from(len) else {
+            return;
+        };
+        if len > b.len() - 12 {
+            return;
+        }
+        let end = pos + 12 + len;
+        match set[pos + 16] {
+            2 if len >= 9 => {
+                let crc = crc32c::crc32c(&set[pos + 21..end]);
+                set[pos + 17..pos + 21].copy_from_slice(&crc.to_be_bytes());
+            }
+            0 | 1 if len >= 4 => {
+                let crc = crc32fast::hash(&set[pos + 16..end]);
+                set[pos + 12..pos + 16].copy_from_slice(&crc.to_be_bytes());
+            }
+            _ => {}
+        }
+        pos = end;
+    }
 }
 
 /// One codec's decompressor.

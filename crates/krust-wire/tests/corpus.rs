@@ -121,7 +121,9 @@ proptest! {
         entry::responses(&r);
         // Batches: a plausible prefix (length, magic, attributes) so the random bytes reach
         // the CRC check and, through a forged CRC, the record decoder.
-        let mut b = 0i64.to_be_bytes().to_vec();
+        // Mode byte 1: decode as is (the CRC is forged here).
+        let mut b = vec![1u8];
+        b.extend_from_slice(&0i64.to_be_bytes());
         b.extend_from_slice(&((data.len() + 49) as i32).to_be_bytes());
         b.extend_from_slice(&[0xff; 4]);
         b.push(magic);
@@ -129,10 +131,14 @@ proptest! {
         b.extend_from_slice(&i16::from(codec).to_be_bytes());
         b.extend_from_slice(&[0; 36]);
         b.extend_from_slice(&data);
-        if b.len() >= 61 {
-            let crc = crc32c::crc32c(&b[21..]);
-            b[17..21].copy_from_slice(&crc.to_be_bytes());
+        if b.len() >= 62 {
+            let crc = crc32c::crc32c(&b[22..]);
+            b[18..22].copy_from_slice(&crc.to_be_bytes());
         }
+        entry::record_batch(&b);
+        // Mode byte 0: the entry point fixes the CRC itself.
+        b[0] = 0;
+        b[18..22].copy_from_slice(&[0; 4]);
         entry::record_batch(&b);
     }
 }
@@ -144,6 +150,12 @@ fn write_seed_corpus() {
     let write = |target: &str, name: &str, data: &[u8]| {
         let dir = fuzz_dir().join("corpus").join(target);
         std::fs::create_dir_all(&dir).unwrap();
+        // record_batch inputs start with a mode byte (0: fix up CRCs first).
+        let data = if target == "record_batch" {
+            [&[0u8][..], data].concat()
+        } else {
+            data.to_vec()
+        };
         std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
     };
     let text: Vec<u8> = (0..3000u32)
