@@ -601,11 +601,15 @@ pub fn partition_outcome(
     }
     match parse_partition(&planned.tp, planned.fetch_offset, data, opts) {
         Ok(c) => {
-            if c.is_empty_progress() && data.records.as_ref().is_some_and(|r| !r.is_empty()) {
-                // Bytes but no complete batch: the first batch is larger than we asked for.
-                PartitionOutcome::TooLarge
-            } else {
-                PartitionOutcome::Data(c)
+            match c.partial_only() {
+                // Bytes but no complete batch, and the batch is larger than we may ask for: a
+                // broker without KIP-74 cannot return it.
+                Some(size) if size > planned.max_bytes.max(0) as usize => {
+                    PartitionOutcome::TooLarge
+                }
+                // A batch cut short by the response's byte limit: fetch it again (next time
+                // this partition may come first in the response).
+                _ => PartitionOutcome::Data(c),
             }
         }
         Err(e) => PartitionOutcome::Corrupt(e.to_string()),

@@ -73,8 +73,9 @@ pub struct CompletedFetch {
     /// Bytes accounted against the prefetch budget (held until the fetch is fully polled, as
     /// the records share its buffers).
     size: usize,
-    /// Whether the data held at least one complete batch (or nothing at all was returned).
-    saw_batch: bool,
+    /// When the data held bytes but not one complete batch: the size the partial batch
+    /// announces (or 0 if not even its length field arrived).
+    partial_only: Option<usize>,
 }
 
 /// Approximate per-record overhead of a [`ConsumerRecord`], counted with the bytes.
@@ -106,9 +107,10 @@ impl CompletedFetch {
         self.records.is_empty()
     }
 
-    /// True when the data held bytes but no complete batch (nothing to make progress with).
-    pub(crate) fn is_empty_progress(&self) -> bool {
-        !self.saw_batch
+    /// When the data held bytes but no complete batch (nothing to make progress with): the
+    /// size the first, partial batch announces.
+    pub(crate) fn partial_only(&self) -> Option<usize> {
+        self.partial_only
     }
 
     /// Moves up to `max` records at or after `position` into `out`; returns how many.
@@ -171,6 +173,12 @@ pub fn parse_partition(
     let mut last_epoch = None;
     let mut size = raw.len();
     let mut saw_batch = raw.is_empty();
+    let announced = if raw.len() >= 12 {
+        let len = i32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]);
+        usize::try_from(len).map_or(0, |l| l.saturating_add(12))
+    } else {
+        0
+    };
     let mut iter = batches(raw);
     for batch in iter.by_ref() {
         let batch = batch?;
@@ -257,6 +265,6 @@ pub fn parse_partition(
         last_epoch,
         watermarks,
         size,
-        saw_batch,
+        partial_only: (!saw_batch).then_some(announced),
     })
 }

@@ -530,3 +530,26 @@ fn records_from_several_partitions_are_served_round_robin() {
     seen.sort();
     assert_eq!(seen, vec![0, 1, 2]);
 }
+
+#[test]
+fn a_partial_batch_alone_is_fetched_again_unless_it_cannot_fit() {
+    // Cut short by the response limit (fits in partition max bytes): no error, no progress.
+    let (mut f, now) = ready(StartOffset::Offset(0));
+    let whole = batch(0, 10, Compression::None);
+    let cut = whole.slice(..whole.len() - 5);
+    round(&mut f, 1, now, |_| data(0, 10, cut.clone())).unwrap();
+    assert!(f.take_errors().is_empty());
+    assert_eq!(f.plan_fetch(1, now).unwrap().partitions[0].fetch_offset, 0);
+
+    // Larger than max.partition.fetch.bytes (a pre-KIP-74 broker): reported.
+    let config = FetchConfig {
+        partition_max_bytes: 64,
+        ..FetchConfig::default()
+    };
+    let mut f = Fetcher::new(config);
+    f.assign(tp(0), StartOffset::Offset(0));
+    f.handle_leader(&tp(0), Some(1), 0);
+    round(&mut f, 1, now, |_| data(0, 10, cut.clone())).unwrap();
+    let errs = f.take_errors();
+    assert_eq!(errs[0].kind, FetchErrorKind::RecordTooLarge { offset: 0 });
+}
