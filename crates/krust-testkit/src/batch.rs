@@ -1,12 +1,13 @@
 //! Record batch (magic v2) headers as the fake broker sees them.
 //!
 //! The fake stores batches exactly as producers sent them, only rewriting the two fields the
-//! broker owns (base offset and partition leader epoch, both outside the CRC). This module
-//! reads the fixed 61-byte header, checks the CRC-32C, walks uncompressed records for their
-//! timestamps, and writes the small control batches (transaction markers) the coordinator
-//! appends.
+//! broker owns (base offset and partition leader epoch, both outside the CRC). Validation (CRC,
+//! lengths), decompression and control batches come from `krust_wire::record`; this module
+//! splits a produce payload into batches, reads the header fields the broker acts on, and
+//! offers small helpers to build and read uncompressed batches in tests.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use krust_wire::record::{encode_control_batch, ControlRecord, ControlRecordType, DeflatedBatch};
 
 /// Size of the v2 batch header, up to and including the record count.
 pub const HEADER_LEN: usize = 61;
@@ -111,8 +112,9 @@ pub fn split_batches(data: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchErr
     Ok(out)
 }
 
-/// Parses and validates one complete batch (header fields and CRC).
-pub fn parse_header(b: &[u8]) -> Result<BatchHeader, BatchError> {
+/// Parses and validates one complete batch (header fields, lengths and CRC, the latter checked
+/// by `krust_wire::record::DeflatedBatch`).
+pub fn parse_header(b: &Bytes) -> Result<BatchHeader, BatchError> {
     if b.len() < HEADER_LEN {
         return Err(BatchError::Truncated);
     }
@@ -120,9 +122,13 @@ pub fn parse_header(b: &[u8]) -> Result<BatchHeader, BatchError> {
     if magic != 2 {
         return Err(BatchError::BadMagic(magic));
     }
-    let crc = u32::from_be_bytes(b[17..21].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&b[21..]) != crc {
-        return Err(BatchError::BadCrc);
+    if DeflatedBatch::decode(b.clone()).is_err() {
+        let crc = u32::from_be_bytes(b[17..21].try_into().expect("4 bytes"));
+        return Err(if crc32c::crc32c(&b[21..]) != crc {
+            BatchError::BadCrc
+        } else {
+            BatchError::Invalid("batch rejected by the record decoder")
+        });
     }
     let h = BatchHeader {
         base_offset: i64_at(b, 0),
@@ -168,11 +174,16 @@ fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
     Some(((value >> 1) as i64) ^ -((value & 1) as i64))
 }
 
-/// `(offset delta, timestamp)` of each record of an uncompressed batch; `None` for compressed
-/// batches or malformed records (callers then fall back to the batch-level timestamps).
-pub fn record_timestamps(batch: &[u8], h: &BatchHeader) -> Option<Vec<(i32, i64)>> {
+/// `(offset delta, timestamp)` of each record of a batch (decompressing it if needed); `None`
+/// for malformed records (callers then fall back to the batch-level timestamps).
+pub fn record_timestamps(batch: &Bytes, h: &BatchHeader) -> Option<Vec<(i32, i64)>> {
     if h.compression() != 0 {
-        return None;
+        let inflated = DeflatedBatch::decode(batch.clone()).ok()?.inflate().ok()?;
+        let base = inflated.header().base_offset;
+        return inflated
+            .records()
+            .map(|r| r.ok().map(|r| ((r.offset - base) as i32, r.timestamp)))
+            .collect();
     }
     let mut out = Vec::with_capacity(h.record_count.clamp(0, 100_000) as usize);
     let mut at = HEADER_LEN;
@@ -206,36 +217,17 @@ pub fn control_batch(
     coordinator_epoch: i32,
     timestamp: i64,
 ) -> Bytes {
-    let mut record = BytesMut::new();
-    record.put_u8(0); // attributes
-    put_varint(&mut record, 0); // timestamp delta
-    put_varint(&mut record, 0); // offset delta
-    put_varint(&mut record, 4); // key length
-    record.put_i16(0); // control record version
-    record.put_i16(if commit { 1 } else { 0 });
-    put_varint(&mut record, 6); // value length
-    record.put_i16(0); // marker version
-    record.put_i32(coordinator_epoch);
-    put_varint(&mut record, 0); // headers
-    let mut body = BytesMut::new();
-    body.put_i16(ATTR_TRANSACTIONAL | ATTR_CONTROL);
-    body.put_i32(0); // last offset delta
-    body.put_i64(timestamp);
-    body.put_i64(timestamp);
-    body.put_i64(producer_id);
-    body.put_i16(producer_epoch);
-    body.put_i32(-1); // base sequence
-    body.put_i32(1); // record count
-    put_varint(&mut body, record.len() as i64);
-    body.put_slice(&record);
-    let mut out = BytesMut::with_capacity(21 + body.len());
-    out.put_i64(0);
-    out.put_i32((body.len() + 9) as i32); // leader epoch + magic + crc + body
-    out.put_i32(0);
-    out.put_i8(2);
-    out.put_u32(crc32c::crc32c(&body));
-    out.put_slice(&body);
-    out.freeze()
+    let marker = ControlRecord {
+        version: 0,
+        kind: if commit {
+            ControlRecordType::Commit
+        } else {
+            ControlRecordType::Abort
+        },
+        coordinator_epoch: Some(coordinator_epoch),
+    };
+    encode_control_batch(0, timestamp, producer_id, producer_epoch, marker)
+        .expect("a one-record control batch always encodes")
 }
 
 /// Builds an uncompressed data batch of `values` (no keys, no headers); used by the raw test
@@ -284,8 +276,8 @@ pub fn data_batch(
 /// One record read back by [`read_values`]: its offset and value.
 pub type ReadRecord = (i64, Option<Bytes>);
 
-/// Reads `(offset, value)` of every data record in a fetch payload of uncompressed batches,
-/// skipping control batches. Meant for tests over the raw protocol.
+/// Reads `(offset, value)` of every data record in a fetch payload (any codec), skipping
+/// control batches. Meant for tests over the raw protocol.
 pub fn read_values(data: &Bytes) -> Result<Vec<ReadRecord>, BatchError> {
     let mut out = Vec::new();
     if data.is_empty() {
@@ -295,32 +287,12 @@ pub fn read_values(data: &Bytes) -> Result<Vec<ReadRecord>, BatchError> {
         if h.is_control() {
             continue;
         }
-        if h.compression() != 0 {
-            return Err(BatchError::Invalid("compressed batch"));
-        }
-        let mut at = HEADER_LEN;
-        while at < b.len() {
-            let len = read_varint(&b, &mut at).ok_or(BatchError::Truncated)?;
-            let start = at;
-            at += 1;
-            read_varint(&b, &mut at).ok_or(BatchError::Truncated)?;
-            let off = read_varint(&b, &mut at).ok_or(BatchError::Truncated)?;
-            let klen = read_varint(&b, &mut at).ok_or(BatchError::Truncated)?;
-            if klen > 0 {
-                at += klen as usize;
-            }
-            let vlen = read_varint(&b, &mut at).ok_or(BatchError::Truncated)?;
-            let value = if vlen >= 0 {
-                let end = at + vlen as usize;
-                if end > b.len() {
-                    return Err(BatchError::Truncated);
-                }
-                Some(b.slice(at..end))
-            } else {
-                None
-            };
-            out.push((h.base_offset + off, value));
-            at = start + len as usize;
+        let inflated = DeflatedBatch::decode(b)
+            .and_then(|d| d.inflate())
+            .map_err(|_| BatchError::Invalid("cannot inflate batch"))?;
+        for r in inflated.records() {
+            let r = r.map_err(|_| BatchError::Invalid("bad record"))?;
+            out.push((r.offset, r.value));
         }
     }
     Ok(out)

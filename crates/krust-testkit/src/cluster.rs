@@ -217,7 +217,7 @@ impl FakeCluster {
     }
 
     /// Every data record value in a partition, with its offset (control batches skipped,
-    /// aborted records included). Only uncompressed batches can be read this way.
+    /// aborted records included; compressed batches are inflated).
     pub fn records(&self, topic: &str, partition: i32) -> Option<Vec<(i64, Option<Bytes>)>> {
         let s = self.shared.lock();
         let p = s.topics.get(topic)?.partitions.get(partition as usize)?;

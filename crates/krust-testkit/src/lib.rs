@@ -146,8 +146,8 @@
 //! long-polls, honours byte limits (whole batches, at least one), read_committed with the LSO
 //! and the aborted list, and answers OFFSET_OUT_OF_RANGE and leader-epoch fencing. Every append
 //! is immediately "replicated": the high watermark is the log end. Fetch sessions are always
-//! declined (session id 0). ListOffsets by timestamp looks inside uncompressed batches only (a
-//! compressed batch answers with its first offset). Data lives in memory only.
+//! declined (session id 0). ListOffsets by timestamp looks at every record (compressed batches are
+//! inflated with `krust_wire::record`). Data lives in memory only.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -527,3 +527,37 @@ async fn admin_create_delete_grow_delete_records_and_configs() {
     assert_eq!(r.responses[1].error_code, ec::UNKNOWN_TOPIC_OR_PARTITION);
     assert!(c.leader("a", 0).is_none());
 }
+
+#[tokio::test]
+async fn compressed_batches_are_stored_served_and_searched_by_time() {
+    use krust_wire::record::{BatchBuilder, Compression};
+    let c = FakeCluster::start(1).await.unwrap();
+    c.create_topic("t", 1, 1).unwrap();
+    let mut cl = client(&c, 0).await;
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let mut b = BatchBuilder::new(codec);
+        for (i, ts) in [10i64, 20, 30].iter().enumerate() {
+            let v = format!("{codec:?}-{i}");
+            b.push(*ts, None, Some(v.as_bytes()), &[]).unwrap();
+        }
+        let batch = b.finish(-1, -1, -1, false).unwrap();
+        assert_eq!(produce(&mut cl, "t", 0, batch).await.0, 0, "{codec:?}");
+    }
+    let p = fetch(&mut cl, "t", 0, 0, 0).await;
+    let vals = values(&p);
+    assert_eq!(vals.len(), 12);
+    assert_eq!(vals[11], (11, b"Zstd-2".to_vec()));
+    assert_eq!(c.records("t", 0).unwrap().len(), 12);
+    let r = cl.send(&list_req("t", 15, 0), 7).await.unwrap();
+    let x = &r.topics[0].partitions[0];
+    assert_eq!(
+        (x.offset, x.timestamp),
+        (1, 20),
+        "searched inside the compressed batch"
+    );
+}
