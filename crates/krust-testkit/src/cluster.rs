@@ -616,6 +616,9 @@ pub(crate) fn served_range(api: ApiKey, kip890: bool) -> Option<(i16, i16)> {
         K::DescribeConfigs => (1, 4),
         K::CreatePartitions => (0, 3),
         K::DeleteGroups => (0, 2),
+        K::DescribeCluster => (0, 1),
+        K::DescribeTransactions => (0, 0),
+        K::ListTransactions => (0, 1),
         _ => return None,
     };
     Some(r)

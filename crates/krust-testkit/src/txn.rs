@@ -43,12 +43,28 @@ pub(crate) struct TxnState {
     pub(crate) groups: BTreeSet<String>,
     pub(crate) timeout: Duration,
     pub(crate) started: Option<Instant>,
+    pub(crate) started_ms: i64,
+}
+
+impl TxnStatus {
+    fn name(self) -> &'static str {
+        match self {
+            TxnStatus::Empty => "Empty",
+            TxnStatus::Ongoing => "Ongoing",
+            TxnStatus::CompleteCommit => "CompleteCommit",
+            TxnStatus::CompleteAbort => "CompleteAbort",
+        }
+    }
 }
 
 impl TxnState {
     pub(crate) fn begin(&mut self) {
         self.status = TxnStatus::Ongoing;
         self.started = Some(Instant::now());
+        self.started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         self.partitions.clear();
         self.groups.clear();
     }
@@ -208,6 +224,7 @@ pub(crate) fn init_producer_id(
                 groups: BTreeSet::new(),
                 timeout,
                 started: None,
+                started_ms: -1,
             },
         );
         return out(Ok((pid, 0)));
@@ -428,5 +445,100 @@ pub(crate) fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
     }
     drop(s);
     ctx.shared.bump_data();
+    resp
+}
+
+pub(crate) fn list_transactions(
+    ctx: &Ctx<'_>,
+    req: ListTransactionsRequest,
+) -> ListTransactionsResponse {
+    use kafka_protocol::messages::list_transactions_response::TransactionState;
+    let s = ctx.shared.lock();
+    let known = [
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+    ];
+    let mut resp = ListTransactionsResponse::default().with_unknown_state_filters(
+        req.state_filters
+            .iter()
+            .filter(|f| !known.contains(&f.as_str()))
+            .cloned()
+            .collect(),
+    );
+    let mut ids: Vec<&String> = s.txns.keys().collect();
+    ids.sort();
+    for id in ids {
+        let t = &s.txns[id];
+        if s.coordinator(1, id) != ctx.broker {
+            continue;
+        }
+        if !req.state_filters.is_empty()
+            && !req
+                .state_filters
+                .iter()
+                .any(|f| f.as_str() == t.status.name())
+        {
+            continue;
+        }
+        if !req.producer_id_filters.is_empty()
+            && !req.producer_id_filters.iter().any(|p| p.0 == t.producer_id)
+        {
+            continue;
+        }
+        resp.transaction_states.push(
+            TransactionState::default()
+                .with_transactional_id(TransactionalId(crate::handlers::sb(id)))
+                .with_producer_id(ProducerId(t.producer_id))
+                .with_transaction_state(crate::handlers::sb(t.status.name())),
+        );
+    }
+    resp
+}
+
+pub(crate) fn describe_transactions(
+    ctx: &Ctx<'_>,
+    req: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+    let s = ctx.shared.lock();
+    let mut resp = DescribeTransactionsResponse::default();
+    for id in req.transactional_ids {
+        let key = id.0.to_string();
+        let mut ts = TransactionState::default()
+            .with_transactional_id(id.clone())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .with_transaction_start_time_ms(-1);
+        if s.coordinator(1, &key) != ctx.broker {
+            ts.error_code = ec::NOT_COORDINATOR;
+        } else if let Some(t) = s.txns.get(&key) {
+            ts.transaction_state = crate::handlers::sb(t.status.name());
+            ts.transaction_timeout_ms = t.timeout.as_millis() as i32;
+            ts.producer_id = ProducerId(t.producer_id);
+            ts.producer_epoch = t.epoch;
+            if t.status == TxnStatus::Ongoing {
+                ts.transaction_start_time_ms = t.started_ms;
+                let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+                for (topic, p) in &t.partitions {
+                    by_topic.entry(topic).or_default().push(*p);
+                }
+                ts.topics = by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicData::default()
+                            .with_topic(crate::handlers::tn(t))
+                            .with_partitions(ps)
+                    })
+                    .collect();
+            }
+        } else {
+            ts.error_code = ec::TRANSACTIONAL_ID_NOT_FOUND;
+        }
+        resp.transaction_states.push(ts);
+    }
     resp
 }

@@ -402,3 +402,45 @@ async fn unsorted_aborted_lists_when_configured() {
         .collect();
     assert_eq!(firsts, vec![2, 0]);
 }
+
+#[tokio::test]
+async fn list_and_describe_transactions_and_describe_cluster() {
+    let c = FakeCluster::start(1).await.unwrap();
+    c.create_topic("t", 2, 1).unwrap();
+    let mut cl = client(&c, 0).await;
+    let (_, pid, _) = init_pid(&mut cl, Some("tx")).await;
+    cl.send(&add_parts("tx", pid, 0, "t", &[0, 1]), 3)
+        .await
+        .unwrap();
+    let r = cl
+        .send(&ListTransactionsRequest::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.transaction_states[0].transaction_state.as_str(),
+        "Ongoing"
+    );
+    let r = cl
+        .send(
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(sb("tx")), TransactionalId(sb("no"))]),
+            0,
+        )
+        .await
+        .unwrap();
+    let t = &r.transaction_states[0];
+    assert_eq!(
+        (t.producer_id.0, t.topics[0].partitions.clone()),
+        (pid, vec![0, 1])
+    );
+    assert_eq!(
+        r.transaction_states[1].error_code,
+        ec::TRANSACTIONAL_ID_NOT_FOUND
+    );
+    let r = cl
+        .send(&DescribeClusterRequest::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(r.brokers.len(), 1);
+    assert_eq!(r.cluster_id.as_str(), "krust-fake-cluster");
+}

@@ -8,6 +8,7 @@ use crate::cluster::Ctx;
 
 pub(crate) mod admin;
 pub(crate) mod api_versions;
+pub(crate) mod describe_cluster;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod list_offsets;
@@ -58,6 +59,11 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<Respons
         R::AddOffsetsToTxn(r) => W::AddOffsetsToTxn(crate::txn::add_offsets(ctx, r)),
         R::TxnOffsetCommit(r) => W::TxnOffsetCommit(crate::txn::txn_offset_commit(ctx, r)),
         R::EndTxn(r) => W::EndTxn(crate::txn::end_txn(ctx, r)),
+        R::DescribeCluster(r) => W::DescribeCluster(describe_cluster::handle(ctx, r)),
+        R::ListTransactions(r) => W::ListTransactions(crate::txn::list_transactions(ctx, r)),
+        R::DescribeTransactions(r) => {
+            W::DescribeTransactions(crate::txn::describe_transactions(ctx, r))
+        }
         other => {
             tracing::warn!(?other, "no handler");
             return None;
