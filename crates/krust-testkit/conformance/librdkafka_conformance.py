@@ -173,6 +173,111 @@ def test_transactions(bootstrap):
     check(b"zombie" not in vals and b"successor" in vals, "fenced producer's records are aborted")
 
 
+def test_compression(bootstrap):
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        topic = f"codec-{codec}-{uuid.uuid4().hex[:6]}"
+        create_topics(bootstrap, [(topic, 2, 1)])
+        values = [f"{codec}-{i}".encode() * 5 for i in range(2000)]
+        conf = {"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 20,
+                "enable.idempotence": True, **COMMON}
+        errors, acked, remaining = produce_all(conf, topic, values, 2)
+        check(not errors and remaining == 0 and len(acked) == len(values),
+              f"{codec}: idempotent compressed produce ({len(acked)} acked)")
+        got = consume_assigned(bootstrap, topic, 2, len(values))
+        check(sorted(v for (_, _, v) in got) == sorted(values), f"{codec}: read back exactly")
+
+
+def test_exactly_once_copy(bootstrap):
+    """Consume-transform-produce: read `src` in a group, write `dst` transactionally with the
+    consumed offsets committed in the same transaction (send_offsets_to_transaction); every
+    second transaction is aborted and its input re-read."""
+    src = "eos-src-" + uuid.uuid4().hex[:6]
+    dst = "eos-dst-" + uuid.uuid4().hex[:6]
+    create_topics(bootstrap, [(src, 2, 1), (dst, 2, 1)])
+    values = [f"in-{i}".encode() for i in range(400)]
+    produce_all({"bootstrap.servers": bootstrap, **COMMON}, src, values, 2)
+    group = "eos-" + uuid.uuid4().hex[:6]
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+        "auto.offset.reset": "earliest", "isolation.level": "read_committed", **COMMON,
+    })
+    consumer.subscribe([src])
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "eos-" + uuid.uuid4().hex, **COMMON})
+    producer.init_transactions(15)
+    copied = 0
+    aborts = 0
+    rounds = 0
+    deadline = time.time() + 60
+    while copied < len(values) and time.time() < deadline:
+        msgs = [m for m in consumer.consume(num_messages=50, timeout=0.5) if not m.error()]
+        if not msgs:
+            continue
+        rounds += 1
+        producer.begin_transaction()
+        for m in msgs:
+            producer.produce(dst, value=b"out-" + m.value(), partition=m.partition())
+        positions = consumer.position(consumer.assignment())
+        producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 15)
+        if rounds % 2 == 0:
+            producer.abort_transaction(15)
+            aborts += 1
+            # Rewind to the committed offsets (the abort discarded the offset commit too).
+            committed = consumer.committed(consumer.assignment(), timeout=10)
+            for tp in committed:
+                consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+        else:
+            producer.commit_transaction(15)
+            copied += len(msgs)
+    consumer.close()
+    check(aborts > 0, f"eos copy: {rounds} transactions, {aborts} aborted")
+    got = consume_assigned(bootstrap, dst, 2, len(values), isolation="read_committed")
+    out = sorted(v for (_, _, v) in got)
+    check(out == sorted(b"out-" + v for v in values),
+          f"eos copy: output is exactly the input ({len(out)} records, {len(set(out))} distinct)")
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **COMMON})
+    committed = c.committed([TopicPartition(src, p) for p in range(2)], timeout=10)
+    c.close()
+    check(sum(tp.offset for tp in committed) == len(values),
+          f"eos copy: committed offsets cover the input {[tp.offset for tp in committed]}")
+
+
+def test_static_membership(bootstrap):
+    topic = "static-" + uuid.uuid4().hex[:6]
+    create_topics(bootstrap, [(topic, 4, 1)])
+    group = "static-" + uuid.uuid4().hex[:6]
+
+    def member(i):
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                      "group.instance.id": f"instance-{i}", "session.timeout.ms": 6000,
+                      "heartbeat.interval.ms": 200, "auto.offset.reset": "earliest", **COMMON})
+        c.subscribe([topic])
+        return c
+
+    members = [member(0), member(1)]
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for c in members:
+            c.consume(num_messages=10, timeout=0.1)
+        a = [sorted(tp.partition for tp in c.assignment()) for c in members]
+        if all(a) and sorted(sum(a, [])) == [0, 1, 2, 3]:
+            break
+    before = [sorted(tp.partition for tp in c.assignment()) for c in members]
+    check(sorted(sum(before, [])) == [0, 1, 2, 3], f"static: 2 members share 4 partitions {before}")
+    # Restart member 1 without leaving (static members keep their assignment).
+    members[1].close()
+    members[1] = member(1)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for c in members:
+            c.consume(num_messages=10, timeout=0.1)
+        if members[1].assignment():
+            break
+    after = [sorted(tp.partition for tp in c.assignment()) for c in members]
+    check(after == before, f"static: a restarted static member gets its partitions back {after}")
+    for c in members:
+        c.close()
+
+
 def test_group(bootstrap, strategy):
     topic = f"group-{strategy}-{uuid.uuid4().hex[:6]}"
     create_topics(bootstrap, [(topic, 6, 1)])
@@ -254,6 +359,9 @@ def main():
     try:
         test_plain_and_idempotent(bootstrap)
         test_transactions(bootstrap)
+        test_compression(bootstrap)
+        test_exactly_once_copy(bootstrap)
+        test_static_membership(bootstrap)
         test_group(bootstrap, "cooperative-sticky")
         test_group(bootstrap, "range")
     except Exception as e:  # noqa: BLE001 - any exception is a conformance failure
