@@ -13,6 +13,7 @@ pub mod config;
 pub mod consumer;
 pub mod conn;
 pub mod error;
+pub mod producer;
 
 pub use admin::{Admin, NewTopic};
 pub use cluster::{

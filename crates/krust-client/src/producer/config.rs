@@ -1,0 +1,361 @@
+//! [`ProducerConfig`]: the producer's settings, typed, with Kafka's property names.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use krust_core::partitioner::Partitioner;
+use krust_wire::record::Compression;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ms, ClientConfig, Properties};
+use crate::error::{Error, Result};
+
+/// How many acknowledgements the leader waits for before answering a Produce request (`acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Acks {
+    /// `acks=0`: no response at all. Records complete once written to the socket, with offset
+    /// -1; nothing is retried after that, and errors on the broker are never seen.
+    None,
+    /// `acks=1`: the leader wrote the records to its log.
+    Leader,
+    /// `acks=all` (`-1`): every in-sync replica has them. The default (as in Kafka 3.0+).
+    #[default]
+    All,
+}
+
+impl Acks {
+    /// The wire value: 0, 1 or -1.
+    pub fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+
+    /// Parses `0`, `1`, `all` or `-1`.
+    pub fn parse(s: &str) -> std::result::Result<Acks, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            _ => Err("expected 0, 1, all or -1".into()),
+        }
+    }
+}
+
+/// The producer's settings. Every field names its Kafka property and default.
+///
+/// Build it with [`ProducerConfig::new`] and set fields, or from Kafka properties with
+/// [`ProducerConfig::from_properties`]. Client-wide settings (`bootstrap.servers`, `client.id`,
+/// `request.timeout.ms`, `retry.backoff.ms`, `retry.backoff.max.ms`, ...) live in
+/// [`ProducerConfig::client`].
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProducerConfig {
+    /// Connection and metadata settings shared with every client. `request.timeout.ms` there is
+    /// also how long a Produce request may take (and the broker's ack wait), and
+    /// `retry.backoff.ms`/`retry.backoff.max.ms` drive the producer's retry backoff.
+    pub client: ClientConfig,
+    /// `acks`: 0, 1 or all. Default all.
+    pub acks: Acks,
+    /// `linger.ms`: how long a batch that is not full waits for more records before it is sent.
+    /// Default 5 ms (Kafka 4.0's default). A full batch (`batch.size`) goes at once.
+    #[serde(with = "ms")]
+    pub linger: Duration,
+    /// `batch.size`: target size in bytes of a batch per partition (uncompressed estimate).
+    /// Also how many bytes a keyless topic's sticky partition gets before the partitioner moves
+    /// on (KIP-794). Default 16384. A larger record gets a batch of its own.
+    pub batch_size: usize,
+    /// `buffer.memory`: bytes of records held by the producer (waiting and in flight) before
+    /// [`send`](super::Producer::send) waits and [`try_send`](super::Producer::try_send) hands the
+    /// record back. Default 33554432 (32 MiB).
+    pub buffer_memory: usize,
+    /// `compression.type`: none, gzip, snappy, lz4 or zstd, applied per batch. Default none.
+    #[serde(with = "compression_name")]
+    pub compression: Compression,
+    /// `delivery.timeout.ms`: upper bound from `send` to the record's result, retries included.
+    /// Must be at least `linger.ms + request.timeout.ms`. Default 120000.
+    #[serde(with = "ms")]
+    pub delivery_timeout: Duration,
+    /// `retries`: how often a failed batch is retried (within `delivery.timeout.ms`, which is
+    /// usually the limit that matters). Default 2147483647.
+    pub retries: u32,
+    /// `max.in.flight.requests.per.connection`: Produce requests outstanding per broker, and
+    /// batches in flight per partition. With more than 1 a retried batch can land after a later
+    /// one (as in Kafka without idempotence). Default 5.
+    pub max_in_flight: usize,
+    /// `partitioner.ignore.keys`: spread keyed records like keyless ones (uniform sticky)
+    /// instead of hashing the key. Default false.
+    pub partitioner_ignore_keys: bool,
+    /// `max.request.size`: the largest Produce request (and so the largest record). Default
+    /// 1048576.
+    pub max_request_size: usize,
+    /// `enable.idempotence`: not supported yet; only `false` is accepted (the default for now).
+    pub enable_idempotence: bool,
+    /// A custom partitioner (`partitioner.class` in Java); `None` uses the built-in one
+    /// (murmur2 on keys, uniform sticky otherwise). Not serialized.
+    #[serde(skip)]
+    pub partitioner: Option<Arc<dyn Partitioner>>,
+}
+
+impl fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerConfig")
+            .field("client", &self.client)
+            .field("acks", &self.acks)
+            .field("linger", &self.linger)
+            .field("batch_size", &self.batch_size)
+            .field("buffer_memory", &self.buffer_memory)
+            .field("compression", &self.compression)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("retries", &self.retries)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("partitioner_ignore_keys", &self.partitioner_ignore_keys)
+            .field("max_request_size", &self.max_request_size)
+            .field("enable_idempotence", &self.enable_idempotence)
+            .field("partitioner", &self.partitioner)
+            .finish()
+    }
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            client: ClientConfig::default(),
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 16384,
+            buffer_memory: 32 * 1024 * 1024,
+            compression: Compression::None,
+            delivery_timeout: Duration::from_millis(120_000),
+            retries: i32::MAX as u32,
+            max_in_flight: 5,
+            partitioner_ignore_keys: false,
+            max_request_size: 1024 * 1024,
+            enable_idempotence: false,
+            partitioner: None,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Defaults, with the given bootstrap servers (comma-separated `host:port`).
+    pub fn new(bootstrap_servers: &str) -> Self {
+        ProducerConfig {
+            client: ClientConfig::new(bootstrap_servers),
+            ..ProducerConfig::default()
+        }
+    }
+
+    /// Builds a config from Kafka property names (client properties included). An unknown
+    /// property, or a value that does not parse, is an error naming the property.
+    pub fn from_properties(mut props: Properties) -> Result<Self> {
+        let client = ClientConfig::take_from(&mut props)?;
+        let mut c = ProducerConfig {
+            client,
+            ..ProducerConfig::default()
+        };
+        if let Some(a) = props.take_parsed("acks", Acks::parse)? {
+            c.acks = a;
+        }
+        if let Some(v) = props.take_ms("linger.ms")? {
+            c.linger = v;
+        }
+        if let Some(v) = props.take_int::<usize>("batch.size")? {
+            c.batch_size = v;
+        }
+        if let Some(v) = props.take_int::<usize>("buffer.memory")? {
+            c.buffer_memory = v;
+        }
+        if let Some(v) = props.take_parsed("compression.type", |s| {
+            Compression::from_name(s)
+                .ok_or_else(|| "expected none, gzip, snappy, lz4 or zstd".into())
+        })? {
+            c.compression = v;
+        }
+        if let Some(v) = props.take_ms("delivery.timeout.ms")? {
+            c.delivery_timeout = v;
+        }
+        if let Some(v) = props.take_parsed("retries", |s| {
+            s.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(|n| n.min(i64::from(i32::MAX)) as u32)
+                .ok_or_else(|| "not a non-negative number".into())
+        })? {
+            c.retries = v;
+        }
+        if let Some(v) = props.take_int::<usize>("max.in.flight.requests.per.connection")? {
+            c.max_in_flight = v;
+        }
+        if let Some(v) = props.take_bool("partitioner.ignore.keys")? {
+            c.partitioner_ignore_keys = v;
+        }
+        if let Some(v) = props.take_int::<usize>("max.request.size")? {
+            c.max_request_size = v;
+        }
+        if let Some(v) = props.take_bool("enable.idempotence")? {
+            c.enable_idempotence = v;
+        }
+        props.finish()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the values are usable together.
+    pub fn validate(&self) -> Result<()> {
+        self.client.validate()?;
+        if self.enable_idempotence {
+            return Err(Error::config(
+                "enable.idempotence",
+                "the idempotent producer is not yet supported; set enable.idempotence=false",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch.size", "must be positive"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::config(
+                "max.in.flight.requests.per.connection",
+                "must be at least 1",
+            ));
+        }
+        if self.max_request_size < 128 {
+            return Err(Error::config("max.request.size", "must be at least 128"));
+        }
+        if self.buffer_memory < self.batch_size.min(self.max_request_size) {
+            return Err(Error::config(
+                "buffer.memory",
+                "must hold at least one batch (batch.size)",
+            ));
+        }
+        if self.delivery_timeout < self.linger + self.client.request_timeout {
+            return Err(Error::config(
+                "delivery.timeout.ms",
+                format!(
+                    "must be at least linger.ms + request.timeout.ms ({} ms)",
+                    (self.linger + self.client.request_timeout).as_millis()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod compression_name {
+    use krust_wire::record::Compression;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &Compression, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Compression, D::Error> {
+        let s = String::deserialize(d)?;
+        Compression::from_name(&s)
+            .ok_or_else(|| D::Error::custom(format!("unknown compression.type `{s}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Properties {
+        Properties::new().with("bootstrap.servers", "127.0.0.1:9092")
+    }
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let c = ProducerConfig::from_properties(base()).unwrap();
+        assert_eq!(c.acks, Acks::All);
+        assert_eq!(c.batch_size, 16384);
+        assert_eq!(c.buffer_memory, 32 << 20);
+        assert_eq!(c.delivery_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_in_flight, 5);
+        assert_eq!(c.max_request_size, 1 << 20);
+        assert_eq!(c.compression, Compression::None);
+        assert!(!c.enable_idempotence);
+    }
+
+    #[test]
+    fn reads_kafka_properties() {
+        let p = base()
+            .with("acks", "1")
+            .with("linger.ms", "20")
+            .with("batch.size", "65536")
+            .with("buffer.memory", "1000000")
+            .with("compression.type", "zstd")
+            .with("delivery.timeout.ms", "60000")
+            .with("request.timeout.ms", "10000")
+            .with("retries", "3")
+            .with("retry.backoff.ms", "50")
+            .with("retry.backoff.max.ms", "500")
+            .with("max.in.flight.requests.per.connection", "1")
+            .with("partitioner.ignore.keys", "true")
+            .with("max.request.size", "2000000")
+            .with("enable.idempotence", "false")
+            .with("client.id", "me");
+        let c = ProducerConfig::from_properties(p).unwrap();
+        assert_eq!(c.acks, Acks::Leader);
+        assert_eq!(c.linger, Duration::from_millis(20));
+        assert_eq!(c.batch_size, 65536);
+        assert_eq!(c.buffer_memory, 1_000_000);
+        assert_eq!(c.compression, Compression::Zstd);
+        assert_eq!(c.delivery_timeout, Duration::from_secs(60));
+        assert_eq!(c.client.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.retries, 3);
+        assert_eq!(c.client.retry_backoff, Duration::from_millis(50));
+        assert_eq!(c.max_in_flight, 1);
+        assert!(c.partitioner_ignore_keys);
+        assert_eq!(c.max_request_size, 2_000_000);
+        assert_eq!(c.client.client_id, "me");
+        for (v, want) in [("0", Acks::None), ("all", Acks::All), ("-1", Acks::All)] {
+            let c = ProducerConfig::from_properties(base().with("acks", v)).unwrap();
+            assert_eq!(c.acks, want);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_property() {
+        for (k, v, needle) in [
+            ("lingr.ms", "5", "unknown property"),
+            ("acks", "2", "expected 0, 1, all"),
+            ("compression.type", "brotli", "expected none"),
+            ("batch.size", "big", "not a valid number"),
+            ("enable.idempotence", "true", "not yet supported"),
+            ("enable.idempotence", "yes", "expected `true` or `false`"),
+            (
+                "delivery.timeout.ms",
+                "1000",
+                "linger.ms + request.timeout.ms",
+            ),
+            ("max.in.flight.requests.per.connection", "0", "at least 1"),
+            ("retries", "-1", "non-negative"),
+        ] {
+            let e = ProducerConfig::from_properties(base().with(k, v))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(k) && e.contains(needle), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let mut c = ProducerConfig::new("127.0.0.1:9092");
+        c.compression = Compression::Lz4;
+        c.acks = Acks::Leader;
+        c.linger = Duration::from_millis(7);
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"compression\":\"lz4\""), "{json}");
+        assert!(json.contains("\"acks\":\"leader\""), "{json}");
+        let back: ProducerConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.compression, Compression::Lz4);
+        assert_eq!(back.acks, Acks::Leader);
+        assert_eq!(back.linger, Duration::from_millis(7));
+        assert_eq!(back.client, c.client);
+    }
+}

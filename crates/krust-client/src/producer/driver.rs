@@ -1,0 +1,923 @@
+//! The producer's background task: owns the [`Accumulator`], partitions incoming records,
+//! drains ready batches into Produce requests per broker (the *broker sinks*: at most
+//! `max.in.flight.requests.per.connection` requests outstanding per broker), handles responses,
+//! retries, metadata refreshes, migrations, expiry, flush and close.
+//!
+//! One task, no locks: everything the task knows arrives as a [`Command`] (from the
+//! [`Producer`](super::Producer) handles) or as an [`Event`] (a request or lookup it started
+//! finishing). Every record it accepts leaves through [`Driver::complete`] exactly once, with a
+//! result; that is what makes "never drop a record silently" checkable in one place.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use krust_core::accumulator::{
+    Accumulator, AccumulatorConfig, BatchId, Drained, Failure, FailureOutcome, NodeId,
+    ProducerBatch, TopicPartition,
+};
+use krust_core::backoff::BackoffPolicy;
+use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
+use krust_wire::record::{BatchBuilder, Compression};
+use krust_wire::{classify, ApiKey, ErrorCode, Retry};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tracing::{debug, trace, warn};
+
+use super::config::{Acks, ProducerConfig};
+use super::record::{Persistence, ProduceError, ProduceErrorKind, ProducerRecord, RecordMetadata};
+use crate::cluster::{Cluster, ClusterMetadata};
+use crate::error::Error;
+
+/// The result a [`DeliveryFuture`](super::DeliveryFuture) resolves to.
+pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
+
+/// A record accepted by `send`, on its way.
+pub(crate) struct Pending {
+    pub record: ProducerRecord,
+    pub tx: oneshot::Sender<Delivery>,
+    pub permit: OwnedSemaphorePermit,
+    pub size: usize,
+    pub enqueued: Instant,
+    /// Flush generation (set by the driver on arrival).
+    pub gen: u64,
+}
+
+/// What the handles ask of the driver.
+pub(crate) enum Command {
+    Send(Pending),
+    Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Counters, shared with the handles.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub acked: AtomicU64,
+    pub failed: AtomicU64,
+    pub batches: AtomicU64,
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// How a Produce request ended.
+enum Outcome {
+    /// acks=1/all: the broker's answer.
+    Response(ProduceResponse),
+    /// acks=0: written to the socket.
+    Written,
+    /// Failed; `sent` says whether the request may have reached the broker.
+    Failed { error: Error, sent: bool },
+}
+
+enum Event {
+    Produced {
+        node: NodeId,
+        batches: Vec<(TopicPartition, BatchId)>,
+        outcome: Outcome,
+    },
+    Topic {
+        name: String,
+        result: Result<(), Error>,
+    },
+    Refreshed(Result<Arc<ClusterMetadata>, Error>),
+}
+
+#[derive(Debug, Clone)]
+struct TopicState {
+    count: i32,
+    available: Vec<i32>,
+}
+
+pub(crate) struct Driver {
+    cluster: Cluster,
+    cfg: ProducerConfig,
+    acc: Accumulator<Pending>,
+    partitioner: BuiltinPartitioner,
+    topics: HashMap<Arc<str>, TopicState>,
+    /// Records for topics whose metadata is not known yet.
+    waiting: HashMap<String, VecDeque<Pending>>,
+    lookups: HashSet<String>,
+    lookup_retry_at: HashMap<String, Instant>,
+    last_error: HashMap<String, String>,
+    md_seen: Option<Arc<ClusterMetadata>>,
+    refresh_in_flight: bool,
+    refresh_wanted: bool,
+    refresh_not_before: Instant,
+    node_in_flight: HashMap<NodeId, usize>,
+    events: FuturesUnordered<BoxFuture<'static, Event>>,
+    gen: u64,
+    outstanding: BTreeMap<u64, usize>,
+    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    close_waiters: Vec<oneshot::Sender<()>>,
+    closing: bool,
+    dropped: bool,
+    stats: Arc<Stats>,
+}
+
+impl Driver {
+    pub(crate) fn new(cluster: Cluster, cfg: ProducerConfig, stats: Arc<Stats>) -> Self {
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x006b_7275_7374);
+            h.finish()
+        };
+        let acc_cfg = AccumulatorConfig {
+            batch_size: cfg.batch_size,
+            linger: cfg.linger,
+            delivery_timeout: cfg.delivery_timeout,
+            max_in_flight_per_partition: cfg.max_in_flight,
+            retries: cfg.retries,
+            backoff: BackoffPolicy::new(cfg.client.retry_backoff, cfg.client.retry_backoff_max),
+        };
+        Driver {
+            partitioner: BuiltinPartitioner::new(cfg.batch_size, cfg.partitioner_ignore_keys, seed),
+            acc: Accumulator::new(acc_cfg, seed.rotate_left(17)),
+            cluster,
+            cfg,
+            topics: HashMap::new(),
+            waiting: HashMap::new(),
+            lookups: HashSet::new(),
+            lookup_retry_at: HashMap::new(),
+            last_error: HashMap::new(),
+            md_seen: None,
+            refresh_in_flight: false,
+            refresh_wanted: false,
+            refresh_not_before: Instant::now(),
+            node_in_flight: HashMap::new(),
+            events: FuturesUnordered::new(),
+            gen: 0,
+            outstanding: BTreeMap::new(),
+            flush_waiters: Vec::new(),
+            close_waiters: Vec::new(),
+            closing: false,
+            dropped: false,
+            stats,
+        }
+    }
+
+    /// Runs until closed (or every handle is dropped) and every accepted record is completed.
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut rx_open = true;
+        loop {
+            let now = Instant::now();
+            self.poll_metadata_snapshot();
+            self.expire(now);
+            if self.dropped {
+                self.abort_unsent("producer dropped");
+            }
+            let next = self.send_ready(now);
+            self.check_flushes();
+            if (self.closing || self.dropped) && self.is_idle() {
+                break;
+            }
+            let sleep_until = next.map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                Some(ev) = self.events.next(), if !self.events.is_empty() => {
+                    self.handle_event(ev);
+                    // Take whatever else finished, without waiting.
+                    while let Some(Some(ev)) = self.events.next().now_or_never() {
+                        self.handle_event(ev);
+                    }
+                }
+                cmd = rx.recv(), if rx_open => {
+                    match cmd {
+                        Some(cmd) => {
+                            self.handle_command(cmd);
+                            // Batch up what is queued: one readiness pass per burst.
+                            for _ in 0..4096 {
+                                match rx.try_recv() {
+                                    Ok(cmd) => self.handle_command(cmd),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => {
+                            rx_open = false;
+                            if !self.closing {
+                                debug!("every producer handle dropped: failing unsent records");
+                                self.dropped = true;
+                            }
+                        }
+                    }
+                }
+                _ = async {
+                    match sleep_until {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => futures::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+        }
+        for w in self.close_waiters.drain(..) {
+            let _ = w.send(());
+        }
+        for (_, w) in self.flush_waiters.drain(..) {
+            let _ = w.send(());
+        }
+        debug!("producer driver finished");
+    }
+
+    fn is_idle(&self) -> bool {
+        self.acc.is_empty() && self.waiting.is_empty() && self.events.is_empty()
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Send(mut p) => {
+                p.gen = self.gen;
+                *self.outstanding.entry(self.gen).or_insert(0) += 1;
+                if self.dropped {
+                    self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
+                    return;
+                }
+                self.route(p, Instant::now());
+            }
+            Command::Flush(w) => {
+                let target = self.gen;
+                self.gen += 1;
+                self.flush_waiters.push((target, w));
+                self.acc.set_flushing(true);
+            }
+            Command::Close(w) => {
+                self.gen += 1;
+                self.closing = true;
+                self.close_waiters.push(w);
+                self.acc.set_flushing(true);
+            }
+        }
+    }
+
+    /// Partitions and appends a record, or parks it until its topic's metadata is known.
+    fn route(&mut self, p: Pending, now: Instant) {
+        let Some(state) = self.topics.get(p.record.topic.as_str()) else {
+            let topic = p.record.topic.clone();
+            self.waiting.entry(topic.clone()).or_default().push_back(p);
+            self.start_lookup(&topic, now);
+            return;
+        };
+        let count = state.count;
+        let parts = TopicPartitions {
+            count,
+            available: &state.available,
+        };
+        let mut sticky = false;
+        let partition = match p.record.partition {
+            Some(x) => x,
+            None => {
+                let custom = self.cfg.partitioner.as_ref().and_then(|c| {
+                    c.partition(
+                        &p.record.topic,
+                        p.record.key.as_deref(),
+                        p.record.value.as_deref(),
+                        parts,
+                    )
+                });
+                match custom {
+                    Some(x) => x,
+                    None => {
+                        sticky = p.record.key.is_none() || self.cfg.partitioner_ignore_keys;
+                        self.partitioner
+                            .partition(&p.record.topic, p.record.key.as_deref(), parts)
+                    }
+                }
+            }
+        };
+        if partition < 0 || partition >= count {
+            self.fail(
+                p,
+                Some(partition),
+                ProduceErrorKind::InvalidPartition { partitions: count },
+                Persistence::NotPersisted,
+            );
+            return;
+        }
+        let (topic_arc, _) = self
+            .topics
+            .get_key_value(p.record.topic.as_str())
+            .expect("looked up above");
+        let tp = TopicPartition::new(topic_arc.clone(), partition);
+        let size = p.size;
+        let appended = self.acc.append(&tp, p, size, now);
+        if sticky {
+            self.partitioner
+                .record_appended(&tp.topic, partition, size, appended.batch_full);
+        }
+    }
+
+    // ------------------------------------------------------------------ metadata
+
+    fn start_lookup(&mut self, topic: &str, now: Instant) {
+        if self.lookups.contains(topic) || self.lookup_retry_at.get(topic).is_some_and(|t| now < *t)
+        {
+            return;
+        }
+        self.lookups.insert(topic.to_string());
+        let cluster = self.cluster.clone();
+        let name = topic.to_string();
+        self.events.push(
+            async move {
+                let result = cluster.topic(&name).await.map(|_| ());
+                Event::Topic { name, result }
+            }
+            .boxed(),
+        );
+    }
+
+    fn poll_metadata_snapshot(&mut self) {
+        let md = self.cluster.metadata();
+        if self.md_seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &md)) {
+            return;
+        }
+        self.apply_metadata(&md);
+        self.md_seen = Some(md);
+    }
+
+    /// Takes leaders and partition counts for the topics we produce to from a snapshot, moves
+    /// buffers whose leader changed (migration), and routes records that waited for a topic.
+    fn apply_metadata(&mut self, md: &ClusterMetadata) {
+        let now = Instant::now();
+        let names: Vec<String> = self
+            .topics
+            .keys()
+            .map(|t| t.to_string())
+            .chain(self.waiting.keys().cloned())
+            .collect();
+        for name in names {
+            let Some(t) = md.topics.get(&name) else {
+                continue;
+            };
+            if t.error.is_some() || t.partitions.is_empty() {
+                continue;
+            }
+            let arc: Arc<str> = match self.topics.get_key_value(name.as_str()) {
+                Some((k, _)) => k.clone(),
+                None => Arc::from(name.as_str()),
+            };
+            let mut available: Vec<i32> = t
+                .partitions
+                .iter()
+                .filter(|p| p.leader.is_some())
+                .map(|p| p.partition)
+                .collect();
+            available.sort_unstable();
+            let count = t
+                .partitions
+                .iter()
+                .map(|p| p.partition + 1)
+                .max()
+                .unwrap_or(0);
+            for p in &t.partitions {
+                let tp = TopicPartition::new(arc.clone(), p.partition);
+                if self.acc.set_leader(&tp, p.leader, p.leader_epoch) {
+                    debug!(%tp, leader = ?p.leader, epoch = p.leader_epoch, "partition leader changed");
+                }
+            }
+            self.topics
+                .insert(arc.clone(), TopicState { count, available });
+            if let Some(q) = self.waiting.remove(&name) {
+                for p in q {
+                    self.route(p, now);
+                }
+            }
+        }
+    }
+
+    fn want_refresh(&mut self) {
+        self.refresh_wanted = true;
+        self.cluster.request_metadata_refresh();
+    }
+
+    fn maybe_refresh(&mut self, now: Instant) -> Option<Instant> {
+        if !self.refresh_wanted || self.refresh_in_flight {
+            return None;
+        }
+        if now < self.refresh_not_before {
+            return Some(self.refresh_not_before);
+        }
+        self.refresh_wanted = false;
+        self.refresh_in_flight = true;
+        self.refresh_not_before = now + self.cfg.client.retry_backoff;
+        let cluster = self.cluster.clone();
+        let topics: Vec<String> = self.topics.keys().map(|t| t.to_string()).collect();
+        self.events
+            .push(async move { Event::Refreshed(cluster.refresh_metadata(&topics).await) }.boxed());
+        None
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    /// Sends what is ready; returns when to look again.
+    fn send_ready(&mut self, now: Instant) -> Option<Instant> {
+        let ready = self.acc.poll_ready(now);
+        if !ready.unknown_leaders.is_empty() {
+            self.refresh_wanted = true;
+        }
+        let mut next = ready.next_check.filter(|t| *t > now);
+        let mut earliest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        if let Some(t) = self.maybe_refresh(now) {
+            earliest(t);
+        }
+        for (topic, q) in &self.waiting {
+            if let Some(p) = q.front() {
+                earliest(p.enqueued + self.cfg.delivery_timeout);
+            }
+            if let Some(t) = self.lookup_retry_at.get(topic) {
+                if *t > now {
+                    earliest(*t);
+                }
+            }
+        }
+        let retry_lookups: Vec<String> = self
+            .waiting
+            .keys()
+            .filter(|t| !self.lookups.contains(*t))
+            .cloned()
+            .collect();
+        for t in retry_lookups {
+            self.start_lookup(&t, now);
+        }
+        let compression = self.cfg.compression;
+        for node in ready.nodes {
+            loop {
+                let in_flight = self.node_in_flight.get(&node).copied().unwrap_or(0);
+                if in_flight >= self.cfg.max_in_flight {
+                    break;
+                }
+                let drained = self.acc.drain(node, now, self.cfg.max_request_size, |b| {
+                    encode_batch(b, compression)
+                });
+                if drained.is_empty() {
+                    break;
+                }
+                self.start_request(node, drained);
+            }
+        }
+        next
+    }
+
+    fn start_request(&mut self, node: NodeId, drained: Vec<Drained>) {
+        *self.node_in_flight.entry(node).or_insert(0) += 1;
+        let mut by_topic: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
+        let mut bytes = 0usize;
+        for d in &drained {
+            bytes += d.data.len();
+            if d.attempt > 1 {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            by_topic.entry(d.tp.topic.clone()).or_default().push(
+                PartitionProduceData::default()
+                    .with_index(d.tp.partition)
+                    .with_records(Some(d.data.clone())),
+            );
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .batches
+            .fetch_add(drained.len() as u64, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        trace!(node, batches = drained.len(), bytes, "produce request");
+        let topic_data: Vec<TopicProduceData> = by_topic
+            .into_iter()
+            .map(|(t, parts)| {
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                    .with_partition_data(parts)
+            })
+            .collect();
+        let batches: Vec<(TopicPartition, BatchId)> =
+            drained.into_iter().map(|d| (d.tp, d.id)).collect();
+        let acks = self.cfg.acks;
+        let timeout_ms = self
+            .cfg
+            .client
+            .request_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32;
+        let cluster = self.cluster.clone();
+        self.events.push(
+            async move {
+                // Connecting first tells "never sent" apart from "sent, outcome unknown".
+                if let Err(error) = cluster.connection(node).await {
+                    return Event::Produced {
+                        node,
+                        batches,
+                        outcome: Outcome::Failed { error, sent: false },
+                    };
+                }
+                let build = move |_v: i16| {
+                    ProduceRequest::default()
+                        .with_acks(acks.wire())
+                        .with_timeout_ms(timeout_ms)
+                        .with_topic_data(topic_data)
+                };
+                let outcome = if acks == Acks::None {
+                    match cluster.send_no_response(node, build).await {
+                        Ok(_) => Outcome::Written,
+                        Err(error) => Outcome::Failed { error, sent: true },
+                    }
+                } else {
+                    match cluster.send(node, build).await {
+                        Ok((_, resp)) => Outcome::Response(resp),
+                        Err(error) => {
+                            let sent = !matches!(
+                                error,
+                                Error::Unsupported { .. } | Error::Closed | Error::Config { .. }
+                            );
+                            Outcome::Failed { error, sent }
+                        }
+                    }
+                };
+                Event::Produced {
+                    node,
+                    batches,
+                    outcome,
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    // ------------------------------------------------------------------ events
+
+    fn handle_event(&mut self, ev: Event) {
+        let now = Instant::now();
+        match ev {
+            Event::Topic { name, result } => {
+                self.lookups.remove(&name);
+                match result {
+                    Ok(()) => {
+                        self.lookup_retry_at.remove(&name);
+                        let md = self.cluster.metadata();
+                        self.apply_metadata(&md);
+                        self.md_seen = Some(md);
+                    }
+                    Err(e) => {
+                        warn!(topic = %name, error = %e, "topic metadata lookup failed");
+                        self.last_error.insert(name.clone(), e.to_string());
+                        self.lookup_retry_at
+                            .insert(name.clone(), now + self.cfg.client.retry_backoff_max);
+                        // Records whose own deadline passed fail now; the rest wait for a retry.
+                        if !e.is_retriable() && !matches!(e, Error::UnknownTopic(_)) {
+                            if let Some(q) = self.waiting.remove(&name) {
+                                for p in q {
+                                    self.fail(
+                                        p,
+                                        None,
+                                        ProduceErrorKind::Metadata(e.to_string()),
+                                        Persistence::NotPersisted,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Event::Refreshed(result) => {
+                self.refresh_in_flight = false;
+                match result {
+                    Ok(md) => {
+                        self.apply_metadata(&md);
+                        self.md_seen = Some(md);
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "metadata refresh failed");
+                        self.refresh_wanted = true;
+                    }
+                }
+            }
+            Event::Produced {
+                node,
+                batches,
+                outcome,
+            } => {
+                if let Some(n) = self.node_in_flight.get_mut(&node) {
+                    *n = n.saturating_sub(1);
+                }
+                match outcome {
+                    Outcome::Written => {
+                        for (tp, id) in batches {
+                            if let Some(b) = self.acc.handle_success(&tp, id) {
+                                self.succeed(b, -1, -1);
+                            }
+                        }
+                    }
+                    Outcome::Response(resp) => self.handle_response(node, batches, resp, now),
+                    Outcome::Failed { error, sent } => {
+                        debug!(node, error = %error, sent, "produce request failed");
+                        let failure = Failure {
+                            retriable: error.is_retriable(),
+                            outcome_unknown: sent,
+                        };
+                        if error.is_retriable() {
+                            self.want_refresh();
+                        }
+                        let kind = if error.is_transport() || error.is_timeout() {
+                            ProduceErrorKind::Transport(error.to_string())
+                        } else {
+                            ProduceErrorKind::Metadata(error.to_string())
+                        };
+                        for (tp, id) in batches {
+                            self.last_error
+                                .insert(tp.topic.to_string(), error.to_string());
+                            self.batch_failed(&tp, id, failure, kind.clone(), now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        node: NodeId,
+        batches: Vec<(TopicPartition, BatchId)>,
+        resp: ProduceResponse,
+        now: Instant,
+    ) {
+        self.cluster.note_throttle(node, resp.throttle_time_ms);
+        let mut results: HashMap<(String, i32), _> = HashMap::new();
+        for t in &resp.responses {
+            for p in &t.partition_responses {
+                results.insert((t.name.0.to_string(), p.index), p);
+            }
+        }
+        let mut refresh = false;
+        let mut work = Vec::with_capacity(batches.len());
+        for (tp, id) in batches {
+            match results.get(&(tp.topic.to_string(), tp.partition)) {
+                None => work.push((tp, id, Err((ErrorCode::UNKNOWN_SERVER_ERROR, None, true)))),
+                Some(p) if p.error_code == 0 => {
+                    work.push((tp, id, Ok((p.base_offset, p.log_append_time_ms))))
+                }
+                Some(p) => work.push((
+                    tp,
+                    id,
+                    Err((
+                        ErrorCode(p.error_code),
+                        p.error_message.as_ref().map(|m| m.to_string()),
+                        false,
+                    )),
+                )),
+            }
+        }
+        drop(results);
+        for (tp, id, r) in work {
+            match r {
+                Ok((base, log_append)) => {
+                    if let Some(b) = self.acc.handle_success(&tp, id) {
+                        self.succeed(b, base, log_append);
+                    }
+                }
+                Err((code, message, missing)) => {
+                    let action = if missing {
+                        Retry::Backoff
+                    } else {
+                        classify(ApiKey::Produce, code)
+                    };
+                    refresh |= action == Retry::RefreshMetadata;
+                    let failure = Failure {
+                        retriable: matches!(action, Retry::Backoff | Retry::RefreshMetadata),
+                        // The leader may have written it: replication, or the broker's own
+                        // timeout, failed after the append; or the response lacked the partition.
+                        outcome_unknown: missing
+                            || matches!(
+                                code,
+                                ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                                    | ErrorCode::REQUEST_TIMED_OUT
+                                    | ErrorCode::NETWORK_EXCEPTION
+                            ),
+                    };
+                    debug!(%tp, %code, ?action, "produce error");
+                    self.last_error
+                        .insert(tp.topic.to_string(), code.to_string());
+                    self.batch_failed(
+                        &tp,
+                        id,
+                        failure,
+                        ProduceErrorKind::Broker { code, message },
+                        now,
+                    );
+                }
+            }
+        }
+        if refresh {
+            self.want_refresh();
+        }
+    }
+
+    fn batch_failed(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        failure: Failure,
+        kind: ProduceErrorKind,
+        now: Instant,
+    ) {
+        match self.acc.handle_failure(tp, id, failure, now) {
+            FailureOutcome::Retrying { retry_at } => {
+                trace!(%tp, ?id, in_ms = (retry_at - now).as_millis() as u64, "batch will be retried");
+            }
+            FailureOutcome::Failed(b) => {
+                let kind = if now >= b.created() + self.cfg.delivery_timeout && failure.retriable {
+                    ProduceErrorKind::DeliveryTimeout {
+                        last_error: Some(kind.to_string()),
+                    }
+                } else {
+                    kind
+                };
+                warn!(%tp, records = b.record_count(), error = %kind, "batch failed");
+                self.fail_batch(b, kind);
+            }
+            FailureOutcome::Unknown => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ completion
+
+    fn expire(&mut self, now: Instant) {
+        for b in self.acc.expire(now) {
+            let last = self.last_error.get(&*b.topic_partition().topic).cloned();
+            self.fail_batch(b, ProduceErrorKind::DeliveryTimeout { last_error: last });
+        }
+        let timeout = self.cfg.delivery_timeout;
+        let topics: Vec<String> = self.waiting.keys().cloned().collect();
+        for t in topics {
+            let q = self.waiting.get_mut(&t).expect("listed");
+            let mut expired = Vec::new();
+            while q.front().is_some_and(|p| now >= p.enqueued + timeout) {
+                expired.push(q.pop_front().expect("front"));
+            }
+            if q.is_empty() {
+                self.waiting.remove(&t);
+            }
+            let last = self.last_error.get(&t).cloned();
+            for p in expired {
+                self.fail(
+                    p,
+                    None,
+                    ProduceErrorKind::DeliveryTimeout {
+                        last_error: last
+                            .clone()
+                            .or_else(|| Some("topic metadata unavailable".into())),
+                    },
+                    Persistence::NotPersisted,
+                );
+            }
+        }
+    }
+
+    /// After every handle was dropped: fail whatever has not been sent.
+    fn abort_unsent(&mut self, why: &str) {
+        let batches = self.acc.abort_waiting();
+        if !batches.is_empty() {
+            debug!(batches = batches.len(), why, "failing unsent batches");
+        }
+        for b in batches {
+            self.fail_batch(b, ProduceErrorKind::Closed);
+        }
+        let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, q)| q).collect();
+        for p in waiting {
+            self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
+        }
+    }
+
+    fn succeed(&mut self, b: ProducerBatch<Pending>, base_offset: i64, log_append_time: i64) {
+        let tp = b.topic_partition().clone();
+        for (i, p) in b.into_records().into_iter().enumerate() {
+            let offset = if base_offset >= 0 {
+                base_offset + i as i64
+            } else {
+                -1
+            };
+            let timestamp = if log_append_time >= 0 {
+                log_append_time
+            } else {
+                p.record.timestamp.unwrap_or(-1)
+            };
+            let md = RecordMetadata {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+                offset,
+                timestamp,
+            };
+            self.stats.acked.fetch_add(1, Ordering::Relaxed);
+            self.complete(p, Ok(md));
+        }
+    }
+
+    fn fail_batch(&mut self, b: ProducerBatch<Pending>, kind: ProduceErrorKind) {
+        let persistence = if b.is_possibly_persisted() {
+            Persistence::PossiblyPersisted
+        } else {
+            Persistence::NotPersisted
+        };
+        let partition = b.topic_partition().partition;
+        for p in b.into_records() {
+            self.fail(p, Some(partition), kind.clone(), persistence);
+        }
+    }
+
+    fn fail(
+        &mut self,
+        p: Pending,
+        partition: Option<i32>,
+        kind: ProduceErrorKind,
+        persistence: Persistence,
+    ) {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let Pending {
+            record,
+            tx,
+            permit,
+            gen,
+            ..
+        } = p;
+        let err = ProduceError::new(record, partition, kind, persistence);
+        self.finish(gen, permit);
+        let _ = tx.send(Err(err));
+    }
+
+    fn complete(&mut self, p: Pending, result: Delivery) {
+        let Pending {
+            tx, permit, gen, ..
+        } = p;
+        self.finish(gen, permit);
+        let _ = tx.send(result);
+    }
+
+    fn finish(&mut self, gen: u64, permit: OwnedSemaphorePermit) {
+        drop(permit);
+        if let Some(n) = self.outstanding.get_mut(&gen) {
+            *n -= 1;
+            if *n == 0 {
+                self.outstanding.remove(&gen);
+            }
+        }
+    }
+
+    fn check_flushes(&mut self) {
+        if self.flush_waiters.is_empty() {
+            return;
+        }
+        let oldest = self.outstanding.keys().next().copied();
+        let mut i = 0;
+        while i < self.flush_waiters.len() {
+            if oldest.is_none_or(|o| o > self.flush_waiters[i].0) {
+                let (_, w) = self.flush_waiters.swap_remove(i);
+                let _ = w.send(());
+            } else {
+                i += 1;
+            }
+        }
+        if self.flush_waiters.is_empty() && !self.closing {
+            self.acc.set_flushing(false);
+        }
+    }
+}
+
+/// Encodes a batch for its first send, with the identity and sequence the accumulator fixed.
+fn encode_batch(b: &ProducerBatch<Pending>, compression: Compression) -> Bytes {
+    let mut builder = BatchBuilder::new(compression).with_capacity(b.estimated_size());
+    for p in b.records() {
+        let r = &p.record;
+        if let Err(e) = builder.push(
+            r.timestamp.unwrap_or(0),
+            r.key.as_deref(),
+            r.value.as_deref(),
+            &r.headers,
+        ) {
+            // Records are validated in `send`; this cannot happen for them.
+            warn!(error = %e, "record could not be encoded");
+        }
+    }
+    let id = b.producer();
+    match builder.finish(id.producer_id, id.epoch, b.base_sequence(), false) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // An empty record set: the broker rejects it and the records fail with its error.
+            warn!(error = %e, "batch could not be encoded");
+            Bytes::new()
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

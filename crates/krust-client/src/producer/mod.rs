@@ -1,0 +1,391 @@
+//! The asynchronous [`Producer`].
+//!
+//! ```no_run
+//! # async fn demo() -> krust_client::Result<()> {
+//! use krust_client::producer::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:9092")).await?;
+//! let delivery = producer
+//!     .send(ProducerRecord::new("events").with_key("user-1").with_value("hello"))
+//!     .await
+//!     .expect("accepted");
+//! let md = delivery.await.expect("written");
+//! println!("{}-{}@{}", md.topic, md.partition, md.offset);
+//! producer.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! `send` reserves the record's size from `buffer.memory` (waiting when it is in use; `try_send`
+//! hands the record back instead) and passes it to one background task, the driver
+//! (`driver.rs`). The driver partitions records ([`krust_core::partitioner`]), batches them per
+//! partition ([`krust_core::accumulator`]: `linger.ms`, `batch.size`), and sends ready batches
+//! in one Produce request per broker (at most `max.in.flight.requests.per.connection`
+//! outstanding per broker). Failed batches are retried with exponential backoff within
+//! `delivery.timeout.ms`; leadership errors refresh metadata, and a partition whose leader moved
+//! follows it once the old leader has answered for its in-flight batches.
+//!
+//! Every accepted record ends in exactly one result on its [`DeliveryFuture`]: offset, or a
+//! [`ProduceError`] that says whether the record may have been written anyway and hands the
+//! record back. [`Producer::flush`] waits for every record sent before it; [`Producer::close`]
+//! for every record; dropping the last handle fails records not yet sent
+//! ([`ProduceErrorKind::Closed`]) and lets in-flight requests finish, so no future hangs.
+
+mod config;
+mod driver;
+mod record;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tracing::Instrument;
+
+pub use config::{Acks, ProducerConfig};
+pub use krust_core::partitioner::{Partitioner, TopicPartitions};
+pub use krust_wire::record::{Compression, RecordHeader};
+pub use record::{
+    Persistence, ProduceError, ProduceErrorKind, ProducerRecord, RecordMetadata, TrySendError,
+    TrySendReason,
+};
+
+use driver::{Command, Delivery, Driver, Pending, Stats};
+
+use crate::cluster::Cluster;
+use crate::error::Result;
+
+/// Bytes a batch adds around its records (magic v2 header).
+const BATCH_OVERHEAD: usize = krust_wire::record::BATCH_HEADER_LEN;
+
+struct Shared {
+    cluster: Cluster,
+    config: ProducerConfig,
+    memory: Arc<Semaphore>,
+    closed: AtomicBool,
+    stats: Arc<Stats>,
+    owns_cluster: bool,
+}
+
+/// An asynchronous Kafka producer. Cheap to clone: clones share one background task.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("client_id", &self.shared.config.client.client_id)
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Counters since the producer started (a snapshot, for benchmarks and monitoring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerStats {
+    /// Records acknowledged (or written, with acks=0).
+    pub records_acked: u64,
+    /// Records failed.
+    pub records_failed: u64,
+    /// Batches sent, retries included.
+    pub batches_sent: u64,
+    /// Produce requests sent.
+    pub requests_sent: u64,
+    /// Batches re-sent after a failure.
+    pub retries: u64,
+    /// Record-batch bytes sent (after compression), retries included.
+    pub bytes_sent: u64,
+    /// Bytes of `buffer.memory` in use now.
+    pub buffered_bytes: u64,
+}
+
+impl Producer {
+    /// Connects to the cluster and starts the producer's background task.
+    ///
+    /// Fails if the configuration is invalid or no bootstrap server answers.
+    ///
+    /// Cancel safety: dropping the future before it completes leaves nothing running.
+    pub async fn new(config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
+        let cluster = Cluster::connect(config.client.clone()).await?;
+        Self::start(cluster, config, true)
+    }
+
+    /// Starts a producer on an existing [`Cluster`] (shared with other clients). Closing the
+    /// producer leaves the cluster open. Must be called inside a tokio runtime.
+    pub fn with_cluster(cluster: Cluster, config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
+        Self::start(cluster, config, false)
+    }
+
+    fn start(cluster: Cluster, config: ProducerConfig, owns_cluster: bool) -> Result<Producer> {
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let memory = Arc::new(Semaphore::new(
+            config.buffer_memory.min(Semaphore::MAX_PERMITS),
+        ));
+        let driver = Driver::new(cluster.clone(), config.clone(), stats.clone());
+        let span = tracing::info_span!("krust_producer", client_id = %config.client.client_id);
+        let mem = memory.clone();
+        tokio::spawn(
+            async move {
+                driver.run(rx).await;
+                // Wake every `send` waiting for memory: the producer is gone.
+                mem.close();
+            }
+            .instrument(span),
+        );
+        Ok(Producer {
+            shared: Arc::new(Shared {
+                cluster,
+                config,
+                memory,
+                closed: AtomicBool::new(false),
+                stats,
+                owns_cluster,
+            }),
+            tx,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// The cluster connection (for metadata, or to build other clients on it).
+    pub fn cluster(&self) -> &Cluster {
+        &self.shared.cluster
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ProducerStats {
+        let s = &self.shared.stats;
+        let available = self.shared.memory.available_permits();
+        ProducerStats {
+            records_acked: s.acked.load(Ordering::Relaxed),
+            records_failed: s.failed.load(Ordering::Relaxed),
+            batches_sent: s.batches.load(Ordering::Relaxed),
+            requests_sent: s.requests.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+            bytes_sent: s.bytes.load(Ordering::Relaxed),
+            buffered_bytes: self.shared.config.buffer_memory.saturating_sub(available) as u64,
+        }
+    }
+
+    /// Checks a record and returns its accounted size.
+    fn check(&self, record: &mut ProducerRecord) -> std::result::Result<usize, TrySendReason> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(TrySendReason::Closed);
+        }
+        let cfg = &self.shared.config;
+        let size = record.encoded_size();
+        if size + BATCH_OVERHEAD > cfg.max_request_size {
+            return Err(TrySendReason::Invalid(ProduceErrorKind::RecordTooLarge {
+                size: size + BATCH_OVERHEAD,
+                max: cfg.max_request_size,
+                limit: "max.request.size",
+            }));
+        }
+        if size > cfg.buffer_memory || size > u32::MAX as usize {
+            return Err(TrySendReason::Invalid(ProduceErrorKind::RecordTooLarge {
+                size,
+                max: cfg.buffer_memory,
+                limit: "buffer.memory",
+            }));
+        }
+        match record.timestamp {
+            Some(t) if t < 0 => {
+                return Err(TrySendReason::Invalid(ProduceErrorKind::InvalidRecord(
+                    format!("negative timestamp {t}"),
+                )))
+            }
+            Some(_) => {}
+            None => record.timestamp = Some(driver::now_ms()),
+        }
+        if record.topic.is_empty() {
+            return Err(TrySendReason::Invalid(ProduceErrorKind::InvalidRecord(
+                "empty topic name".into(),
+            )));
+        }
+        Ok(size)
+    }
+
+    // The record goes back by value, as tokio's `SendError<T>` does.
+    #[allow(clippy::result_large_err)]
+    fn enqueue(
+        &self,
+        record: ProducerRecord,
+        size: usize,
+        permit: OwnedSemaphorePermit,
+    ) -> std::result::Result<DeliveryFuture, (ProducerRecord, TrySendReason)> {
+        let (tx, rx) = oneshot::channel();
+        let topic = record.topic.clone();
+        let partition = record.partition;
+        let pending = Pending {
+            record,
+            tx,
+            permit,
+            size,
+            enqueued: Instant::now(),
+            gen: 0,
+        };
+        match self.tx.send(Command::Send(pending)) {
+            Ok(()) => Ok(DeliveryFuture {
+                rx,
+                topic,
+                partition,
+            }),
+            Err(mpsc::error::SendError(cmd)) => match cmd {
+                Command::Send(p) => Err((p.record, TrySendReason::Closed)),
+                _ => unreachable!("sent a Send"),
+            },
+        }
+    }
+
+    /// Sends a record: waits for room in `buffer.memory`, then hands it to the background task
+    /// and returns a [`DeliveryFuture`] for its result. Awaiting the returned future is
+    /// optional; the record is produced either way.
+    ///
+    /// Fails at once (handing the record back in the error) if the producer is closed, the
+    /// record is larger than `max.request.size` or `buffer.memory`, or it is invalid.
+    ///
+    /// Cancel safety: not cancel-safe for the record. If the future is dropped while waiting
+    /// for memory, the record is dropped unsent (nothing was enqueued). Once the future
+    /// resolved, the record is on its way whatever happens to the [`DeliveryFuture`].
+    pub async fn send(
+        &self,
+        mut record: ProducerRecord,
+    ) -> std::result::Result<DeliveryFuture, ProduceError> {
+        let size = match self.check(&mut record) {
+            Ok(s) => s,
+            Err(reason) => return Err(refused(record, reason)),
+        };
+        let permit = match self
+            .shared
+            .memory
+            .clone()
+            .acquire_many_owned(size.max(1) as u32)
+            .await
+        {
+            Ok(p) => p,
+            Err(_) => return Err(refused(record, TrySendReason::Closed)),
+        };
+        self.enqueue(record, size, permit)
+            .map_err(|(record, reason)| refused(record, reason))
+    }
+
+    /// Sends a record if `buffer.memory` has room now; otherwise hands it back at once in a
+    /// [`TrySendError`] (with [`TrySendReason::BufferFull`]), as it does when the producer is
+    /// closed or the record invalid.
+    // The record goes back by value, as tokio's `TrySendError<T>` does.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(
+        &self,
+        mut record: ProducerRecord,
+    ) -> std::result::Result<DeliveryFuture, TrySendError> {
+        let size = match self.check(&mut record) {
+            Ok(s) => s,
+            Err(reason) => return Err(TrySendError { record, reason }),
+        };
+        let permit = match self
+            .shared
+            .memory
+            .clone()
+            .try_acquire_many_owned(size.max(1) as u32)
+        {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(TrySendError {
+                    record,
+                    reason: TrySendReason::BufferFull,
+                })
+            }
+            Err(TryAcquireError::Closed) => {
+                return Err(TrySendError {
+                    record,
+                    reason: TrySendReason::Closed,
+                })
+            }
+        };
+        self.enqueue(record, size, permit)
+            .map_err(|(record, reason)| TrySendError { record, reason })
+    }
+
+    /// Sends everything buffered now (ignoring `linger.ms`) and waits until every record sent
+    /// before this call has its result. Records sent meanwhile are not waited for.
+    ///
+    /// Cancel safety: cancel-safe; dropping the future only stops waiting.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stops accepting records, sends everything buffered, waits until every record has its
+    /// result (success, or failure at the latest when `delivery.timeout.ms` passes), then stops
+    /// the background task (and closes the connections if [`Producer::new`] opened them).
+    /// Later sends fail with [`TrySendReason::Closed`]. Affects every clone.
+    ///
+    /// Cancel safety: cancel-safe; the close continues in the background and every record
+    /// still gets its result.
+    pub async fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if self.shared.owns_cluster {
+            self.shared.cluster.close();
+        }
+    }
+}
+
+fn refused(record: ProducerRecord, reason: TrySendReason) -> ProduceError {
+    let partition = record.partition;
+    let kind = match reason {
+        TrySendReason::Closed | TrySendReason::BufferFull => ProduceErrorKind::Closed,
+        TrySendReason::Invalid(k) => k,
+    };
+    ProduceError::new(record, partition, kind, Persistence::NotPersisted)
+}
+
+/// The result of one sent record: resolves to its [`RecordMetadata`] once acknowledged, or to
+/// a [`ProduceError`] (which hands the record back).
+///
+/// Dropping it does not cancel the record. It resolves even if the producer is dropped or
+/// its task stops (then with [`ProduceErrorKind::Closed`] and, since the outcome is unknown,
+/// [`Persistence::PossiblyPersisted`]).
+#[derive(Debug)]
+#[must_use = "a DeliveryFuture tells whether the record was written"]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Delivery>,
+    topic: String,
+    partition: Option<i32>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = std::result::Result<RecordMetadata, ProduceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(ProduceError {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                kind: ProduceErrorKind::Closed,
+                persistence: Persistence::PossiblyPersisted,
+                record: None,
+            })),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! What goes in ([`ProducerRecord`]), what comes out ([`RecordMetadata`], [`ProduceError`],
+//! [`TrySendError`]).
+
+use std::fmt;
+
+use bytes::Bytes;
+use krust_wire::record::{BatchBuilder, RecordHeader};
+use krust_wire::ErrorCode;
+
+/// A record to produce. Build it with [`ProducerRecord::new`] and the `with_*` setters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Topic to write to.
+    pub topic: String,
+    /// Explicit partition; `None` lets the partitioner choose (murmur2 on the key, or uniform
+    /// sticky for keyless records).
+    pub partition: Option<i32>,
+    /// Key (`None`: null key).
+    pub key: Option<Bytes>,
+    /// Value (`None`: null value, a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// Headers, in order (keys may repeat).
+    pub headers: Vec<RecordHeader>,
+    /// Create time in milliseconds since the Unix epoch; `None`: the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with no key, value, headers or timestamp yet.
+    pub fn new(topic: impl Into<String>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the partition.
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Adds a header with a value.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers
+            .push(RecordHeader::new(key, Some(value.into())));
+        self
+    }
+
+    /// Adds a header with a null value.
+    pub fn with_null_header(mut self, key: impl Into<String>) -> Self {
+        self.headers.push(RecordHeader::new(key, None));
+        self
+    }
+
+    /// Sets the create timestamp (milliseconds since the Unix epoch).
+    pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    /// Upper bound of the record's encoded size in a batch (what `buffer.memory`, `batch.size`
+    /// and `max.request.size` count).
+    pub fn encoded_size(&self) -> usize {
+        BatchBuilder::record_size_upper_bound(
+            self.key.as_deref(),
+            self.value.as_deref(),
+            &self.headers,
+        )
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordMetadata {
+    /// Its topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset; -1 with `acks=0` (the broker does not say).
+    pub offset: i64,
+    /// Its timestamp: the create time sent, or the broker's log-append time if the topic uses
+    /// it.
+    pub timestamp: i64,
+}
+
+/// Whether a failed record may be in the log anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Persistence {
+    /// It was never written: safe to send again without creating a duplicate.
+    NotPersisted,
+    /// A request carrying it got no answer (timeout, connection lost, or
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND): it may be in the log. Sending it again may duplicate it.
+    PossiblyPersisted,
+}
+
+/// Why a record failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProduceErrorKind {
+    /// The broker answered with an error code that is not retried, or retries ran out.
+    Broker {
+        /// The code.
+        code: ErrorCode,
+        /// The broker's message, if any.
+        message: Option<String>,
+    },
+    /// `delivery.timeout.ms` passed before the record could be acknowledged; `last_error` is
+    /// the last failure seen, if any.
+    DeliveryTimeout {
+        /// The last failure, as text.
+        last_error: Option<String>,
+    },
+    /// The transport failed and retries ran out.
+    Transport(String),
+    /// The record (with batch overhead) exceeds `max.request.size` or `buffer.memory`.
+    RecordTooLarge {
+        /// Its encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+        /// The property that sets the limit.
+        limit: &'static str,
+    },
+    /// The record's partition does not exist.
+    InvalidPartition {
+        /// Partitions the topic has.
+        partitions: i32,
+    },
+    /// The record itself is invalid (for example a negative timestamp).
+    InvalidRecord(String),
+    /// The topic's metadata could not be loaded (unknown topic, authorization, ...).
+    Metadata(String),
+    /// The producer was closed or dropped before the record was sent.
+    Closed,
+}
+
+impl fmt::Display for ProduceErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProduceErrorKind::Broker { code, message } => {
+                write!(f, "broker error {code}")?;
+                if let Some(m) = message {
+                    write!(f, ": {m}")?;
+                }
+                Ok(())
+            }
+            ProduceErrorKind::DeliveryTimeout { last_error } => {
+                write!(f, "delivery.timeout.ms expired")?;
+                if let Some(e) = last_error {
+                    write!(f, " (last error: {e})")?;
+                }
+                Ok(())
+            }
+            ProduceErrorKind::Transport(m) => write!(f, "transport failure: {m}"),
+            ProduceErrorKind::RecordTooLarge { size, max, limit } => {
+                write!(f, "record of {size} bytes exceeds {limit} ({max})")
+            }
+            ProduceErrorKind::InvalidPartition { partitions } => {
+                write!(f, "invalid partition (the topic has {partitions})")
+            }
+            ProduceErrorKind::InvalidRecord(m) => write!(f, "invalid record: {m}"),
+            ProduceErrorKind::Metadata(m) => write!(f, "metadata: {m}"),
+            ProduceErrorKind::Closed => write!(f, "producer closed before the record was sent"),
+        }
+    }
+}
+
+/// A record that could not be produced: why, whether it may be in the log anyway, and the record
+/// itself ([`ProduceError::into_record`]) so the application can retry or park it.
+#[derive(Debug, Clone)]
+pub struct ProduceError {
+    pub(crate) topic: String,
+    pub(crate) partition: Option<i32>,
+    pub(crate) kind: ProduceErrorKind,
+    pub(crate) persistence: Persistence,
+    pub(crate) record: Option<Box<ProducerRecord>>,
+}
+
+impl fmt::Display for ProduceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "produce to `{}`", self.topic)?;
+        if let Some(p) = self.partition {
+            write!(f, " partition {p}")?;
+        }
+        write!(f, " failed: {}", self.kind)?;
+        if self.persistence == Persistence::PossiblyPersisted {
+            write!(f, " (the record may have been written)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProduceError {}
+
+impl ProduceError {
+    pub(crate) fn new(
+        record: ProducerRecord,
+        partition: Option<i32>,
+        kind: ProduceErrorKind,
+        persistence: Persistence,
+    ) -> Self {
+        ProduceError {
+            topic: record.topic.clone(),
+            partition,
+            kind,
+            persistence,
+            record: Some(Box::new(record)),
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// The partition, if one was chosen.
+    pub fn partition(&self) -> Option<i32> {
+        self.partition
+    }
+    /// Why it failed.
+    pub fn kind(&self) -> &ProduceErrorKind {
+        &self.kind
+    }
+    /// Whether the record may be in the log anyway.
+    pub fn persistence(&self) -> Persistence {
+        self.persistence
+    }
+    /// Shorthand for `persistence() == PossiblyPersisted`.
+    pub fn is_possibly_persisted(&self) -> bool {
+        self.persistence == Persistence::PossiblyPersisted
+    }
+    /// Whether sending the record again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match &self.kind {
+            ProduceErrorKind::Broker { code, .. } => code.is_retriable(),
+            ProduceErrorKind::DeliveryTimeout { .. } | ProduceErrorKind::Transport(_) => true,
+            _ => false,
+        }
+    }
+    /// The broker's error code, if the broker refused the record.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match &self.kind {
+            ProduceErrorKind::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+    /// The record, handed back.
+    pub fn record(&self) -> Option<&ProducerRecord> {
+        self.record.as_deref()
+    }
+    /// Takes the record back.
+    pub fn into_record(self) -> Option<ProducerRecord> {
+        self.record.map(|b| *b)
+    }
+}
+
+/// Why [`try_send`](super::Producer::try_send) refused a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrySendReason {
+    /// `buffer.memory` is in use: try again after some records complete.
+    BufferFull,
+    /// The producer was closed.
+    Closed,
+    /// The record can never be sent as it is.
+    Invalid(ProduceErrorKind),
+}
+
+/// A record refused by [`try_send`](super::Producer::try_send), handed back.
+#[derive(Debug, Clone)]
+pub struct TrySendError {
+    /// The record, unchanged.
+    pub record: ProducerRecord,
+    /// Why.
+    pub reason: TrySendReason,
+}
+
+impl TrySendError {
+    /// Whether the buffer was full (the record can be offered again later).
+    pub fn is_full(&self) -> bool {
+        self.reason == TrySendReason::BufferFull
+    }
+    /// Takes the record back.
+    pub fn into_inner(self) -> ProducerRecord {
+        self.record
+    }
+}
+
+impl fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reason {
+            TrySendReason::BufferFull => write!(f, "producer buffer full (buffer.memory)"),
+            TrySendReason::Closed => write!(f, "producer closed"),
+            TrySendReason::Invalid(k) => write!(f, "record for `{}`: {k}", self.record.topic),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}
