@@ -524,8 +524,11 @@ pub struct PlannedPartition {
 
 impl FetchPlan {
     /// The Fetch request (full fetch, no session: session id 0, epoch -1).
+    ///
+    /// Topics and partitions keep the plan's order (the broker fills its byte limit in request
+    /// order, and the plan rotates that order from fetch to fetch).
     pub fn to_request(&self) -> FetchRequest {
-        let mut by_topic: BTreeMap<&Arc<str>, Vec<FetchPartition>> = BTreeMap::new();
+        let mut by_topic: Vec<(&Arc<str>, Vec<FetchPartition>)> = Vec::new();
         for p in &self.partitions {
             let mut fp = FetchPartition::default();
             fp.partition = p.tp.partition;
@@ -534,7 +537,10 @@ impl FetchPlan {
             fp.last_fetched_epoch = p.last_fetched_epoch;
             fp.log_start_offset = -1;
             fp.partition_max_bytes = p.max_bytes;
-            by_topic.entry(&p.tp.topic).or_default().push(fp);
+            match by_topic.iter_mut().find(|(t, _)| *t == &p.tp.topic) {
+                Some((_, parts)) => parts.push(fp),
+                None => by_topic.push((&p.tp.topic, vec![fp])),
+            }
         }
         let mut req = FetchRequest::default();
         req.replica_id = BrokerId(-1);
@@ -643,6 +649,8 @@ pub struct Fetcher {
     needs_metadata: bool,
     /// Round-robin start for delivery, so one busy partition cannot starve the others.
     deliver_from: Option<TopicPartition>,
+    /// Rotation of the partition order in fetch requests.
+    fetch_rotation: usize,
 }
 
 impl Fetcher {
@@ -657,6 +665,7 @@ impl Fetcher {
             errors: VecDeque::new(),
             needs_metadata: false,
             deliver_from: None,
+            fetch_rotation: 0,
         }
     }
 
@@ -1098,6 +1107,11 @@ impl Fetcher {
         if partitions.is_empty() {
             return None;
         }
+        // Rotate the order so that, under a tight byte limit, the first partitions of the
+        // request do not take the whole response every time (starving the others).
+        let rotate = self.fetch_rotation % partitions.len();
+        partitions.rotate_left(rotate);
+        self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
         self.next_token += 1;
         self.reserved_bytes += max_bytes as usize;
         Some(FetchPlan {

@@ -553,3 +553,23 @@ fn a_partial_batch_alone_is_fetched_again_unless_it_cannot_fit() {
     let errs = f.take_errors();
     assert_eq!(errs[0].kind, FetchErrorKind::RecordTooLarge { offset: 0 });
 }
+
+#[test]
+fn fetch_order_rotates_so_no_partition_always_comes_first() {
+    let mut f = Fetcher::new(FetchConfig::default());
+    for p in 0..3 {
+        f.assign(tp(p), StartOffset::Offset(0));
+        f.handle_leader(&tp(p), Some(1), 0);
+    }
+    let now = Instant::now();
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let plan = f.plan_fetch(1, now).unwrap();
+        let req = plan.to_request();
+        assert_eq!(req.topics.len(), 1, "one entry per topic");
+        firsts.push(req.topics[0].partitions[0].partition);
+        f.handle_fetch(&plan, Vec::new(), now);
+    }
+    firsts.sort();
+    assert_eq!(firsts, vec![0, 1, 2]);
+}
