@@ -85,3 +85,8 @@ fn clap_error(e: clap::Error) -> ExitCode {
         }
     }
 }
+
+/// The README's Rust examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

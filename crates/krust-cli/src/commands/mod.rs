@@ -1,9 +1,11 @@
 //! Command implementations: each takes its parsed flags, talks to the cluster through
 //! krust-client, and returns the process exit status or a [`CliError`].
 
+mod bench;
 mod consume;
 mod fake_cluster;
 mod offsets;
+mod produce;
 mod topics;
 
 use std::future::Future;
@@ -20,21 +22,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Topics(cmd) => block_on(topics::run(cmd)),
         Command::Consume(args) => block_on(consume::run(args)),
+        Command::Produce(args) => block_on(produce::run(args)),
+        Command::Bench(cmd) => block_on(bench::run(cmd)),
         Command::Offsets(args) => block_on(offsets::run(args)),
         Command::FakeCluster(args) => block_on(fake_cluster::run(args)),
-        other => {
-            let name = match other {
-                Command::Produce(_) => "produce",
-                Command::Consume(_) => "consume",
-                Command::Offsets(_) => "offsets",
-                Command::Bench(_) => "bench",
-                Command::FakeCluster(_) => "fake-cluster",
-                Command::Topics(_) => "topics",
-            };
-            Err(CliError::failed(format!(
-                "'{name}' is not available yet: the client library is still being written"
-            )))
-        }
     }
 }
 
