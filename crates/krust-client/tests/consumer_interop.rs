@@ -2,8 +2,8 @@
 //!
 //! - records produced by librdkafka with every codec and with headers are read back intact by
 //!   the krust consumer (`interop/librdkafka_produce.py`);
-//! - records produced by krust with every codec are read back intact by librdkafka
-//!   (`interop/librdkafka_consume.py`).
+//! - records produced by the krust `Producer` with every codec are read back intact by
+//!   librdkafka (`interop/librdkafka_consume.py`).
 //!
 //! Needs `KRUST_BROKER` and `KRUST_PYTHON` (a python with `confluent_kafka`, see
 //! `scripts/python-env.sh`). Without them the tests are skipped with a notice, except under
@@ -19,6 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use consumer_common::*;
 use krust_client::consumer::{Consumer, ConsumerConfig, StartOffset, TopicPartition};
+use krust_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use krust_client::Cluster;
 use krust_wire::record::{Compression, RecordHeader};
 use serde_json::Value;
@@ -173,7 +174,7 @@ async fn krust_reads_what_librdkafka_produced_with_every_codec_and_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn librdkafka_reads_what_krust_produced_with_every_codec() {
+async fn librdkafka_reads_what_the_krust_producer_wrote_with_every_codec() {
     let Some(python) = python() else { return };
     let Some(broker) = broker() else { return };
     let cluster = Cluster::connect(client_config(&broker)).await.unwrap();
@@ -189,31 +190,43 @@ async fn librdkafka_reads_what_krust_produced_with_every_codec() {
     let mut expected: BTreeMap<(i32, i64), Value> = BTreeMap::new();
     let mut i = 0;
     for (p, codec) in codecs.iter().enumerate() {
-        for _ in 0..3 {
-            let recs: Vec<TestRecord> = (0..50)
-                .map(|_| {
-                    i += 1;
-                    TestRecord::new(i, BASE_TS + i as i64)
-                })
-                .collect();
-            let base = produce(&cluster, &topic, p as i32, *codec, &recs).await;
-            for (n, r) in recs.iter().enumerate() {
-                let headers: Vec<Value> = r
-                    .headers
-                    .iter()
-                    .map(|h| serde_json::json!([h.key.as_str(), hex(&h.value)]))
-                    .collect();
-                expected.insert(
-                    (p as i32, base + n as i64),
-                    serde_json::json!({
-                        "timestamp": r.timestamp,
-                        "key": hex(&r.key),
-                        "value": hex(&r.value),
-                        "headers": headers,
-                    }),
-                );
-            }
+        // One krust Producer per codec, as a user would configure `compression.type`.
+        let mut config = ProducerConfig::new(&broker);
+        config.client = client_config(&broker);
+        config.compression = *codec;
+        let producer = Producer::with_cluster(cluster.clone(), config).unwrap();
+        let mut deliveries = Vec::new();
+        for _ in 0..150 {
+            i += 1;
+            let r = TestRecord::new(i, BASE_TS + i as i64);
+            let mut rec = ProducerRecord::new(topic.as_str())
+                .with_partition(p as i32)
+                .with_timestamp(r.timestamp);
+            rec.key = r.key.clone();
+            rec.value = r.value.clone();
+            rec.headers = r.headers.clone();
+            deliveries.push((r, producer.send(rec).await.expect("send")));
         }
+        producer.flush().await;
+        for (r, d) in deliveries {
+            let md = d.await.expect("delivered");
+            assert_eq!(md.partition, p as i32);
+            let headers: Vec<Value> = r
+                .headers
+                .iter()
+                .map(|h| serde_json::json!([h.key.as_str(), hex(&h.value)]))
+                .collect();
+            expected.insert(
+                (md.partition, md.offset),
+                serde_json::json!({
+                    "timestamp": r.timestamp,
+                    "key": hex(&r.key),
+                    "value": hex(&r.value),
+                    "headers": headers,
+                }),
+            );
+        }
+        producer.close().await;
     }
     let total = expected.len();
     let read = run_script(
