@@ -20,8 +20,8 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::config::ClientConfig;
-use crate::conn::Connection;
 pub use crate::conn::NodeId;
+use crate::conn::{ConnectOptions, Connection};
 use crate::error::{Error, Result};
 
 /// Where a broker listens.
@@ -128,6 +128,8 @@ impl BrokerSlot {
 
 struct Inner {
     config: ClientConfig,
+    /// Connection settings with security prepared (TLS files read) once for all brokers.
+    connect: ConnectOptions,
     brokers: Mutex<BTreeMap<NodeId, Arc<BrokerSlot>>>,
     bootstrap: Vec<Arc<BrokerSlot>>,
     metadata: RwLock<Arc<ClusterMetadata>>,
@@ -165,17 +167,19 @@ impl Cluster {
     /// `socket.connection.setup.timeout.ms`.
     pub async fn connect(config: ClientConfig) -> Result<Cluster> {
         config.validate()?;
+        let connect = ConnectOptions::from_config(&config)?;
         let bootstrap = config
             .bootstrap_servers
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let addr = s.strip_prefix("PLAINTEXT://").unwrap_or(s).to_string();
+                let addr = crate::config::strip_scheme(s).to_string();
                 BrokerSlot::new(-1 - i as i32, addr)
             })
             .collect();
         let inner = Arc::new(Inner {
             config,
+            connect,
             brokers: Mutex::new(BTreeMap::new()),
             bootstrap,
             metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
@@ -186,7 +190,8 @@ impl Cluster {
         });
         let cluster = Cluster { inner };
         cluster.refresh_metadata(&[]).await.map_err(|e| match e {
-            Error::Bootstrap { .. } => e,
+            // Authentication and TLS failures are configuration problems: shown as they are.
+            Error::Bootstrap { .. } | Error::Authentication { .. } | Error::Tls { .. } => e,
             other => Error::Bootstrap {
                 servers: cluster.inner.config.bootstrap_servers.join(","),
                 last_error: other.to_string(),
@@ -278,15 +283,7 @@ impl Cluster {
         }
         let addr = slot.addr.lock().unwrap().clone();
         let cfg = &self.inner.config;
-        match Connection::connect(
-            slot.node,
-            &addr,
-            &cfg.client_id,
-            cfg.connection_setup_timeout,
-            cfg.max_response_size,
-        )
-        .await
-        {
+        match Connection::connect_with(slot.node, &addr, &self.inner.connect).await {
             Ok(c) => {
                 debug!(broker = slot.node, %addr, "connected");
                 *slot.backoff.lock().unwrap() = (0, None);
@@ -407,6 +404,9 @@ impl Cluster {
         for s in known.iter().chain(self.inner.bootstrap.iter()) {
             match self.slot_connection(s).await {
                 Ok(c) => return Ok(c),
+                // Wrong credentials or an untrusted certificate will not get better on
+                // another broker of the same cluster: report it as it is.
+                Err(e @ (Error::Authentication { .. } | Error::Tls { .. })) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }

@@ -11,11 +11,29 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::security::SecurityConfig;
 
 /// A bag of `name = value` properties, consumed by the config types' `from_properties`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` shows the values of secret properties (passwords, keys, JAAS configs) as
+/// `[redacted]`; see [`Properties::is_secret`].
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Properties {
     map: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in &self.map {
+            if Properties::is_secret(k) {
+                m.entry(k, &"[redacted]");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
 }
 
 impl Properties {
@@ -51,6 +69,18 @@ impl Properties {
         Ok(props)
     }
 
+    /// Whether the value of property `name` is a secret that must never be shown
+    /// (`sasl.password`, `ssl.key.password`, `sasl.jaas.config`, `ssl.key.pem`, and any name
+    /// containing `password`, `secret` or `token`).
+    pub fn is_secret(name: &str) -> bool {
+        let n = name.to_ascii_lowercase();
+        n.contains("password")
+            || n.contains("secret")
+            || n.contains("token")
+            || n.contains("jaas")
+            || n == "ssl.key.pem"
+    }
+
     /// Whether the bag has `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
@@ -61,7 +91,8 @@ impl Properties {
         self.map.remove(name)
     }
 
-    /// Removes and parses a value with `parse`, naming the property in the error.
+    /// Removes and parses a value with `parse`, naming the property in the error (and the
+    /// value, unless the property is a secret).
     pub fn take_parsed<T>(
         &mut self,
         name: &str,
@@ -69,9 +100,13 @@ impl Properties {
     ) -> Result<Option<T>> {
         match self.map.remove(name) {
             None => Ok(None),
-            Some(v) => parse(v.trim())
-                .map(Some)
-                .map_err(|m| Error::config(name, format!("`{v}`: {m}"))),
+            Some(v) => parse(v.trim()).map(Some).map_err(|m| {
+                if Properties::is_secret(name) {
+                    Error::config(name, m)
+                } else {
+                    Error::config(name, format!("`{v}`: {m}"))
+                }
+            }),
         }
     }
 
@@ -158,6 +193,11 @@ pub struct ClientConfig {
     /// `max.response.size` (krust): the largest frame accepted from a broker; checked before
     /// any allocation. Default 100 MiB.
     pub max_response_size: usize,
+    /// `security.protocol`, `sasl.*`, `ssl.*`: TLS and authentication (see
+    /// [`SecurityConfig`]). Default PLAINTEXT. Not serialized: it holds secrets and, for
+    /// OAUTHBEARER, code.
+    #[serde(skip)]
+    pub security: SecurityConfig,
 }
 
 impl Default for ClientConfig {
@@ -174,6 +214,7 @@ impl Default for ClientConfig {
             reconnect_backoff_max: Duration::from_millis(1_000),
             allow_auto_create_topics: true,
             max_response_size: krust_wire::frame::DEFAULT_MAX_FRAME,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -227,14 +268,7 @@ impl ClientConfig {
         if let Some(v) = props.take_int::<usize>("max.response.size")? {
             c.max_response_size = v;
         }
-        if let Some(p) = props.take("security.protocol") {
-            if !p.eq_ignore_ascii_case("PLAINTEXT") {
-                return Err(Error::config(
-                    "security.protocol",
-                    format!("`{p}` is not supported yet (only PLAINTEXT)"),
-                ));
-            }
-        }
+        c.security = SecurityConfig::take_from(props)?;
         c.validate()?;
         Ok(c)
     }
@@ -259,6 +293,7 @@ impl ClientConfig {
         if self.max_response_size < 1024 {
             return Err(Error::config("max.response.size", "must be at least 1024"));
         }
+        self.security.validate()?;
         Ok(())
     }
 }
@@ -271,9 +306,14 @@ fn split_servers(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// Drops a listener-name prefix such as `PLAINTEXT://` or `SASL_SSL://` from an address.
+pub fn strip_scheme(s: &str) -> &str {
+    s.split_once("://").map_or(s, |(_, rest)| rest)
+}
+
 /// Splits `host:port` (IPv6 as `[addr]:port`), with a clear message when it is not one.
 pub fn parse_host_port(s: &str) -> std::result::Result<(String, u16), String> {
-    let s = s.strip_prefix("PLAINTEXT://").unwrap_or(s);
+    let s = strip_scheme(s);
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| format!("`{s}` is not host:port"))?;

@@ -13,6 +13,14 @@
 //!   unknown and later responses on that socket can no longer be trusted to be timely.
 //! - A response whose correlation id matches nothing in flight is a protocol violation: the
 //!   connection is closed and every pending request fails.
+//! - **Setup order** (all within `socket.connection.setup.timeout.ms`, and a timeout names the
+//!   step it stopped in): TCP, TLS (`SSL`/`SASL_SSL`), ApiVersions, then SaslHandshake +
+//!   SaslAuthenticate (`SASL_*`). The connection is handed out only once authenticated.
+//! - **Re-authentication (KIP-368).** When the broker gives a session lifetime, a task
+//!   re-authenticates at 85-95% of it on the same socket. While it runs, new requests wait at a
+//!   gate (requests already sent complete normally; responses are matched by correlation id), so
+//!   no request reaches the broker between SaslHandshake and the last SaslAuthenticate. A failed
+//!   re-authentication closes the connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -20,19 +28,64 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use krust_wire::frame::FrameReader;
 use krust_wire::header::{encode_request, peek_correlation_id, split_response};
 use krust_wire::versions::{api_versions_retry, decode_api_versions};
 use krust_wire::{decode_response, ApiKey, BrokerVersions, ErrorCode, KafkaRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, trace, warn};
 
+use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::security::sasl::SaslSession;
+use crate::security::{SaslConfig, SaslMechanism, Security};
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How to open connections: identity, limits and security. Built once per client.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `client.id` sent with every request.
+    pub client_id: String,
+    /// Bounds TCP connect, TLS, ApiVersions and SASL together.
+    pub setup_timeout: Duration,
+    /// The largest response frame accepted.
+    pub max_frame: usize,
+    /// TLS and SASL, ready to use.
+    pub security: Arc<Security>,
+}
+
+impl ConnectOptions {
+    /// Plaintext options.
+    pub fn new(client_id: &str, setup_timeout: Duration, max_frame: usize) -> Self {
+        ConnectOptions {
+            client_id: client_id.to_string(),
+            setup_timeout,
+            max_frame,
+            security: Security::plaintext(),
+        }
+    }
+
+    /// Options from a client config; prepares its security settings (reads TLS files), so
+    /// errors in them surface here, naming the property.
+    pub fn from_config(config: &ClientConfig) -> Result<Self> {
+        Ok(ConnectOptions {
+            client_id: config.client_id.clone(),
+            setup_timeout: config.connection_setup_timeout,
+            max_frame: config.max_response_size,
+            security: Security::new(&config.security)?,
+        })
+    }
+}
 
 /// Node id of a broker (negative for bootstrap addresses not yet identified).
 pub type NodeId = i32;
@@ -49,6 +102,12 @@ struct Shared {
     closed: AtomicBool,
     close_reason: Mutex<Option<String>>,
     shutdown: watch::Sender<bool>,
+    /// Held for writing while re-authenticating; requests pass it (shared) to be queued.
+    gate: tokio::sync::RwLock<()>,
+    /// Added to "connection closed by the broker" while the cause is likely a protocol
+    /// mismatch (TLS or SASL expected by the listener); cleared once the connection is proven.
+    eof_hint: Mutex<Option<String>>,
+    hint_active: AtomicBool,
 }
 
 impl Shared {
@@ -68,6 +127,15 @@ impl Shared {
             let _ = w.send(Err(reason.clone()));
         }
         self.shutdown.send_replace(true);
+    }
+
+    fn set_hint(&self, hint: Option<String>) {
+        self.hint_active.store(hint.is_some(), Ordering::Release);
+        *self.eof_hint.lock().unwrap() = hint;
+    }
+
+    fn hint(&self) -> String {
+        self.eof_hint.lock().unwrap().clone().unwrap_or_default()
     }
 
     fn reason(&self) -> String {
@@ -95,22 +163,27 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// A live connection to one broker, after the ApiVersions exchange.
-pub struct Connection {
+/// The request machinery of one connection, shared with its re-authentication task.
+struct Core {
     node: NodeId,
     addr: String,
     client_id: String,
     tx: mpsc::Sender<Outgoing>,
     shared: Arc<Shared>,
     next_correlation: AtomicI32,
+}
+
+/// A live connection to one broker, after the ApiVersions exchange (and authentication).
+pub struct Connection {
+    core: Arc<Core>,
     versions: BrokerVersions,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("node", &self.node)
-            .field("addr", &self.addr)
+            .field("node", &self.core.node)
+            .field("addr", &self.core.addr)
             .field("alive", &self.is_alive())
             .finish()
     }
@@ -118,13 +191,37 @@ impl std::fmt::Debug for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.shared.close("connection dropped".into());
+        self.core.shared.close("connection dropped".into());
+    }
+}
+
+/// Setup steps, named in timeout errors.
+#[derive(Clone, Copy)]
+enum Step {
+    Tcp,
+    Tls,
+    ApiVersions,
+    Sasl,
+}
+
+impl Step {
+    fn describe(self, security: &Security) -> String {
+        match self {
+            Step::Tcp => "in the TCP connect".into(),
+            Step::Tls => "in the TLS handshake (is this a TLS listener? a plaintext listener may never answer a TLS ClientHello; then use security.protocol=PLAINTEXT or SASL_PLAINTEXT)".into(),
+            Step::ApiVersions if security.protocol().uses_tls() => "waiting for the ApiVersions answer (is this a Kafka listener?)".into(),
+            Step::ApiVersions => "waiting for the ApiVersions answer (is this a Kafka listener? if it expects TLS, set security.protocol=SSL or SASL_SSL)".into(),
+            Step::Sasl => format!(
+                "in SASL authentication ({})",
+                security.sasl().map_or("?", |s| s.mechanism().name())
+            ),
+        }
     }
 }
 
 impl Connection {
-    /// Connects to `addr`, starts the I/O tasks and negotiates API versions. The whole setup is
-    /// bounded by `setup_timeout`.
+    /// Connects to `addr` in plaintext, starts the I/O tasks and negotiates API versions. The
+    /// whole setup is bounded by `setup_timeout`.
     pub async fn connect(
         node: NodeId,
         addr: &str,
@@ -132,44 +229,158 @@ impl Connection {
         setup_timeout: Duration,
         max_frame: usize,
     ) -> Result<Connection> {
+        Self::connect_with(
+            node,
+            addr,
+            &ConnectOptions::new(client_id, setup_timeout, max_frame),
+        )
+        .await
+    }
+
+    /// Connects to `addr` with `options`: TCP, TLS if the security protocol says so,
+    /// ApiVersions, then SASL authentication if configured. The whole setup is bounded by
+    /// `options.setup_timeout`; a timeout says which step it stopped in.
+    ///
+    /// Cancel safety: dropping the future closes the half-made connection.
+    pub async fn connect_with(
+        node: NodeId,
+        addr: &str,
+        options: &ConnectOptions,
+    ) -> Result<Connection> {
         let transport = |message: String| Error::Transport {
             broker: node,
             addr: addr.to_string(),
             message,
         };
+        let security = &options.security;
+        let step = Mutex::new(Step::Tcp);
+        let set_step = |s: Step| *step.lock().unwrap() = s;
         let setup = async {
             let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| transport(format!("connect failed: {e}")))?;
             let _ = stream.set_nodelay(true);
-            let (rd, wr) = stream.into_split();
+            let (rd, wr): (BoxRead, BoxWrite) = if security.protocol().uses_tls() {
+                set_step(Step::Tls);
+                Self::tls(node, addr, security, stream).await?
+            } else {
+                let (rd, wr) = stream.into_split();
+                (Box::new(rd), Box::new(wr))
+            };
+            set_step(Step::ApiVersions);
             let (tx, rx) = mpsc::channel(1024);
             let shared = Arc::new(Shared {
                 pending: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 close_reason: Mutex::new(None),
                 shutdown: watch::channel(false).0,
+                gate: tokio::sync::RwLock::new(()),
+                eof_hint: Mutex::new(None),
+                hint_active: AtomicBool::new(false),
             });
+            if !security.protocol().uses_tls() {
+                shared.set_hint(Some(
+                    " (if this is a TLS listener, set security.protocol=SSL or SASL_SSL)".into(),
+                ));
+            }
             tokio::spawn(write_loop(wr, rx, shared.clone()));
-            tokio::spawn(read_loop(rd, shared.clone(), FrameReader::new(max_frame)));
+            tokio::spawn(read_loop(
+                rd,
+                shared.clone(),
+                FrameReader::new(options.max_frame),
+            ));
             let mut conn = Connection {
-                node,
-                addr: addr.to_string(),
-                client_id: client_id.to_string(),
-                tx,
-                shared,
-                next_correlation: AtomicI32::new(1),
+                core: Arc::new(Core {
+                    node,
+                    addr: addr.to_string(),
+                    client_id: options.client_id.clone(),
+                    tx,
+                    shared,
+                    next_correlation: AtomicI32::new(1),
+                }),
                 versions: BrokerVersions::default(),
             };
-            conn.versions = conn.handshake(setup_timeout).await?;
+            conn.versions = conn.handshake(options.setup_timeout).await?;
+            let shared = &conn.core.shared;
+            match security.sasl() {
+                None => shared.set_hint(Some(
+                    " right after ApiVersions (if the listener requires authentication, set security.protocol=SASL_PLAINTEXT or SASL_SSL and sasl.mechanism)"
+                        .into(),
+                )),
+                Some(sasl) => {
+                    set_step(Step::Sasl);
+                    shared.set_hint(Some(format!(
+                        " during SASL authentication with {} (does the listener offer it?)",
+                        sasl.mechanism()
+                    )));
+                    let lifetime =
+                        authenticate(&conn.core, &conn.versions, sasl, options.setup_timeout)
+                            .await?;
+                    shared.set_hint(None);
+                    if let Some(lifetime) = lifetime {
+                        tokio::spawn(reauthenticate(
+                            conn.core.clone(),
+                            conn.versions.clone(),
+                            sasl.clone(),
+                            options.setup_timeout,
+                            lifetime,
+                        ));
+                    }
+                }
+            }
             Ok(conn)
         };
-        match tokio::time::timeout(setup_timeout, setup).await {
+        match tokio::time::timeout(options.setup_timeout, setup).await {
             Ok(r) => r,
-            Err(_) => Err(transport(format!(
-                "connection setup timed out after {setup_timeout:?} (is this a Kafka listener?)"
-            ))),
+            Err(_) => {
+                let at = *step.lock().unwrap();
+                Err(transport(format!(
+                    "connection setup timed out after {:?} {}",
+                    options.setup_timeout,
+                    at.describe(security)
+                )))
+            }
         }
+    }
+
+    #[cfg(feature = "tls-core")]
+    async fn tls(
+        node: NodeId,
+        addr: &str,
+        security: &Security,
+        stream: TcpStream,
+    ) -> Result<(BoxRead, BoxWrite)> {
+        let connector = security
+            .tls()
+            .ok_or_else(|| Error::config("security.protocol", "TLS is not configured"))?;
+        let (host, _) = crate::config::parse_host_port(addr)
+            .map_err(|m| Error::config("bootstrap.servers", m))?;
+        let tls = connector
+            .connect(&host, stream)
+            .await
+            .map_err(|message| Error::Tls {
+                broker: node,
+                addr: addr.to_string(),
+                message,
+            })?;
+        let (rd, wr) = tokio::io::split(tls);
+        Ok((Box::new(rd), Box::new(wr)))
+    }
+
+    #[cfg(not(feature = "tls-core"))]
+    async fn tls(
+        _node: NodeId,
+        _addr: &str,
+        security: &Security,
+        _stream: TcpStream,
+    ) -> Result<(BoxRead, BoxWrite)> {
+        Err(Error::config(
+            "security.protocol",
+            format!(
+                "`{}` needs TLS, which this build of krust lacks: enable the `tls` feature of krust-client (or `tls-rustcrypto` for the pure-Rust provider)",
+                security.protocol()
+            ),
+        ))
     }
 
     async fn handshake(&self, timeout: Duration) -> Result<BrokerVersions> {
@@ -178,17 +389,17 @@ impl Connection {
             let mut req = ApiVersionsRequest::default();
             req.client_software_name = StrBytes::from_static_str("krust");
             req.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
-            let body = self.round_trip(&req, version, timeout).await?;
+            let body = self.core.round_trip(&req, version, timeout, false).await?;
             let resp: ApiVersionsResponse =
                 decode_api_versions(body, version).map_err(|source| Error::Wire {
-                    broker: self.node,
+                    broker: self.core.node,
                     source,
                 })?;
             if resp.error_code == ErrorCode::UNSUPPORTED_VERSION.0 {
                 match api_versions_retry(&resp, version) {
                     Some(v) => {
                         debug!(
-                            broker = self.node,
+                            broker = self.core.node,
                             from = version,
                             to = v,
                             "ApiVersions downgrade"
@@ -213,12 +424,12 @@ impl Connection {
 
     /// The broker's node id (negative for a bootstrap address).
     pub fn node(&self) -> NodeId {
-        self.node
+        self.core.node
     }
 
     /// The address this connection goes to.
     pub fn addr(&self) -> &str {
-        &self.addr
+        &self.core.addr
     }
 
     /// The versions the broker announced.
@@ -228,12 +439,12 @@ impl Connection {
 
     /// Whether the connection can still carry requests.
     pub fn is_alive(&self) -> bool {
-        !self.shared.closed.load(Ordering::Acquire)
+        !self.core.shared.closed.load(Ordering::Acquire)
     }
 
     /// Closes the connection; every request in flight fails.
     pub fn close(&self, reason: &str) {
-        self.shared.close(reason.to_string());
+        self.core.shared.close(reason.to_string());
     }
 
     /// The version negotiated for `api`.
@@ -241,7 +452,7 @@ impl Connection {
         self.versions
             .negotiate(api)
             .map_err(|source| Error::Unsupported {
-                broker: self.node,
+                broker: self.core.node,
                 source,
             })
     }
@@ -256,15 +467,12 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response> {
-        let body = self.round_trip(req, version, timeout).await?;
-        decode_response::<R::Response>(body, version).map_err(|source| {
-            // Undecodable bytes mean the stream can no longer be trusted.
-            self.close("undecodable response");
-            Error::Wire {
-                broker: self.node,
-                source,
-            }
-        })
+        let resp = self.core.request(req, version, timeout, true).await?;
+        if self.core.shared.hint_active.load(Ordering::Acquire) {
+            // The listener accepted a real request: mismatch hints no longer apply.
+            self.core.shared.set_hint(None);
+        }
+        Ok(resp)
     }
 
     /// Sends `req` at `version` without waiting for a response (acks=0 Produce). Resolves once
@@ -275,17 +483,21 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<()> {
-        let (frame, _) = self.encode(req, version)?;
+        let core = &self.core;
+        let (frame, _) = core.encode(req, version)?;
         let (wtx, wrx) = oneshot::channel();
         let fut = async {
-            self.tx
-                .send(Outgoing {
-                    frame,
-                    written: Some(wtx),
-                })
-                .await
-                .map_err(|_| self.closed_error())?;
-            wrx.await.map_err(|_| self.closed_error())
+            {
+                let _gate = core.shared.gate.read().await;
+                core.tx
+                    .send(Outgoing {
+                        frame,
+                        written: Some(wtx),
+                    })
+                    .await
+                    .map_err(|_| core.closed_error())?;
+            }
+            wrx.await.map_err(|_| core.closed_error())
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
@@ -293,19 +505,39 @@ impl Connection {
                 self.close("write timed out");
                 Err(Error::Timeout {
                     api: R::API_KEY,
-                    broker: self.node,
+                    broker: core.node,
                     after: timeout,
                 })
             }
         }
     }
+}
 
+impl Core {
     fn closed_error(&self) -> Error {
         Error::Transport {
             broker: self.node,
             addr: self.addr.clone(),
             message: self.shared.reason(),
         }
+    }
+
+    async fn request<R: KafkaRequest>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+        gated: bool,
+    ) -> Result<R::Response> {
+        let body = self.round_trip(req, version, timeout, gated).await?;
+        decode_response::<R::Response>(body, version).map_err(|source| {
+            // Undecodable bytes mean the stream can no longer be trusted.
+            self.shared.close("undecodable response".into());
+            Error::Wire {
+                broker: self.node,
+                source,
+            }
+        })
     }
 
     fn encode<R: KafkaRequest>(&self, req: &R, version: i16) -> Result<(Bytes, i32)> {
@@ -325,13 +557,16 @@ impl Connection {
         Ok((buf.freeze(), correlation_id))
     }
 
+    /// One request/response exchange. `gated` requests wait while a re-authentication runs;
+    /// the authentication exchanges themselves are not gated.
     async fn round_trip<R: KafkaRequest>(
         &self,
         req: &R,
         version: i16,
         timeout: Duration,
+        gated: bool,
     ) -> Result<Bytes> {
-        if !self.is_alive() {
+        if self.shared.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
         let (frame, correlation_id) = self.encode(req, version)?;
@@ -347,13 +582,20 @@ impl Connection {
         };
         trace!(broker = self.node, api = %R::API_KEY, version, correlation_id, "request");
         let exchange = async {
-            self.tx
-                .send(Outgoing {
-                    frame,
-                    written: None,
-                })
-                .await
-                .map_err(|_| self.closed_error())?;
+            {
+                let _gate = if gated {
+                    Some(self.shared.gate.read().await)
+                } else {
+                    None
+                };
+                self.tx
+                    .send(Outgoing {
+                        frame,
+                        written: None,
+                    })
+                    .await
+                    .map_err(|_| self.closed_error())?;
+            }
             match rrx.await {
                 Ok(Ok(frame)) => Ok(frame),
                 Ok(Err(reason)) => Err(Error::Transport {
@@ -368,7 +610,8 @@ impl Connection {
             Ok(r) => r?,
             Err(_) => {
                 warn!(broker = self.node, api = %R::API_KEY, ?timeout, "request timed out; closing connection");
-                self.close(&format!("{} request timed out", R::API_KEY));
+                self.shared
+                    .close(format!("{} request timed out", R::API_KEY));
                 return Err(Error::Timeout {
                     api: R::API_KEY,
                     broker: self.node,
@@ -386,7 +629,168 @@ impl Connection {
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
+/// A bounded, printable copy of a broker-supplied message, with the password (if the broker
+/// echoed it, however unlikely) replaced.
+fn broker_text(msg: &str, password: Option<&str>) -> String {
+    let mut m: String = msg
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if let Some(p) = password.filter(|p| !p.is_empty()) {
+        m = m.replace(p, "[redacted]");
+    }
+    m
+}
+
+/// SaslHandshake + SaslAuthenticate rounds (KIP-152) on `core`. Returns the session lifetime
+/// the broker set (KIP-368), if any. Errors are one line and never contain a secret.
+async fn authenticate(
+    core: &Core,
+    versions: &BrokerVersions,
+    sasl: &SaslConfig,
+    timeout: Duration,
+) -> Result<Option<Duration>> {
+    let mech = sasl.mechanism();
+    let fail = |message: String| Error::Authentication {
+        broker: core.node,
+        addr: core.addr.clone(),
+        message,
+    };
+    let who = if mech == SaslMechanism::OAuthBearer {
+        mech.name().to_string()
+    } else {
+        format!("{mech} as `{}`", sasl.username())
+    };
+    let hv = versions.negotiate(ApiKey::SaslHandshake).map_err(|_| {
+        fail("the broker does not support SASL (no SaslHandshake in ApiVersions)".into())
+    })?;
+    if hv < 1 {
+        return Err(fail(
+            "the broker only has SaslHandshake v0 (Kafka < 1.0); krust needs v1 (KIP-152)".into(),
+        ));
+    }
+    let av = versions
+        .negotiate(ApiKey::SaslAuthenticate)
+        .map_err(|_| fail("the broker does not support SaslAuthenticate (KIP-152)".into()))?;
+    let mut req = SaslHandshakeRequest::default();
+    req.mechanism = StrBytes::from_static_str(mech.name());
+    let resp: SaslHandshakeResponse = core.request(&req, hv, timeout, false).await?;
+    if resp.error_code != 0 {
+        let offered: Vec<String> = resp
+            .mechanisms
+            .iter()
+            .take(16)
+            .map(|m| broker_text(m, None))
+            .collect();
+        let offered = if offered.is_empty() {
+            "none".to_string()
+        } else {
+            offered.join(", ")
+        };
+        let code = ErrorCode(resp.error_code);
+        return Err(fail(if code == ErrorCode::UNSUPPORTED_SASL_MECHANISM {
+            format!("the broker does not offer SASL mechanism {mech}; it offers: {offered}")
+        } else {
+            format!("SaslHandshake for {mech} failed: {code} (is this a SASL listener? it offers: {offered})")
+        }));
+    }
+    let (mut session, first) = SaslSession::start(sasl).await.map_err(fail)?;
+    let mut out = first;
+    loop {
+        let mut req = SaslAuthenticateRequest::default();
+        req.auth_bytes = Bytes::copy_from_slice(out.expose());
+        drop(out);
+        let resp: SaslAuthenticateResponse = core.request(&req, av, timeout, false).await?;
+        drop(req);
+        if resp.error_code != 0 {
+            let code = ErrorCode(resp.error_code);
+            let reason = match (session.rejection(), resp.error_message.as_deref()) {
+                (Some(r), _) => r.to_string(),
+                (None, Some(m)) if !m.is_empty() => format!(
+                    "{code}: {}",
+                    broker_text(m, Some(sasl.password_for_redaction()))
+                ),
+                _ => code.to_string(),
+            };
+            let hint = if code == ErrorCode::SASL_AUTHENTICATION_FAILED
+                && mech != SaslMechanism::OAuthBearer
+            {
+                " (wrong user name or password?)"
+            } else {
+                ""
+            };
+            return Err(fail(format!("{who}: {reason}{hint}")));
+        }
+        match session.step(&resp.auth_bytes).await {
+            Ok(Some(next)) => out = next,
+            Ok(None) => {
+                let lifetime = (resp.session_lifetime_ms > 0)
+                    .then(|| Duration::from_millis(resp.session_lifetime_ms as u64));
+                debug!(broker = core.node, mechanism = %mech, ?lifetime, "authenticated");
+                return Ok(lifetime);
+            }
+            Err(e) => return Err(fail(format!("{who}: {e}"))),
+        }
+    }
+}
+
+/// KIP-368: re-authenticates before each session lifetime ends, until the connection closes.
+async fn reauthenticate(
+    core: Arc<Core>,
+    versions: BrokerVersions,
+    sasl: SaslConfig,
+    timeout: Duration,
+    mut lifetime: Duration,
+) {
+    let mut shutdown = core.shared.shutdown.subscribe();
+    loop {
+        // 85-95% of the lifetime, randomized so a client's connections spread out.
+        let delay = lifetime
+            .mul_f64(rand::thread_rng().gen_range(0.85..0.95))
+            .max(Duration::from_millis(50));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|closed| *closed) => return,
+        }
+        let result = {
+            let _gate = tokio::select! {
+                g = core.shared.gate.write() => g,
+                _ = shutdown.wait_for(|closed| *closed) => return,
+            };
+            tokio::time::timeout(timeout, authenticate(&core, &versions, &sasl, timeout)).await
+        };
+        match result {
+            Ok(Ok(Some(next))) => {
+                debug!(broker = core.node, lifetime = ?next, "re-authenticated");
+                lifetime = next;
+            }
+            Ok(Ok(None)) => {
+                debug!(
+                    broker = core.node,
+                    "re-authenticated; the broker set no new lifetime"
+                );
+                return;
+            }
+            Ok(Err(e)) => {
+                warn!(broker = core.node, error = %e, "re-authentication failed; closing the connection");
+                core.shared.close(format!("re-authentication failed: {e}"));
+                return;
+            }
+            Err(_) => {
+                warn!(
+                    broker = core.node,
+                    "re-authentication timed out; closing the connection"
+                );
+                core.shared
+                    .close(format!("re-authentication timed out after {timeout:?}"));
+                return;
+            }
+        }
+    }
+}
+
+async fn write_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
     let mut batch: Vec<Outgoing> = Vec::new();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
@@ -426,7 +830,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
     let _ = wr.shutdown().await;
 }
 
-async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, frames: FrameReader) {
+async fn read_loop(mut rd: BoxRead, shared: Arc<Shared>, frames: FrameReader) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut shutdown = shared.shutdown.subscribe();
     loop {
@@ -456,7 +860,16 @@ async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, frames: FrameRead
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    shared.close(format!("bad frame: {e}"));
+                    // A TLS record (alert 0x15 or handshake 0x16, version 3.x) where a Kafka
+                    // frame should be: the listener speaks TLS and we do not.
+                    if buf.len() >= 2 && matches!(buf[0], 0x15 | 0x16) && buf[1] == 0x03 {
+                        shared.close(
+                            "the broker answered with TLS: set security.protocol=SSL or SASL_SSL"
+                                .into(),
+                        );
+                    } else {
+                        shared.close(format!("bad frame: {e}"));
+                    }
                     return;
                 }
             }
@@ -470,7 +883,14 @@ async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, frames: FrameRead
         };
         match n {
             Ok(0) => {
-                shared.close("connection closed by the broker".into());
+                if buf.len() >= 2 && matches!(buf[0], 0x15 | 0x16) && buf[1] == 0x03 {
+                    shared.close(
+                        "the broker answered with TLS and closed: set security.protocol=SSL or SASL_SSL"
+                            .into(),
+                    );
+                } else {
+                    shared.close(format!("connection closed by the broker{}", shared.hint()));
+                }
                 return;
             }
             Ok(_) => {}

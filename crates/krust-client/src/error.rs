@@ -40,6 +40,30 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// SASL authentication with a broker failed: wrong credentials, a mechanism the broker does
+    /// not offer, or a broker that could not prove it knows the password (SCRAM). Not
+    /// retriable: the configuration must change. The message never contains a secret.
+    #[error("broker {broker} ({addr}): authentication failed: {message}")]
+    Authentication {
+        /// Node id of the broker (negative for a bootstrap address).
+        broker: i32,
+        /// Its address.
+        addr: String,
+        /// What failed, in one line.
+        message: String,
+    },
+    /// The TLS handshake with a broker failed: its certificate did not verify (which name did
+    /// not match, which CA was trusted), it is not a TLS listener, or it refused the client.
+    /// Not retriable.
+    #[error("broker {broker} ({addr}): {message}")]
+    Tls {
+        /// Node id of the broker (negative for a bootstrap address).
+        broker: i32,
+        /// Its address.
+        addr: String,
+        /// What failed, in one line.
+        message: String,
+    },
     /// A request did not complete within its timeout. Its outcome on the broker is unknown.
     #[error("{api} request to broker {broker} timed out after {after:?}")]
     Timeout {
@@ -143,6 +167,16 @@ impl Error {
             Error::Broker { code, .. } => code.is_retriable(),
             _ => false,
         }
+    }
+
+    /// Whether SASL authentication failed (see [`Error::Authentication`]).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Authentication { .. })
+    }
+
+    /// Whether the TLS handshake failed (see [`Error::Tls`]).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Error::Tls { .. })
     }
 
     /// Whether this is a request timeout (outcome unknown).

@@ -10,10 +10,11 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
-pub mod consumer;
 pub mod conn;
+pub mod consumer;
 pub mod error;
 pub mod producer;
+pub mod security;
 
 pub use admin::{Admin, NewTopic};
 pub use cluster::{
@@ -22,3 +23,4 @@ pub use cluster::{
 pub use config::{ClientConfig, Properties};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
 pub use error::{Error, Result};
+pub use security::{SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol};
