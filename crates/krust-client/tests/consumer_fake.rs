@@ -216,3 +216,32 @@ async fn latest_and_timestamp_starts_are_exact() {
     produce_n(&cluster, "t", 20, 1).await;
     assert_eq!(poll_n(&mut c, 1, T).await[0].offset, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_topic_is_reported_once() {
+    let (fake, cluster) = fake(ClusterConfig::new().with_topic("t", 1, 1)).await;
+    let tp = TopicPartition::new("t", 0);
+    produce_n(&cluster, "t", 0, 3).await;
+    let mut c = Consumer::with_cluster(cluster.clone(), config(&cluster)).unwrap();
+    c.assign([(tp.clone(), StartOffset::Earliest)])
+        .await
+        .unwrap();
+    assert_eq!(poll_n(&mut c, 3, T).await.len(), 3);
+    assert!(fake.delete_topic("t"));
+    let err = tokio::time::timeout(T, c.poll())
+        .await
+        .expect("an error within 20 s")
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+        "{err}"
+    );
+    assert!(err.to_string().contains("t-0"), "{err}");
+    // Reported once: the next poll just waits.
+    assert!(c
+        .poll_timeout(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -67,14 +67,22 @@ impl Shared {
     }
 }
 
-/// Feeds the leaders from `md` into the fetcher; returns whether anything is still leaderless.
+/// Feeds the leaders from `md` into the fetcher. A topic the metadata reports as unknown, or
+/// a partition beyond its partition count, is reported to the application once (the consumer
+/// keeps looking for it).
 fn apply_metadata(fetcher: &mut Fetcher, md: &ClusterMetadata) {
     let tps: Vec<TopicPartition> = fetcher.assignment().cloned().collect();
     for tp in tps {
         match md.topics.get(&*tp.topic) {
             Some(t) => match t.partition(tp.partition) {
                 Some(p) => fetcher.handle_leader(&tp, p.leader, p.leader_epoch),
-                None => fetcher.handle_leader(&tp, None, -1),
+                None => match t.error {
+                    Some(code) if code != ErrorCode::LEADER_NOT_AVAILABLE => {
+                        fetcher.handle_missing(&tp, code)
+                    }
+                    Some(_) => fetcher.handle_leader(&tp, None, -1),
+                    None => fetcher.handle_missing(&tp, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+                },
             },
             None => fetcher.handle_leader(&tp, None, -1),
         }
@@ -91,22 +99,31 @@ pub(crate) async fn run_driver(shared: Arc<Shared>) {
         changed.borrow_and_update();
         let now = Instant::now();
         // Metadata: apply the latest snapshot, and refresh when the fetcher asks.
-        let (want_refresh, topics) = {
+        let (want_refresh, topics, errors) = {
             let mut f = shared.lock();
             let md = shared.cluster.metadata();
             if last_md.as_ref().is_none_or(|m| !Arc::ptr_eq(m, &md)) {
                 apply_metadata(&mut f, &md);
                 last_md = Some(md);
             }
-            (f.take_metadata_request(), f.topics())
+            (f.take_metadata_request(), f.topics(), f.has_errors())
         };
+        if errors {
+            shared.notify_data();
+        }
         if want_refresh && !topics.is_empty() {
             match shared.cluster.refresh_metadata(&topics).await {
                 Ok(md) => {
-                    let mut f = shared.lock();
-                    apply_metadata(&mut f, &md);
+                    let errors = {
+                        let mut f = shared.lock();
+                        apply_metadata(&mut f, &md);
+                        f.has_errors()
+                    };
                     last_md = Some(md);
                     refresh_attempt = 0;
+                    if errors {
+                        shared.notify_data();
+                    }
                 }
                 Err(e) => {
                     debug!(error = %e, "consumer metadata refresh failed");

@@ -310,6 +310,8 @@ struct PartitionState {
     eof_pending: bool,
     /// Whether the last end-of-partition event reported still holds.
     eof_reported: bool,
+    /// Whether the partition's absence from metadata has been reported.
+    missing_reported: bool,
 }
 
 impl PartitionState {
@@ -328,6 +330,7 @@ impl PartitionState {
             retry_at: None,
             eof_pending: false,
             eof_reported: false,
+            missing_reported: false,
         };
         p.start(start);
         p
@@ -821,6 +824,9 @@ impl Fetcher {
         let moved = p.leader != leader;
         let new_epoch = epoch >= 0 && epoch != p.leader_epoch;
         p.leader = leader;
+        if leader.is_some() {
+            p.missing_reported = false;
+        }
         if epoch >= 0 || moved {
             p.leader_epoch = epoch;
         }
@@ -848,13 +854,15 @@ impl Fetcher {
         }
     }
 
-    /// Partitions whose metadata says the topic or partition does not exist: stop them with
-    /// an error (reported by [`take_errors`](Self::take_errors)).
-    pub fn handle_unknown(&mut self, tp: &TopicPartition, code: ErrorCode) {
+    /// Metadata says `tp`'s topic or partition does not exist (deleted, or not yet visible):
+    /// the partition has no leader, `code` is reported once (by
+    /// [`take_errors`](Self::take_errors)) until it has a leader again, and the position is
+    /// kept so that consumption resumes if the partition comes back.
+    pub fn handle_missing(&mut self, tp: &TopicPartition, code: ErrorCode) {
+        self.handle_leader(tp, None, -1);
         if let Some(p) = self.partitions.get_mut(tp) {
-            if p.phase != Phase::Failed {
-                p.phase = Phase::Failed;
-                self.buffered_bytes -= p.drop_buffered();
+            if !p.missing_reported {
+                p.missing_reported = true;
                 self.errors.push_back(FetchError {
                     tp: tp.clone(),
                     kind: FetchErrorKind::Broker(code),
