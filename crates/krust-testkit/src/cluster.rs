@@ -228,6 +228,12 @@ impl FakeCluster {
         Some(out)
     }
 
+    /// Evicts every fetch session (as a broker under session-cache pressure does): the next
+    /// incremental fetch of each gets FETCH_SESSION_ID_NOT_FOUND.
+    pub fn evict_fetch_sessions(&self) {
+        self.shared.lock().fetch_sessions.clear();
+    }
+
     /// Forgets what a partition knows about a producer (as after retention): its next batch
     /// with a non-initial sequence gets UNKNOWN_PRODUCER_ID.
     pub fn forget_producer(&self, topic: &str, partition: i32, producer_id: i64) {

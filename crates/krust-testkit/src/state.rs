@@ -44,6 +44,7 @@ pub struct ClusterConfig {
     pub(crate) max_session_timeout_ms: i32,
     pub(crate) initial_rebalance_delay: Duration,
     pub(crate) first_producer_id: i64,
+    pub(crate) fetch_sessions: bool,
 }
 
 impl Default for ClusterConfig {
@@ -66,6 +67,7 @@ impl Default for ClusterConfig {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay: Duration::ZERO,
             first_producer_id: 1000,
+            fetch_sessions: true,
         }
     }
 }
@@ -152,6 +154,12 @@ impl ClusterConfig {
         self.initial_rebalance_delay = d;
         self
     }
+    /// Whether brokers grant fetch sessions (KIP-227) to Fetch v7+ requests that ask for one.
+    /// Default on (as Kafka); off declines every session (session id 0), which Kafka allows.
+    pub fn with_fetch_sessions(mut self, on: bool) -> Self {
+        self.fetch_sessions = on;
+        self
+    }
     /// The first producer id handed out. Default 1000.
     pub fn with_first_producer_id(mut self, id: i64) -> Self {
         self.first_producer_id = id;
@@ -208,6 +216,8 @@ pub(crate) struct State {
     pub(crate) txns: HashMap<String, TxnState>,
     pub(crate) groups: HashMap<String, Group>,
     pub(crate) next_member: u64,
+    pub(crate) fetch_sessions: HashMap<i32, crate::handlers::fetch::FetchSession>,
+    pub(crate) next_fetch_session: i32,
 }
 
 impl State {
@@ -224,6 +234,8 @@ impl State {
             txns: HashMap::new(),
             groups: HashMap::new(),
             next_member: 0,
+            fetch_sessions: HashMap::new(),
+            next_fetch_session: 0,
         };
         for (t, p, rf) in s.cfg.topics.clone() {
             let _ = s.create_topic(&t, p, rf, BTreeMap::new(), None);

@@ -285,3 +285,47 @@ async fn hidden_topic_reappears_after_its_time() {
     }
     assert!(start.elapsed() >= Duration::from_millis(80));
 }
+
+#[tokio::test]
+async fn acks_all_needs_min_insync_replicas_up() {
+    let c = FakeCluster::start(3).await.unwrap();
+    let mut admin = client(&c, 0).await;
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(tn("isr"))
+            .with_num_partitions(1)
+            .with_replication_factor(3)
+            .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                .with_name(sb("min.insync.replicas"))
+                .with_value(Some(sb("2")))]),
+    ]);
+    assert_eq!(
+        admin.send(&create, 5).await.unwrap().topics[0].error_code,
+        0
+    );
+    let (leader, _) = c.leader("isr", 0).unwrap();
+    let others: Vec<i32> = (0..3).filter(|b| *b != leader).collect();
+    let mut cl = client(&c, leader).await;
+    c.broker_down(others[0]);
+    assert_eq!(produce(&mut cl, "isr", 0, batch(&[b"a"])).await.0, 0);
+    c.broker_down(others[1]);
+    assert_eq!(
+        produce(&mut cl, "isr", 0, batch(&[b"b"])).await.0,
+        ec::NOT_ENOUGH_REPLICAS
+    );
+    let r = cl
+        .send(&produce_req("isr", 0, batch(&[b"c"]), 1), 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 0,
+        "acks=1 still works"
+    );
+    let md = cl
+        .send(&MetadataRequest::default().with_topics(None), 9)
+        .await
+        .unwrap();
+    assert_eq!(md.topics[0].partitions[0].isr_nodes, vec![BrokerId(leader)]);
+    c.broker_up(others[1]);
+    assert_eq!(produce(&mut cl, "isr", 0, batch(&[b"d"])).await.0, 0);
+}

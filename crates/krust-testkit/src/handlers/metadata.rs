@@ -12,7 +12,7 @@ use crate::cluster::Ctx;
 use crate::errors as ec;
 use crate::state::{State, Topic};
 
-fn topic_entry(name: &str, t: &Topic, version: i16) -> MetadataResponseTopic {
+fn topic_entry(s: &State, name: &str, t: &Topic, version: i16) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -22,7 +22,13 @@ fn topic_entry(name: &str, t: &Topic, version: i16) -> MetadataResponseTopic {
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(p.leader))
                 .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
-                .with_isr_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect());
+                .with_isr_nodes(
+                    p.replicas
+                        .iter()
+                        .filter(|r| s.brokers.get(**r as usize).is_some_and(|b| b.up))
+                        .map(|r| BrokerId(*r))
+                        .collect(),
+                );
             if version >= 7 {
                 mp.leader_epoch = p.epoch();
             }
@@ -80,7 +86,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             .collect();
         resp.topics = visible
             .iter()
-            .map(|n| topic_entry(n, &s.topics[n.as_str()], v))
+            .map(|n| topic_entry(&s, n, &s.topics[n.as_str()], v))
             .collect();
         return resp;
     }
@@ -123,7 +129,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             }
         }
         match s.topics.get(&name) {
-            Some(t) => resp.topics.push(topic_entry(&name, t, v)),
+            Some(t) => resp.topics.push(topic_entry(&s, &name, t, v)),
             None => resp.topics.push(unknown(&name)),
         }
     }

@@ -91,6 +91,24 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                     if p.leader != ctx.broker {
                         return Err(ec::NOT_LEADER_OR_FOLLOWER);
                     }
+                    // acks=all needs min.insync.replicas replicas up (a down broker leaves
+                    // the ISR).
+                    if acks == -1 {
+                        let min_isr: usize = s
+                            .topics
+                            .get(&topic)
+                            .and_then(|t| t.configs.get("min.insync.replicas"))
+                            .and_then(|m| m.parse().ok())
+                            .unwrap_or(1);
+                        let in_sync = p
+                            .replicas
+                            .iter()
+                            .filter(|r| s.brokers.get(**r as usize).is_some_and(|b| b.up))
+                            .count();
+                        if in_sync < min_isr {
+                            return Err(ec::NOT_ENOUGH_REPLICAS);
+                        }
+                    }
                     let Some(records) = &pd.records else {
                         return Err(ec::CORRUPT_MESSAGE);
                     };
