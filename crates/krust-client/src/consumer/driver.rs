@@ -382,6 +382,8 @@ impl BrokerSource {
                 shared.cluster.request_metadata_refresh();
                 shared.lock().request_metadata();
                 shared.notify_changed();
+            } else if followup.lookup_needed {
+                shared.notify_changed();
             }
             if followup.data_ready {
                 shared.notify_data();

@@ -632,12 +632,15 @@ pub struct Followup {
     pub refresh_metadata: bool,
     /// New records, errors or end-of-partition events became available to poll.
     pub data_ready: bool,
+    /// A partition needs an offset lookup (a reset): wake the driver.
+    pub lookup_needed: bool,
 }
 
 impl Followup {
     fn merge(&mut self, other: Followup) {
         self.refresh_metadata |= other.refresh_metadata;
         self.data_ready |= other.data_ready;
+        self.lookup_needed |= other.lookup_needed;
     }
 }
 
@@ -1153,7 +1156,7 @@ impl Fetcher {
         }
         Followup {
             refresh_metadata: true,
-            data_ready: false,
+            ..Followup::default()
         }
     }
 
@@ -1257,8 +1260,14 @@ impl Fetcher {
         if code == ErrorCode::OFFSET_OUT_OF_RANGE {
             let offset = p.fetch_cursor.offset;
             match reset {
-                OffsetReset::Earliest => self.buffered_bytes -= p.start(StartOffset::Earliest),
-                OffsetReset::Latest => self.buffered_bytes -= p.start(StartOffset::Latest),
+                OffsetReset::Earliest => {
+                    self.buffered_bytes -= p.start(StartOffset::Earliest);
+                    f.lookup_needed = true;
+                }
+                OffsetReset::Latest => {
+                    self.buffered_bytes -= p.start(StartOffset::Latest);
+                    f.lookup_needed = true;
+                }
                 OffsetReset::None => {
                     self.buffered_bytes -= p.drop_buffered();
                     p.phase = Phase::Failed;

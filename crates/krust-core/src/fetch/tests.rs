@@ -348,7 +348,12 @@ fn offset_out_of_range_follows_auto_offset_reset() {
         f.assign(tp(0), StartOffset::Offset(50));
         f.handle_leader(&tp(0), Some(1), 0);
         let now = Instant::now();
-        round(&mut f, 1, now, |_| error(0, ErrorCode::OFFSET_OUT_OF_RANGE)).unwrap();
+        let out = round(&mut f, 1, now, |_| error(0, ErrorCode::OFFSET_OUT_OF_RANGE)).unwrap();
+        assert_eq!(
+            out.lookup_needed,
+            expect.is_some(),
+            "the driver is woken for a reset"
+        );
         let lookups = f.poll_lookups(now);
         match expect {
             Some(start) => {
