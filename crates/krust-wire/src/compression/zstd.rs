@@ -27,6 +27,11 @@
 //!   It decodes at ~500 MB/s, faster than a consumer's network. Revisit once `rusty_zstd` has
 //!   matured: its decoder is ~2.4x faster.
 //!
+//! In krust's own bench (`benches/records.rs`: batches of 1000 records, 100-byte JSON-like
+//! values; 2 shared cores, so read relative values), a zstd batch encodes at ~270 MiB/s and
+//! decodes at ~280 MiB/s of keys and values, ratio 5.1 (gzip level 6: 5.6 but 41 MiB/s to
+//! encode; lz4 and snappy: 3.5 at ~600-700 MiB/s both ways).
+//!
 //! Before `ruzstd` sees a frame, its header is checked here: a window or declared content size
 //! beyond the caller's limit is rejected without allocating (ruzstd reserves the window up
 //! front, up to 100 MB).
