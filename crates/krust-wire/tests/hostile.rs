@@ -270,9 +270,9 @@ fn unknown_magic_and_codec() {
 
 #[test]
 fn decompression_bombs_in_batches() {
-    // 64 MiB of 7-byte empty records (each: length 6, attrs, ts, offset, key -1, value -1, 0).
+    // 16 MiB of 7-byte empty records (each: length 6, attrs, ts, offset, key -1, value -1, 0).
     let one = [12u8, 0, 0, 0, 1, 1, 0];
-    let n = (64 << 20) / one.len();
+    let n = (16 << 20) / one.len();
     let mut section = Vec::with_capacity(n * one.len());
     for _ in 0..n {
         section.extend_from_slice(&one);
