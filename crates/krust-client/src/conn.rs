@@ -331,8 +331,8 @@ impl Connection {
             Ok(conn)
         };
         match tokio::time::timeout(options.setup_timeout, setup).await {
-            Ok(r) => r,
-            Err(_) => {
+            // A setup request times out together with the whole setup: report the step.
+            Ok(Err(Error::Timeout { .. })) | Err(_) => {
                 let at = *step.lock().unwrap();
                 Err(transport(format!(
                     "connection setup timed out after {:?} {}",
@@ -340,6 +340,7 @@ impl Connection {
                     at.describe(security)
                 )))
             }
+            Ok(r) => r,
         }
     }
 
