@@ -8,7 +8,8 @@ use crate::{ClusterConfig, FakeCluster, TxnProtocol};
 
 /// Starts `brokers` brokers on loopback (ports `port`, `port + 1`, ... or ephemeral ports when
 /// `port` is `None`), prints the bootstrap address (`host:port,host:port,...`) as the first line
-/// of stdout, and runs until SIGTERM or SIGINT.
+/// of stdout, and runs until SIGTERM or SIGINT. Cancel safe: dropping the future stops the
+/// cluster.
 pub async fn run(brokers: usize, port: Option<u16>) -> std::io::Result<()> {
     let mut cfg = ClusterConfig::new().with_brokers(brokers);
     if let Some(p) = port {
@@ -17,7 +18,7 @@ pub async fn run(brokers: usize, port: Option<u16>) -> std::io::Result<()> {
     run_with_config(cfg).await
 }
 
-/// Like [`run`] with a full configuration.
+/// Like [`run`] with a full configuration. Cancel safe.
 pub async fn run_with_config(cfg: ClusterConfig) -> std::io::Result<()> {
     let cluster = FakeCluster::with_config(cfg).await?;
     {
@@ -50,7 +51,8 @@ async fn wait_for_signal() -> std::io::Result<()> {
 
 /// Parses the `krust-fake-cluster` / `krust fake-cluster` arguments into a configuration:
 /// `--brokers N`, `--port P`, `--topic NAME[:PARTITIONS[:RF]]` (repeatable), `--auto-create`,
-/// `--kip890`, `--first-sequence S`.
+/// `--kip890`, `--first-sequence S`, `--txn-marker-delay-ms MS`, `--no-fetch-sessions`,
+/// `--partial-batches`.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<ClusterConfig, String> {
     let mut cfg = ClusterConfig::new();
     let mut it = args.into_iter();
@@ -85,6 +87,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<ClusterConf
             }
             "--auto-create" => cfg = cfg.with_auto_create_topics(true),
             "--kip890" => cfg = cfg.with_txn_protocol(TxnProtocol::Kip890),
+            "--txn-marker-delay-ms" => {
+                let ms = num(it.next(), "--txn-marker-delay-ms")?.max(0) as u64;
+                cfg = cfg.with_txn_marker_delay(std::time::Duration::from_millis(ms));
+            }
+            "--no-fetch-sessions" => cfg = cfg.with_fetch_sessions(false),
+            "--partial-batches" => cfg = cfg.with_partial_trailing_batches(true),
             "--first-sequence" => {
                 cfg = cfg.with_first_sequence(num(it.next(), "--first-sequence")? as i32)
             }
@@ -96,4 +104,4 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<ClusterConf
 }
 
 /// Usage text of the process.
-pub const USAGE: &str = "usage: krust-fake-cluster [--brokers N] [--port P] [--topic NAME[:PARTITIONS[:RF]]]... [--auto-create] [--kip890] [--first-sequence S]";
+pub const USAGE: &str = "usage: krust-fake-cluster [--brokers N] [--port P] [--topic NAME[:PARTITIONS[:RF]]]... [--auto-create] [--kip890] [--first-sequence S] [--txn-marker-delay-ms MS] [--no-fetch-sessions] [--partial-batches]";

@@ -87,12 +87,13 @@ async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl FakeCluster {
-    /// Starts a cluster of `brokers` brokers on ephemeral loopback ports.
+    /// Starts a cluster of `brokers` brokers on ephemeral loopback ports. Cancel safe (a
+    /// cancelled start releases its ports).
     pub async fn start(brokers: usize) -> std::io::Result<FakeCluster> {
         Self::with_config(ClusterConfig::new().with_brokers(brokers)).await
     }
 
-    /// Starts a cluster from a configuration.
+    /// Starts a cluster from a configuration. Cancel safe.
     pub async fn with_config(cfg: ClusterConfig) -> std::io::Result<FakeCluster> {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();

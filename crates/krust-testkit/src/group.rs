@@ -82,6 +82,7 @@ pub(crate) struct Group {
     pending: HashSet<String>,
     statics: HashMap<String, String>,
     rebalance_deadline: Option<Instant>,
+    sync_deadline: Option<Instant>,
     join_not_before: Option<Instant>,
     pub(crate) offsets: BTreeMap<(String, i32), Committed>,
     /// Offsets committed inside transactions, by producer id, until EndTxn.
@@ -125,6 +126,7 @@ impl Group {
             pending: HashSet::new(),
             statics: HashMap::new(),
             rebalance_deadline: None,
+            sync_deadline: None,
             join_not_before: None,
             offsets: BTreeMap::new(),
             pending_txn: HashMap::new(),
@@ -232,6 +234,13 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = GState::CompletingRebalance;
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        self.sync_deadline = Some(now + timeout);
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
         let members: Vec<JoinGroupResponseMember> = self
@@ -333,6 +342,22 @@ pub(crate) fn tick(s: &mut State, now: Instant) -> bool {
             } else {
                 g.prepare_rebalance(now);
             }
+            changed = true;
+        }
+        // A leader that never sends its SyncGroup within the rebalance timeout: members that
+        // did not sync are dropped and the group rebalances again.
+        if g.state == GState::CompletingRebalance && g.sync_deadline.is_some_and(|d| now >= d) {
+            let stale: Vec<String> = g
+                .members
+                .iter()
+                .filter(|(_, m)| m.sync_tx.is_none())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for id in &stale {
+                g.remove_member(id);
+            }
+            g.sync_deadline = None;
+            g.prepare_rebalance(now);
             changed = true;
         }
         changed |= g.maybe_complete_join(now);

@@ -119,6 +119,7 @@ impl Drop for FaultProxy {
 
 impl FaultProxy {
     /// Starts a proxy on an ephemeral loopback port forwarding to `upstream`, with no faults.
+    /// Cancel safe.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

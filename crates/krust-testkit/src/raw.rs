@@ -45,7 +45,7 @@ pub struct RawClient {
 }
 
 impl RawClient {
-    /// Connects to `addr`.
+    /// Connects to `addr`. Cancel safe.
     pub async fn connect(addr: SocketAddr) -> Result<RawClient, RawError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
@@ -78,7 +78,7 @@ impl RawClient {
     }
 
     /// Sends a request without waiting for an answer (Produce with acks=0, pipelining).
-    /// Returns its correlation id.
+    /// Returns its correlation id. Not cancel safe (a partly written frame corrupts the stream).
     pub async fn send_only<R: Request>(&mut self, req: &R, version: i16) -> Result<i32, RawError> {
         let (id, buf) = self.frame(req, version)?;
         self.stream.write_all(&buf).await?;
@@ -103,7 +103,8 @@ impl RawClient {
         Ok((header.correlation_id, resp))
     }
 
-    /// Sends a request and waits for its response.
+    /// Sends a request and waits for its response. Not cancel safe: after a cancellation the
+    /// connection's framing is unknown; drop the client.
     pub async fn send<R: Request>(
         &mut self,
         req: &R,

@@ -45,6 +45,8 @@ pub struct ClusterConfig {
     pub(crate) initial_rebalance_delay: Duration,
     pub(crate) first_producer_id: i64,
     pub(crate) fetch_sessions: bool,
+    pub(crate) txn_marker_delay: Duration,
+    pub(crate) partial_trailing_batches: bool,
 }
 
 impl Default for ClusterConfig {
@@ -68,6 +70,8 @@ impl Default for ClusterConfig {
             initial_rebalance_delay: Duration::ZERO,
             first_producer_id: 1000,
             fetch_sessions: true,
+            txn_marker_delay: Duration::ZERO,
+            partial_trailing_batches: false,
         }
     }
 }
@@ -158,6 +162,20 @@ impl ClusterConfig {
     /// Default on (as Kafka); off declines every session (session id 0), which Kafka allows.
     pub fn with_fetch_sessions(mut self, on: bool) -> Self {
         self.fetch_sessions = on;
+        self
+    }
+    /// Write transaction markers this long after EndTxn (Kafka writes them asynchronously).
+    /// Meanwhile the transaction is PrepareCommit/PrepareAbort: the LSO stays put, and
+    /// InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and transactional Produce
+    /// get CONCURRENT_TRANSACTIONS, which clients must retry. Default 0 (immediate).
+    pub fn with_txn_marker_delay(mut self, d: Duration) -> Self {
+        self.txn_marker_delay = d;
+        self
+    }
+    /// End Fetch answers that hit a byte limit with the first bytes of the next batch (a
+    /// partial batch), as Kafka does; clients must ignore it. Default off (whole batches only).
+    pub fn with_partial_trailing_batches(mut self, on: bool) -> Self {
+        self.partial_trailing_batches = on;
         self
     }
     /// The first producer id handed out. Default 1000.

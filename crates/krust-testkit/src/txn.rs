@@ -29,6 +29,8 @@ use crate::TxnProtocol;
 pub(crate) enum TxnStatus {
     Empty,
     Ongoing,
+    PrepareCommit,
+    PrepareAbort,
     CompleteCommit,
     CompleteAbort,
 }
@@ -44,6 +46,8 @@ pub(crate) struct TxnState {
     pub(crate) timeout: Duration,
     pub(crate) started: Option<Instant>,
     pub(crate) started_ms: i64,
+    /// While markers are pending (Prepare*): when to write them, the outcome, the marker epoch.
+    pub(crate) completing: Option<(Instant, bool, i16)>,
 }
 
 impl TxnStatus {
@@ -51,9 +55,18 @@ impl TxnStatus {
         match self {
             TxnStatus::Empty => "Empty",
             TxnStatus::Ongoing => "Ongoing",
+            TxnStatus::PrepareCommit => "PrepareCommit",
+            TxnStatus::PrepareAbort => "PrepareAbort",
             TxnStatus::CompleteCommit => "CompleteCommit",
             TxnStatus::CompleteAbort => "CompleteAbort",
         }
+    }
+}
+
+impl TxnStatus {
+    /// Whether markers are still being written (requests get CONCURRENT_TRANSACTIONS).
+    pub(crate) fn is_preparing(self) -> bool {
+        matches!(self, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort)
     }
 }
 
@@ -118,6 +131,20 @@ fn bump(s: &mut State, pid: i64, epoch: i16) -> (i64, i16) {
 
 /// Aborts and fences transactions past their timeout. Returns whether anything changed.
 pub(crate) fn tick(s: &mut State, now: Instant) -> bool {
+    let due: Vec<(String, bool, i16)> = s
+        .txns
+        .iter()
+        .filter_map(|(k, t)| match t.completing {
+            Some((at, commit, epoch)) if now >= at => Some((k.clone(), commit, epoch)),
+            _ => None,
+        })
+        .collect();
+    for (id, commit, epoch) in &due {
+        complete(s, id, *commit, *epoch);
+        if let Some(t) = s.txns.get_mut(id) {
+            t.completing = None;
+        }
+    }
     let expired: Vec<String> = s
         .txns
         .iter()
@@ -138,7 +165,7 @@ pub(crate) fn tick(s: &mut State, now: Instant) -> bool {
         t.producer_id = npid;
         t.epoch = nepoch;
     }
-    !expired.is_empty()
+    !expired.is_empty() || !due.is_empty()
 }
 
 fn fenced(version: i16, min_fenced_version: i16) -> i16 {
@@ -170,6 +197,9 @@ fn check(
     }
     if epoch > t.epoch {
         return Err(ec::INVALID_PRODUCER_EPOCH);
+    }
+    if t.status.is_preparing() {
+        return Err(ec::CONCURRENT_TRANSACTIONS);
     }
     Ok(())
 }
@@ -225,10 +255,14 @@ pub(crate) fn init_producer_id(
                 timeout,
                 started: None,
                 started_ms: -1,
+                completing: None,
             },
         );
         return out(Ok((pid, 0)));
     };
+    if t.status.is_preparing() {
+        return out(Err(ec::CONCURRENT_TRANSACTIONS));
+    }
     if req.producer_id.0 >= 0
         && (req.producer_id.0 != t.producer_id || req.producer_epoch != t.epoch)
     {
@@ -420,7 +454,19 @@ pub(crate) fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
         match t.status {
             TxnStatus::Ongoing => {
                 let marker_epoch = if kip890 { t.epoch + 1 } else { t.epoch };
-                complete(&mut s, &txn_id, req.committed, marker_epoch);
+                let delay = s.cfg.txn_marker_delay;
+                if delay.is_zero() {
+                    complete(&mut s, &txn_id, req.committed, marker_epoch);
+                } else {
+                    // Markers are written later; until then the transaction is Prepare*.
+                    let t = s.txns.get_mut(&txn_id).expect("exists");
+                    t.status = if req.committed {
+                        TxnStatus::PrepareCommit
+                    } else {
+                        TxnStatus::PrepareAbort
+                    };
+                    t.completing = Some((Instant::now() + delay, req.committed, marker_epoch));
+                }
                 if kip890 {
                     let (pid, epoch) = bump(&mut s, t.producer_id, t.epoch);
                     let t = s.txns.get_mut(&txn_id).expect("exists");

@@ -561,3 +561,27 @@ async fn compressed_batches_are_stored_served_and_searched_by_time() {
         "searched inside the compressed batch"
     );
 }
+
+#[tokio::test]
+async fn partial_trailing_batches_when_configured() {
+    let c = FakeCluster::with_config(ClusterConfig::new().with_partial_trailing_batches(true))
+        .await
+        .unwrap();
+    c.create_topic("t", 1, 1).unwrap();
+    let mut cl = client(&c, 0).await;
+    for _ in 0..3 {
+        produce(&mut cl, "t", 0, batch(&[&[1u8; 100]])).await;
+    }
+    let one = c.records("t", 0).unwrap().len();
+    assert_eq!(one, 3);
+    let all = fetch(&mut cl, "t", 0, 0, 0).await.records.unwrap().len();
+    let limit = (all / 3) * 2 + 50;
+    let mut req = fetch_req("t", 0, 0, 0);
+    req.topics[0].partitions[0].partition_max_bytes = limit as i32;
+    let r = cl.send(&req, 11).await.unwrap();
+    let data = r.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(data.len(), limit, "two whole batches and a partial third");
+    let batches = krust_wire::record::batches(data);
+    let n = batches.count();
+    assert_eq!(n, 2, "the partial batch is not a batch");
+}

@@ -444,3 +444,54 @@ async fn list_and_describe_transactions_and_describe_cluster() {
     assert_eq!(r.brokers.len(), 1);
     assert_eq!(r.cluster_id.as_str(), "krust-fake-cluster");
 }
+
+#[tokio::test]
+async fn delayed_markers_answer_concurrent_transactions_until_written() {
+    let c = FakeCluster::with_config(
+        ClusterConfig::new().with_txn_marker_delay(Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    c.create_topic("t", 1, 1).unwrap();
+    let mut cl = client(&c, 0).await;
+    let (_, pid, _) = init_pid(&mut cl, Some("tx")).await;
+    cl.send(&add_parts("tx", pid, 0, "t", &[0]), 3)
+        .await
+        .unwrap();
+    txn_produce(&mut cl, "tx", "t", 0, &[b"x"], pid, 0, 0).await;
+    assert_eq!(
+        cl.send(&end("tx", pid, 0, true), 3)
+            .await
+            .unwrap()
+            .error_code,
+        0
+    );
+    assert_eq!(c.offsets("t", 0).unwrap().2, 0, "LSO waits for the marker");
+    let r = cl
+        .send(&add_parts("tx", pid, 0, "t", &[0]), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        ec::CONCURRENT_TRANSACTIONS
+    );
+    let start = Instant::now();
+    loop {
+        let r = cl
+            .send(&add_parts("tx", pid, 0, "t", &[0]), 3)
+            .await
+            .unwrap();
+        let code = r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
+        if code == 0 {
+            break;
+        }
+        assert_eq!(code, ec::CONCURRENT_TRANSACTIONS);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        c.offsets("t", 0),
+        Some((0, 2, 2)),
+        "the commit marker was written"
+    );
+}

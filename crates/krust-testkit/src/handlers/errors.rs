@@ -329,6 +329,27 @@ pub(crate) fn error_response(req: &RequestKind, version: i16, code: i16) -> Opti
                     .collect(),
             ),
         ),
+        R::DescribeCluster(_) => {
+            W::DescribeCluster(DescribeClusterResponse::default().with_error_code(code))
+        }
+        R::ListTransactions(_) => {
+            W::ListTransactions(ListTransactionsResponse::default().with_error_code(code))
+        }
+        R::DescribeTransactions(r) => W::DescribeTransactions(
+            DescribeTransactionsResponse::default().with_transaction_states(
+                r.transactional_ids
+                    .iter()
+                    .map(|t| {
+                        describe_transactions_response::TransactionState::default()
+                            .with_transactional_id(t.clone())
+                            .with_error_code(code)
+                            .with_producer_id(ProducerId(-1))
+                            .with_producer_epoch(-1)
+                            .with_transaction_start_time_ms(-1)
+                    })
+                    .collect(),
+            ),
+        ),
         _ => return None,
     })
 }

@@ -100,6 +100,13 @@ fn build(
                         && (data.len() + b.bytes.len() > part_max
                             || total + data.len() + b.bytes.len() > max_bytes)
                     {
+                        if s.cfg.partial_trailing_batches {
+                            let room = part_max
+                                .saturating_sub(data.len())
+                                .min(max_bytes.saturating_sub(total + data.len()))
+                                .min(b.bytes.len() - 1);
+                            data.extend_from_slice(&b.bytes[..room]);
+                        }
                         break;
                     }
                     data.extend_from_slice(&b.bytes);

@@ -41,6 +41,9 @@ fn check_txn(
     if h.producer_epoch < t.epoch {
         return Err(ec::INVALID_PRODUCER_EPOCH);
     }
+    if t.status.is_preparing() {
+        return Err(ec::CONCURRENT_TRANSACTIONS);
+    }
     let key = (topic.to_string(), partition);
     if t.status == TxnStatus::Ongoing && t.partitions.contains(&key) {
         return Ok(());
@@ -122,7 +125,8 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                     if batches.iter().any(|(h, _)| h.is_control()) {
                         return Err(ec::INVALID_RECORD);
                     }
-                    if batches.len() > 1 && batches.iter().any(|(h, _)| h.producer_id >= 0) {
+                    // Produce v3+ carries exactly one batch per partition (Kafka's rule).
+                    if batches.len() > 1 {
                         return Err(ec::INVALID_RECORD);
                     }
                     for (h, _) in &batches {
