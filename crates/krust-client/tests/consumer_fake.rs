@@ -238,10 +238,16 @@ async fn a_deleted_topic_is_reported_once() {
         "{err}"
     );
     assert!(err.to_string().contains("t-0"), "{err}");
-    // Reported once: the next poll just waits.
+    // Reported once: nothing else is pending.
+    assert!(c.try_poll().unwrap().is_empty());
+    // While the partition has no leader, metadata is refreshed with backoff, not in a loop.
+    let before = fake.requests_of(FakeApi::Metadata).len();
     assert!(c
-        .poll_timeout(Duration::from_millis(300))
+        .poll_timeout(Duration::from_millis(500))
         .await
         .unwrap()
         .is_empty());
+    let refreshes = fake.requests_of(FakeApi::Metadata).len() - before;
+    eprintln!("{refreshes} metadata requests in 500 ms");
+    assert!(refreshes <= 30, "{refreshes} metadata requests in 500 ms");
 }

@@ -99,37 +99,54 @@ pub(crate) async fn run_driver(shared: Arc<Shared>) {
         changed.borrow_and_update();
         let now = Instant::now();
         // Metadata: apply the latest snapshot, and refresh when the fetcher asks.
-        let (want_refresh, topics, errors) = {
+        let (want_refresh, topics, errors, applied) = {
             let mut f = shared.lock();
             let md = shared.cluster.metadata();
-            if last_md.as_ref().is_none_or(|m| !Arc::ptr_eq(m, &md)) {
+            let applied = last_md.as_ref().is_none_or(|m| !Arc::ptr_eq(m, &md));
+            if applied {
                 apply_metadata(&mut f, &md);
                 last_md = Some(md);
             }
-            (f.take_metadata_request(), f.topics(), f.has_errors())
+            (
+                f.take_metadata_request(),
+                f.topics(),
+                f.has_errors(),
+                applied,
+            )
         };
         if errors {
             shared.notify_data();
         }
+        let mut leaders_fed = applied;
         if want_refresh && !topics.is_empty() {
             match shared.cluster.refresh_metadata(&topics).await {
                 Ok(md) => {
-                    let errors = {
+                    let (errors, leaderless) = {
                         let mut f = shared.lock();
                         apply_metadata(&mut f, &md);
-                        f.has_errors()
+                        let leaderless = f.assignment().any(|tp| f.leader(tp).is_none());
+                        (f.has_errors(), leaderless)
                     };
                     last_md = Some(md);
-                    refresh_attempt = 0;
+                    // Back off further while partitions stay leaderless (a deleted topic).
+                    refresh_attempt = if leaderless { refresh_attempt + 1 } else { 0 };
                     if errors {
                         shared.notify_data();
                     }
+                    leaders_fed = true;
                 }
                 Err(e) => {
                     debug!(error = %e, "consumer metadata refresh failed");
                     refresh_attempt += 1;
                 }
             }
+        }
+        if leaders_fed {
+            // Leaders may have moved: sources that now lead more partitions re-plan. The driver
+            // itself handles the new state below, so it marks its own wake-up as seen (else a
+            // leaderless partition would make it refresh metadata in a tight loop).
+            shared.notify_changed();
+            changed.borrow_and_update();
         }
         // Offset lookups and validations.
         let (lookups, validations) = {
@@ -161,7 +178,7 @@ pub(crate) async fn run_driver(shared: Arc<Shared>) {
         let (next_retry, leaderless) = {
             let f = shared.lock();
             let leaderless = f.assignment().any(|tp| f.leader(tp).is_none());
-            (f.next_retry(), leaderless)
+            (f.next_retry(Instant::now()), leaderless)
         };
         let mut wait = Duration::from_secs(1);
         if let Some(t) = next_retry {
@@ -321,7 +338,13 @@ impl BrokerSource {
                     isolation: f.config().isolation,
                     limits: DecompressLimits::default(),
                 };
-                (plan, f.next_retry(), leads, f.is_budget_exhausted(), opts)
+                (
+                    plan,
+                    f.next_retry(now),
+                    leads,
+                    f.is_budget_exhausted(),
+                    opts,
+                )
             };
             let Some(plan) = plan else {
                 if !leads {

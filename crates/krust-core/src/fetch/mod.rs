@@ -1138,8 +1138,15 @@ impl Fetcher {
     }
 
     /// The earliest time a partition in backoff becomes due again.
-    pub fn next_retry(&self) -> Option<Instant> {
-        self.partitions.values().filter_map(|p| p.retry_at).min()
+    ///
+    /// Only backoffs still running at `now` count: an expired one must not read as "due now"
+    /// forever (a caller sleeping until it would spin).
+    pub fn next_retry(&self, now: Instant) -> Option<Instant> {
+        self.partitions
+            .values()
+            .filter_map(|p| p.retry_at)
+            .filter(|t| *t > now)
+            .min()
     }
 
     /// A whole fetch failed (transport error, timeout, broker-level error): its partitions are

@@ -495,7 +495,11 @@ fn transport_failure_backs_off_and_releases_the_reservation() {
     assert!(out.refresh_metadata);
     assert_eq!(f.reserved_bytes(), 0);
     assert!(f.plan_fetch(1, now).is_none(), "backing off");
-    assert!(f.next_retry().is_some());
+    assert!(f.next_retry(now).is_some());
+    assert!(
+        f.next_retry(now + Duration::from_secs(1)).is_none(),
+        "expired backoffs are not due"
+    );
     assert!(f.plan_fetch(1, now + Duration::from_secs(1)).is_some());
 }
 
