@@ -8,7 +8,10 @@ exits non-zero.
 
 Usage:
   librdkafka_conformance.py --bootstrap HOST:PORT[,...]
-  librdkafka_conformance.py --binary PATH/TO/krust-fake-cluster [--brokers 3]
+  librdkafka_conformance.py --binary PATH/TO/krust-fake-cluster [--brokers 3] [--fake-arg ARG]...
+
+--fake-arg passes an argument to the fake cluster process (e.g. --fake-arg=--txn-marker-delay-ms
+--fake-arg=200 to make transaction markers lag, so librdkafka meets CONCURRENT_TRANSACTIONS).
 """
 
 import argparse
@@ -345,16 +348,17 @@ def main():
     ap.add_argument("--bootstrap")
     ap.add_argument("--binary")
     ap.add_argument("--brokers", type=int, default=3)
+    ap.add_argument("--fake-arg", action="append", default=[])
     args = ap.parse_args()
     proc = None
     bootstrap = args.bootstrap
     if not bootstrap:
         if not args.binary:
             ap.error("--bootstrap or --binary is required")
-        proc = subprocess.Popen([args.binary, "--brokers", str(args.brokers)],
+        proc = subprocess.Popen([args.binary, "--brokers", str(args.brokers), *args.fake_arg],
                                 stdout=subprocess.PIPE, text=True)
         bootstrap = proc.stdout.readline().strip()
-    print(f"bootstrap {bootstrap}", flush=True)
+    print(f"bootstrap {bootstrap} {' '.join(args.fake_arg)}", flush=True)
     start = time.time()
     try:
         test_plain_and_idempotent(bootstrap)

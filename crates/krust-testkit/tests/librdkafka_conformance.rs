@@ -18,11 +18,21 @@ fn librdkafka_conformance() {
         env!("CARGO_MANIFEST_DIR"),
         "/conformance/librdkafka_conformance.py"
     );
-    let status = Command::new(python)
-        .arg(script)
-        .arg("--binary")
-        .arg(env!("CARGO_BIN_EXE_krust-fake-cluster"))
-        .status()
-        .expect("running the conformance script");
-    assert!(status.success(), "librdkafka conformance failed: {status}");
+    // Once as Kafka behaves by default, once with lagging transaction markers
+    // (CONCURRENT_TRANSACTIONS) and partial trailing batches in fetch answers.
+    let variants: [&[&str]; 2] = [&[], &["--txn-marker-delay-ms", "200", "--partial-batches"]];
+    for extra in variants {
+        let mut cmd = Command::new(&python);
+        cmd.arg(script)
+            .arg("--binary")
+            .arg(env!("CARGO_BIN_EXE_krust-fake-cluster"));
+        for a in extra {
+            cmd.arg(format!("--fake-arg={a}"));
+        }
+        let status = cmd.status().expect("running the conformance script");
+        assert!(
+            status.success(),
+            "librdkafka conformance {extra:?} failed: {status}"
+        );
+    }
 }
