@@ -883,6 +883,8 @@ async fn read_loop(mut rd: BoxRead, shared: Arc<Shared>, frames: FrameReader) {
             _ = shutdown.wait_for(|closed| *closed) => return,
         };
         match n {
+            // A TLS stream reports a close without close_notify as UnexpectedEof: to the user
+            // it is the same event as a plaintext close.
             Ok(0) => {
                 if buf.len() >= 2 && matches!(buf[0], 0x15 | 0x16) && buf[1] == 0x03 {
                     shared.close(
@@ -895,8 +897,20 @@ async fn read_loop(mut rd: BoxRead, shared: Arc<Shared>, frames: FrameReader) {
                 return;
             }
             Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                shared.close(format!("connection closed by the broker{}", shared.hint()));
+                return;
+            }
             Err(e) => {
-                shared.close(format!("read failed: {e}"));
+                // rustls reports a TLS alert from the broker as a read error; after a TLS 1.3
+                // handshake that is how a refused client certificate shows up.
+                let hint = if e.to_string().contains("received fatal alert") {
+                    " (the broker ended the TLS session: does it require a client certificate, \
+                     ssl.certificate.location and ssl.key.location, or one from another CA?)"
+                } else {
+                    ""
+                };
+                shared.close(format!("read failed: {e}{hint}"));
                 return;
             }
         }

@@ -295,7 +295,11 @@ mod imp {
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
             let Some(tls) = tls else {
-                return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
+                return if matches!(
+                    e.kind(),
+                    UnexpectedEof | ConnectionReset | ConnectionAborted
+                ) {
                     CLOSED.to_string()
                 } else {
                     format!("TLS handshake failed: {e}")
@@ -308,10 +312,15 @@ mod imp {
                          {NAME_CHECK}"
                     ),
                     CertificateError::NotValidForNameContext { presented, .. } => {
+                        // rustls renders names as `DnsName("x")` / `IpAddress(..)`: keep x.
+                        let clean = |n: &String| match (n.find("(\""), n.rfind("\")")) {
+                            (Some(a), Some(b)) if a + 2 <= b => n[a + 2..b].to_string(),
+                            _ => n.clone(),
+                        };
                         let names = if presented.is_empty() {
                             "no names".to_string()
                         } else {
-                            presented.join(", ")
+                            presented.iter().map(clean).collect::<Vec<_>>().join(", ")
                         };
                         format!(
                             "{VERIFY}: the broker's certificate is not valid for host name \
