@@ -57,9 +57,44 @@ impl Shared {
 ///
 /// The fake trusts its clients' bytes: it decodes requests with `kafka-protocol`'s generated
 /// codecs, which allocate what the wire asks for. It is a test tool, not a server to expose.
+///
+/// `FakeCluster` is a cheap handle: clones share the cluster, which stops when the last clone
+/// is dropped. A hook that needs to drive the cluster (move a leader when it sees a request)
+/// captures a [`WeakCluster`] from [`FakeCluster::downgrade`]; a strong clone inside a hook
+/// would keep the cluster alive forever.
+#[derive(Clone)]
 pub struct FakeCluster {
     shared: Arc<Shared>,
+    guard: Arc<Guard>,
+}
+
+/// Stops the cluster's tasks when the last [`FakeCluster`] handle goes.
+struct Guard {
+    shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// A non-owning handle to a [`FakeCluster`], for hooks.
+#[derive(Clone)]
+pub struct WeakCluster {
+    shared: std::sync::Weak<Shared>,
+    guard: std::sync::Weak<Guard>,
+}
+
+impl std::fmt::Debug for WeakCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakCluster").finish_non_exhaustive()
+    }
+}
+
+impl WeakCluster {
+    /// The cluster, if it is still running.
+    pub fn upgrade(&self) -> Option<FakeCluster> {
+        Some(FakeCluster {
+            shared: self.shared.upgrade()?,
+            guard: self.guard.upgrade()?,
+        })
+    }
 }
 
 impl std::fmt::Debug for FakeCluster {
@@ -70,7 +105,7 @@ impl std::fmt::Debug for FakeCluster {
     }
 }
 
-impl Drop for FakeCluster {
+impl Drop for Guard {
     fn drop(&mut self) {
         self.shared.shutdown.send_replace(true);
         for t in &self.tasks {
@@ -133,7 +168,19 @@ impl FakeCluster {
         }
         tasks.push(tokio::spawn(run_ticker(Arc::downgrade(&shared))));
         tracing::debug!(brokers = ?addrs, "fake cluster started");
-        Ok(FakeCluster { shared, tasks })
+        let guard = Arc::new(Guard {
+            shared: shared.clone(),
+            tasks,
+        });
+        Ok(FakeCluster { shared, guard })
+    }
+
+    /// A non-owning handle, for hooks that drive the cluster.
+    pub fn downgrade(&self) -> WeakCluster {
+        WeakCluster {
+            shared: Arc::downgrade(&self.shared),
+            guard: Arc::downgrade(&self.guard),
+        }
     }
 
     /// `host:port,host:port,...` of every broker (as listened on).
@@ -308,6 +355,9 @@ impl FakeCluster {
     // ---- hooks --------------------------------------------------------------------------
 
     /// Installs a hook: `f` sees each request matching `filter` before the fake handles it.
+    /// Hooks run in installation order; the first to return an action takes the request. A
+    /// hook may call any cluster method (capture [`FakeCluster::downgrade`]), including
+    /// installing or removing hooks.
     pub fn intercept(
         &self,
         filter: Intercept,
@@ -319,7 +369,12 @@ impl FakeCluster {
             .hooks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Hook { id, filter, f });
+            .push(Hook {
+                id,
+                filter,
+                f: Arc::new(Mutex::new(f)),
+                fired: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            });
         id
     }
 
@@ -754,23 +809,33 @@ async fn process(shared: &Arc<Shared>, broker: i32, mut frame: Bytes) -> Reply {
         body,
     };
     let mut action = None;
-    {
-        let mut hooks = shared.hooks.lock().unwrap_or_else(|e| e.into_inner());
-        let mut i = 0;
-        while i < hooks.len() {
-            let h = &mut hooks[i];
-            let matches = h.filter.api.is_none_or(|a| a == api)
-                && h.filter.broker.is_none_or(|b| b == broker);
-            if matches {
-                if let Some(a) = (h.f)(&req) {
-                    if h.filter.once {
-                        hooks.remove(i);
-                    }
-                    action = Some(a);
-                    break;
-                }
+    let candidates: Vec<Hook> = shared
+        .hooks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|h| {
+            h.filter.api.is_none_or(|a| a == api) && h.filter.broker.is_none_or(|b| b == broker)
+        })
+        .cloned()
+        .collect();
+    for h in candidates {
+        let mut f = h.f.lock().unwrap_or_else(|e| e.into_inner());
+        if h.filter.once && h.fired.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Some(a) = (f)(&req) {
+            if h.filter.once {
+                h.fired.store(true, Ordering::SeqCst);
+                drop(f);
+                shared
+                    .hooks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|x| x.id != h.id);
             }
-            i += 1;
+            action = Some(a);
+            break;
         }
     }
     let mut drop_response = false;

@@ -94,10 +94,15 @@ impl Intercept {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HookId(pub(crate) u64);
 
+/// An installed hook. The closure sits behind its own mutex so the hook list is not locked
+/// while it runs (a hook may install or remove hooks, or drive the cluster).
+#[derive(Clone)]
 pub(crate) struct Hook {
     pub(crate) id: HookId,
     pub(crate) filter: Intercept,
-    pub(crate) f: HookFn,
+    pub(crate) f: std::sync::Arc<std::sync::Mutex<HookFn>>,
+    /// Set when a `once` hook has fired (so a concurrent request cannot fire it again).
+    pub(crate) fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One produced batch as recorded in the request log.

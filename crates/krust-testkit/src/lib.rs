@@ -77,6 +77,14 @@
 //! });
 //! cluster.remove_hook(hook);
 //!
+//! // A hook may drive the cluster through a weak handle: move the leader when the first
+//! // Produce arrives, and let the request fail as it would on the old leader.
+//! let weak = cluster.downgrade();
+//! cluster.intercept(Intercept::api(ApiKey::Produce).once(), move |req| {
+//!     weak.upgrade()?.move_leader("t", 0, (req.broker + 1) % 3);
+//!     Some(Action::Error(errors::NOT_LEADER_OR_FOLLOWER))
+//! });
+//!
 //! // Cluster-level faults.
 //! cluster.broker_down(2);                       // drop its connections, refuse new ones
 //! cluster.broker_up(2);
@@ -164,7 +172,7 @@ pub mod raw;
 mod state;
 mod txn;
 
-pub use cluster::FakeCluster;
+pub use cluster::{FakeCluster, WeakCluster};
 pub use group::GroupInfo;
 pub use hooks::{Action, HookId, Intercept, LoggedRequest, ProducedBatch, Request};
 pub use kafka_protocol;

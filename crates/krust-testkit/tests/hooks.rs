@@ -329,3 +329,38 @@ async fn acks_all_needs_min_insync_replicas_up() {
     c.broker_up(others[1]);
     assert_eq!(produce(&mut cl, "isr", 0, batch(&[b"d"])).await.0, 0);
 }
+
+#[tokio::test]
+async fn hooks_can_drive_the_cluster_and_install_hooks() {
+    let c = FakeCluster::start(2).await.unwrap();
+    c.create_topic("t", 1, 2).unwrap();
+    let (leader, epoch) = c.leader("t", 0).unwrap();
+    // On the first Produce: move the leader away, and fail the request with the error a
+    // client would then see; then install an observer from inside the hook.
+    let weak = c.downgrade();
+    c.intercept(Intercept::api(ApiKey::Produce).once(), move |req| {
+        let c = weak.upgrade()?;
+        c.move_leader("t", 0, 1 - req.broker);
+        c.intercept(Intercept::api(ApiKey::Metadata), |_| None);
+        Some(Action::Error(ec::NOT_LEADER_OR_FOLLOWER))
+    });
+    let mut cl = client(&c, leader).await;
+    assert_eq!(
+        produce(&mut cl, "t", 0, batch(&[b"a"])).await.0,
+        ec::NOT_LEADER_OR_FOLLOWER
+    );
+    assert_eq!(c.leader("t", 0), Some((1 - leader, epoch + 1)));
+    assert_eq!(
+        produce(&mut cl, "t", 0, batch(&[b"a"])).await.0,
+        ec::NOT_LEADER_OR_FOLLOWER
+    );
+    let mut new_leader = client(&c, 1 - leader).await;
+    assert_eq!(
+        produce(&mut new_leader, "t", 0, batch(&[b"a"])).await,
+        (0, 0)
+    );
+    // The weak handle does not keep the cluster alive.
+    let weak = c.downgrade();
+    drop(c);
+    assert!(weak.upgrade().is_none());
+}
