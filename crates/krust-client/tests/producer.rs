@@ -9,7 +9,7 @@
 //! `krust_wire::record`, so these tests do not depend on the consumer.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,17 +55,26 @@ fn config(broker: &str) -> ProducerConfig {
 }
 
 async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
-    let (_node, _v, resp) = cluster
-        .send_any(|_v| {
-            CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1)])
-        })
-        .await
-        .expect("CreateTopics");
+    // A connection the broker closed (after a restart) fails once; the next call reconnects.
+    let mut attempts = 0;
+    let resp = loop {
+        attempts += 1;
+        match cluster
+            .send_any(|_v| {
+                CreateTopicsRequest::default()
+                    .with_timeout_ms(10_000)
+                    .with_topics(vec![CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1)])
+            })
+            .await
+        {
+            Ok((_node, _v, resp)) => break resp,
+            Err(e) if e.is_retriable() && attempts < 5 => continue,
+            Err(e) => panic!("CreateTopics: {e}"),
+        }
+    };
     for t in resp.topics {
         assert!(
             t.error_code == 0 || t.error_code == 36,
@@ -202,8 +211,14 @@ async fn every_codec_and_acks_setting_round_trips() {
                     "{compression} {acks:?}"
                 );
             }
+            // acks=0 has no acknowledgement to wait for: poll the log (with the producer and its
+            // connection still open, so no written request is cut off) until it has them all.
+            let mut got = read_partition(&cluster, &topic, partition).await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while got.len() < sent.len() && acks == Acks::None && Instant::now() < deadline {
+                got = read_partition(&cluster, &topic, partition).await;
+            }
             producer.close().await;
-            let got = read_partition(&cluster, &topic, partition).await;
             assert_eq!(got.len(), sent.len(), "{compression} {acks:?}");
             for (i, (g, w)) in got.iter().zip(&sent).enumerate() {
                 assert_eq!(g.offset, i as i64);
@@ -484,17 +499,17 @@ fn broker_script() -> std::path::PathBuf {
 }
 
 fn broker_ctl(cmd: &str, port: u16) {
-    let out = Command::new("bash")
+    // `status()` with null stdio: the started broker must not hold a pipe we wait on.
+    let status = Command::new("bash")
         .arg(broker_script())
         .arg(cmd)
         .arg(port.to_string())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
         .expect("run scripts/broker.sh");
-    assert!(
-        out.status.success(),
-        "broker.sh {cmd} {port}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(status.success(), "scripts/broker.sh {cmd} {port} failed");
 }
 
 /// A tansu of the test's own, stopped on drop.
@@ -517,11 +532,14 @@ impl Drop for OwnBroker {
             .arg(broker_script())
             .arg("stop")
             .arg(self.0.to_string())
-            .output();
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_timeout_fails_records_when_the_broker_is_gone() {
     let Some(_) = broker() else { return };
     let own = OwnBroker::start(19471);
@@ -538,12 +556,14 @@ async fn delivery_timeout_fails_records_when_the_broker_is_gone() {
         .unwrap()
         .await
         .unwrap();
+    eprintln!("first record written; stopping the broker");
     broker_ctl("stop", own.0);
     let t = Instant::now();
     let mut futs = Vec::new();
     for i in 0..50 {
         futs.push(producer.send(record_for(&topic, i)).await.unwrap());
     }
+    eprintln!("50 records sent");
     for f in futs {
         let e = tokio::time::timeout(Duration::from_secs(20), f)
             .await
@@ -578,6 +598,10 @@ async fn broker_restart_mid_produce_loses_nothing_silently() {
     cfg.delivery_timeout = Duration::from_secs(30);
     cfg.linger = Duration::from_millis(2);
     cfg.max_in_flight = 1;
+    let admin_cluster = Cluster::connect(ClientConfig::new(&own.addr()))
+        .await
+        .unwrap();
+    create_topic(&admin_cluster, &topic, 1).await;
     let producer = Producer::new(cfg).await.unwrap();
     let total = 3000usize;
     let mut futs = Vec::new();
@@ -591,6 +615,9 @@ async fn broker_restart_mid_produce_loses_nothing_silently() {
             producer.flush().await;
             broker_ctl("stop", own.0);
             broker_ctl("start", own.0);
+            // The restarted broker starts empty (memory storage): create the topic again (if
+            // the producer's metadata lookup has not auto-created it already).
+            create_topic(&admin_cluster, &topic, 1).await;
         }
     }
     producer.flush().await;
@@ -634,6 +661,15 @@ async fn broker_restart_mid_produce_loses_nothing_silently() {
             )
         })
         .collect();
+    eprintln!(
+        "read back {} records, offsets {:?}..{:?}; acknowledged after restart {} ({:?}..{:?})",
+        got.len(),
+        got.keys().next(),
+        got.keys().last(),
+        acked_after.len(),
+        acked_after.keys().next(),
+        acked_after.keys().last()
+    );
     for (offset, value) in &acked_after {
         assert_eq!(
             got.get(offset),

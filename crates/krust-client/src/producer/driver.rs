@@ -228,8 +228,12 @@ impl Driver {
         debug!("producer driver finished");
     }
 
+    /// Nothing buffered and no Produce request outstanding. (Metadata lookups may still be
+    /// running: they are dropped with the driver, as nothing waits for them any more.)
     fn is_idle(&self) -> bool {
-        self.acc.is_empty() && self.waiting.is_empty() && self.events.is_empty()
+        self.acc.is_empty()
+            && self.waiting.is_empty()
+            && self.node_in_flight.values().all(|n| *n == 0)
     }
 
     // ------------------------------------------------------------------ commands
