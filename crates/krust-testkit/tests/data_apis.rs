@@ -585,3 +585,38 @@ async fn partial_trailing_batches_when_configured() {
     let n = batches.count();
     assert_eq!(n, 2, "the partial batch is not a batch");
 }
+
+#[tokio::test]
+async fn produce_limits_size_and_batch_count() {
+    let c = FakeCluster::start(1).await.unwrap();
+    let mut cl = client(&c, 0).await;
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(tn("small"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                .with_name(sb("max.message.bytes"))
+                .with_value(Some(sb("1000")))]),
+    ]);
+    cl.send(&create, 5).await.unwrap();
+    assert_eq!(
+        produce(&mut cl, "small", 0, batch(&[&[0u8; 2000]])).await.0,
+        ec::MESSAGE_TOO_LARGE
+    );
+    let mut two = batch(&[b"a"]).to_vec();
+    two.extend_from_slice(&batch(&[b"b"]));
+    assert_eq!(
+        produce(&mut cl, "small", 0, two.into()).await.0,
+        ec::INVALID_RECORD
+    );
+    let r = cl
+        .send(&produce_req("small", 0, batch(&[b"a"]), 2), 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ec::INVALID_REQUIRED_ACKS
+    );
+    assert_eq!(c.offsets("small", 0), Some((0, 0, 0)));
+}

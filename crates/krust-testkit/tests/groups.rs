@@ -357,3 +357,37 @@ async fn static_member_restart_fences_the_old_instance() {
         0
     );
 }
+
+#[tokio::test]
+async fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
+    let c = FakeCluster::start(1).await.unwrap();
+    let mut a = client(&c, 0).await;
+    let mut b = client(&c, 0).await;
+    let short = |member: &str| join_req("g", member, None, 10_000).with_rebalance_timeout_ms(200);
+    let ra = a.send(&short(""), 3).await.unwrap();
+    let ida = ra.member_id.to_string();
+    a.send(&sync_req("g", &ida, 1, &[(&ida, b"x")]), 3)
+        .await
+        .unwrap();
+    // B joins; A never rejoins (it does not heartbeat either): after A's rebalance timeout the
+    // join completes with B alone.
+    let start = Instant::now();
+    let rb = b.send(&short(""), 3).await.unwrap();
+    assert_eq!(rb.error_code, 0);
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!((rb.generation_id, rb.members.len()), (2, 1));
+    assert_eq!(rb.leader, rb.member_id);
+    let info = c.group("g").unwrap();
+    assert_eq!(info.members, vec![rb.member_id.to_string()]);
+    assert_eq!(
+        a.send(&hb_req("g", &ida, 1, None), 3)
+            .await
+            .unwrap()
+            .error_code,
+        ec::UNKNOWN_MEMBER_ID
+    );
+}

@@ -495,3 +495,33 @@ async fn delayed_markers_answer_concurrent_transactions_until_written() {
         "the commit marker was written"
     );
 }
+
+#[tokio::test]
+async fn list_offsets_latest_is_the_lso_under_read_committed() {
+    let c = FakeCluster::start(1).await.unwrap();
+    c.create_topic("t", 1, 1).unwrap();
+    let mut cl = client(&c, 0).await;
+    produce(&mut cl, "t", 0, batch(&[b"plain"])).await;
+    let (_, pid, _) = init_pid(&mut cl, Some("tx")).await;
+    cl.send(&add_parts("tx", pid, 0, "t", &[0]), 3)
+        .await
+        .unwrap();
+    txn_produce(&mut cl, "tx", "t", 0, &[b"open"], pid, 0, 0).await;
+    let latest = |isolation: i8| {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation)
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(tn("t"))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_current_leader_epoch(-1)
+                        .with_timestamp(-1),
+                ])])
+    };
+    let r = cl.send(&latest(0), 5).await.unwrap();
+    assert_eq!(r.topics[0].partitions[0].offset, 2);
+    let r = cl.send(&latest(1), 5).await.unwrap();
+    assert_eq!(r.topics[0].partitions[0].offset, 1);
+}
