@@ -4,7 +4,7 @@
 //!
 //! Positions live in the sans-IO [`Fetcher`] of krust-core (see `krust_core::fetch`): a group
 //! coordinator (a later issue) drives the same structure through `assign`/`seek`/`position`.
-//! The background work (one [`BrokerSource`](driver) per leader, offset lookups, metadata, leader
+//! The background work (one `BrokerSource` per leader, offset lookups, metadata, leader
 //! migration with KIP-320 validation where offered) runs in tasks that end when the consumer is
 //! dropped.
 //!
