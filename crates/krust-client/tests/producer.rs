@@ -678,3 +678,46 @@ async fn broker_restart_mid_produce_loses_nothing_silently() {
         );
     }
 }
+
+/// A quick throughput probe (not a benchmark harness): `cargo test --release -p krust-client
+/// --test producer -- --ignored --nocapture quick_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn quick_throughput() {
+    let Some(b) = broker() else { return };
+    let topic = unique("throughput");
+    for (size, compression) in [
+        (100usize, Compression::None),
+        (1024, Compression::None),
+        (100, Compression::Lz4),
+    ] {
+        let mut cfg = config(&b);
+        cfg.linger = Duration::from_millis(5);
+        cfg.batch_size = 256 * 1024;
+        cfg.compression = compression;
+        let producer = Producer::new(cfg).await.unwrap();
+        let n = 200_000;
+        let value = Bytes::from(vec![b'v'; size]);
+        let t = Instant::now();
+        let mut futs = Vec::with_capacity(n);
+        for _ in 0..n {
+            futs.push(
+                producer
+                    .send(ProducerRecord::new(&topic).with_value(value.clone()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        producer.flush().await;
+        let el = t.elapsed().as_secs_f64();
+        for f in futs {
+            f.await.unwrap();
+        }
+        eprintln!(
+            "{n} x {size} B {compression}: {:.0} records/s, {:.1} MB/s",
+            n as f64 / el,
+            (n * size) as f64 / el / 1e6
+        );
+        producer.close().await;
+    }
+}
