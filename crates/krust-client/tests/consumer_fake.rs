@@ -251,3 +251,152 @@ async fn a_deleted_topic_is_reported_once() {
     eprintln!("{refreshes} metadata requests in 500 ms");
     assert!(refreshes <= 30, "{refreshes} metadata requests in 500 ms");
 }
+
+/// Writes `values` to t-0 in a transaction of `txn_id` (raw requests: InitProducerId,
+/// AddPartitionsToTxn v3, a transactional Produce, EndTxn) that commits or aborts.
+async fn transaction(
+    fake: &FakeCluster,
+    cluster: &Cluster,
+    txn_id: &str,
+    values: &[&str],
+    commit: bool,
+) {
+    use krust_wire::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use krust_wire::kafka_protocol::messages::produce_request::{
+        PartitionProduceData, TopicProduceData,
+    };
+    use krust_wire::kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest, ProduceRequest,
+        ProducerId, TopicName, TransactionalId,
+    };
+    use krust_wire::kafka_protocol::protocol::StrBytes;
+    use krust_wire::record::BatchBuilder;
+
+    let sb = |s: &str| StrBytes::from_string(s.to_string());
+    let coordinator = fake.coordinator(1, txn_id);
+    let (_v, init) = cluster
+        .send(coordinator, |_v| {
+            let mut r = InitProducerIdRequest::default();
+            r.transactional_id = Some(TransactionalId(sb(txn_id)));
+            r.transaction_timeout_ms = 60_000;
+            r.producer_id = ProducerId(-1);
+            r.producer_epoch = -1;
+            r
+        })
+        .await
+        .unwrap();
+    assert_eq!(init.error_code, 0, "InitProducerId");
+    let (pid, epoch) = (init.producer_id, init.producer_epoch);
+
+    let mut add = AddPartitionsToTxnRequest::default();
+    add.v3_and_below_transactional_id = TransactionalId(sb(txn_id));
+    add.v3_and_below_producer_id = pid;
+    add.v3_and_below_producer_epoch = epoch;
+    let mut topic = AddPartitionsToTxnTopic::default();
+    topic.name = TopicName(sb("t"));
+    topic.partitions = vec![0];
+    add.v3_and_below_topics = vec![topic];
+    let conn = cluster.connection(coordinator).await.unwrap();
+    let added = conn
+        .request(&add, 3, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0
+    );
+
+    let mut b = BatchBuilder::new(Compression::None);
+    for v in values {
+        b.push(BASE_TS, None, Some(v.as_bytes()), &[]).unwrap();
+    }
+    let batch = b.finish(pid.0, epoch, 0, true).unwrap();
+    let leader = cluster.topic("t").await.unwrap().partitions[0]
+        .leader
+        .unwrap();
+    let (_v, produced) = cluster
+        .send(leader, |_v| {
+            let mut p = PartitionProduceData::default();
+            p.index = 0;
+            p.records = Some(batch.clone());
+            let mut td = TopicProduceData::default();
+            td.name = TopicName(sb("t"));
+            td.partition_data = vec![p];
+            let mut r = ProduceRequest::default();
+            r.transactional_id = Some(TransactionalId(sb(txn_id)));
+            r.acks = -1;
+            r.timeout_ms = 10_000;
+            r.topic_data = vec![td];
+            r
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        produced.responses[0].partition_responses[0].error_code, 0,
+        "Produce"
+    );
+
+    let (_v, end) = cluster
+        .send(coordinator, |_v| {
+            let mut r = EndTxnRequest::default();
+            r.transactional_id = TransactionalId(sb(txn_id));
+            r.producer_id = pid;
+            r.producer_epoch = epoch;
+            r.committed = commit;
+            r
+        })
+        .await
+        .unwrap();
+    assert_eq!(end.error_code, 0, "EndTxn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_skips_aborted_transactions() {
+    let (fake, cluster) = fake(ClusterConfig::new().with_topic("t", 1, 1)).await;
+    let tp = TopicPartition::new("t", 0);
+    transaction(&fake, &cluster, "tx-a", &["a1", "a2", "a3"], false).await; // 0..3, marker 3
+    transaction(&fake, &cluster, "tx-b", &["b1", "b2"], true).await; // 4..6, marker 6
+    transaction(&fake, &cluster, "tx-a", &["a4"], false).await; // 7, marker 8
+    produce_n(&cluster, "t", 100, 2).await; // 9, 10
+
+    let values = |records: &[krust_client::ConsumerRecord]| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect()
+    };
+
+    let mut committed = Consumer::with_cluster(
+        cluster.clone(),
+        config(&cluster)
+            .with_isolation_level(krust_client::consumer::IsolationLevel::ReadCommitted)
+            .with_partition_eof(true),
+    )
+    .unwrap();
+    committed
+        .assign([(tp.clone(), StartOffset::Earliest)])
+        .await
+        .unwrap();
+    let got = poll_n(&mut committed, 4, T).await;
+    let v = values(&got);
+    assert_eq!(
+        &v[..2],
+        ["b1", "b2"],
+        "aborted records dropped, committed kept"
+    );
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![4, 5, 9, 10]
+    );
+
+    let mut uncommitted = Consumer::with_cluster(cluster.clone(), config(&cluster)).unwrap();
+    uncommitted
+        .assign([(tp.clone(), StartOffset::Earliest)])
+        .await
+        .unwrap();
+    let got = poll_n(&mut uncommitted, 8, T).await;
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![0, 1, 2, 4, 5, 7, 9, 10],
+        "read_uncommitted sees aborted records; control records are never delivered"
+    );
+}
