@@ -10,13 +10,56 @@
 //! - SASL mechanisms: [`sasl`] (config and exchange), [`scram`], [`plain`], [`oauth`].
 //! - [`Secret`] keeps passwords and tokens out of `Debug`, `Display`, logs and errors.
 //!
-//! ## TLS and C
+//! ## Properties
 //!
-//! The default build has no TLS and no C. The `tls` feature adds rustls with the *ring* provider,
-//! which compiles C and assembly (`cc`): a static musl build then needs a C compiler for the
-//! musl target. The `tls-rustcrypto` feature uses the pure-Rust rustls-rustcrypto provider
-//! instead (no C at all), which is alpha quality (version 0.0.2-alpha, not audited): fine for
-//! tests and for users who must not have C, but prefer `tls` where a C toolchain is acceptable.
+//! | property | values | default |
+//! |---|---|---|
+//! | `security.protocol` | `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL` | `PLAINTEXT` |
+//! | `sasl.mechanism` (or librdkafka's `sasl.mechanisms`) | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` | none; required with `SASL_*` |
+//! | `sasl.username`, `sasl.password` | for PLAIN and SCRAM | none |
+//! | `ssl.ca.location` | PEM file of CAs to trust | the built-in Mozilla roots |
+//! | `ssl.certificate.location`, `ssl.key.location` | PEM client certificate chain and unencrypted key (mTLS) | none |
+//! | `ssl.endpoint.identification.algorithm` | `https` (check the host name), `none` (chain only) | `https` |
+//!
+//! `ssl.key.password` (encrypted keys) and `GSSAPI` are rejected with a clear error. OAUTHBEARER
+//! needs a token provider set in code ([`SecurityConfig::with_token_provider`] or
+//! [`SaslConfig::oauthbearer`]); its tokens are refreshed at 80% of their lifetime.
+//!
+//! ```
+//! use krust_client::{ClientConfig, Properties};
+//! let config = ClientConfig::from_properties(
+//!     Properties::new()
+//!         .with("bootstrap.servers", "127.0.0.1:9092")
+//!         .with("security.protocol", "SASL_PLAINTEXT")
+//!         .with("sasl.mechanism", "SCRAM-SHA-512")
+//!         .with("sasl.username", "alice")
+//!         .with("sasl.password", "alice-secret"),
+//! )?;
+//! assert!(!format!("{config:?}").contains("alice-secret"));
+//! # Ok::<(), krust_client::Error>(())
+//! ```
+//!
+//! ## TLS, crypto providers and C
+//!
+//! The default build has no TLS and no C: `cargo tree -e normal,build` shows no `-sys` crate and
+//! no `cc`. Two features add TLS (rustls 0.23, certificates checked by webpki):
+//!
+//! - `tls`: rustls with the **ring** provider. ring compiles C and assembly through `cc`, so a
+//!   static musl build needs a C compiler for the musl target: without one, `cargo build
+//!   --target x86_64-unknown-linux-musl --features tls` fails in ring's build script (`failed to
+//!   find tool "x86_64-linux-musl-gcc"`); with Debian's `musl-tools` installed it builds (or
+//!   point `CC_x86_64_unknown_linux_musl` at a cross compiler). ring is the
+//!   mature choice: widely deployed, constant-time primitives, maintained by the rustls team.
+//! - `tls-rustcrypto`: rustls with **rustls-rustcrypto** (RustCrypto's AES-GCM, ChaCha20-Poly1305,
+//!   P-256/P-384, X25519, Ed25519, RSA): pure Rust, no C anywhere, so `--target
+//!   x86_64-unknown-linux-musl` builds with nothing but rustup. It is *alpha* (0.0.2-alpha,
+//!   not audited; the RSA crate has a known timing side channel, RUSTSEC-2023-0071, relevant to
+//!   RSA client keys): acceptable where C is not an option and the threat model allows, otherwise
+//!   prefer `tls`. krust's whole TLS test suite passes with both providers.
+//!
+//! With both features on, ring is used. The trust store is compiled in (webpki-roots, Mozilla's
+//! list), so no system certificate files or OpenSSL are read; a private CA is given with
+//! `ssl.ca.location`.
 
 pub mod oauth;
 pub mod plain;
@@ -313,6 +356,16 @@ impl Security {
         config.validate()?;
         if let Some(s) = &config.sasl {
             s.validate().map_err(|(prop, m)| Error::config(prop, m))?;
+        }
+        if config.protocol == SecurityProtocol::SaslPlaintext
+            && config
+                .sasl
+                .as_ref()
+                .is_some_and(|s| s.mechanism() == SaslMechanism::Plain)
+        {
+            tracing::warn!(
+                "sasl.mechanism=PLAIN over SASL_PLAINTEXT sends the password unencrypted; prefer SASL_SSL"
+            );
         }
         #[cfg(feature = "tls-core")]
         let tls = if config.protocol.uses_tls() {
