@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 FAILURES = []
@@ -281,6 +281,47 @@ def test_static_membership(bootstrap):
         c.close()
 
 
+def test_group_churn(bootstrap, strategy):
+    """A member leaves half-way: the others take its partitions over from the committed
+    offsets; every record is seen (duplicates only for uncommitted work)."""
+    topic = f"churn-{strategy}-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, [(topic, 6, 1)])
+    values = [f"{topic}-{i}".encode() for i in range(1200)]
+    produce_all({"bootstrap.servers": bootstrap, "linger.ms": 5, **COMMON}, topic, values, 6)
+    group = f"churn-{uuid.uuid4().hex[:6]}"
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "partition.assignment.strategy": strategy,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 200, **COMMON}
+    consumers = [Consumer(conf) for _ in range(3)]
+    for c in consumers:
+        c.subscribe([topic])
+    seen = []
+    left = False
+    deadline = time.time() + 60
+    while len(set(seen)) < len(values) and time.time() < deadline:
+        for c in list(consumers):
+            msgs = [m for m in c.consume(num_messages=20, timeout=0.05) if not m.error()]
+            if msgs:
+                seen += [m.value() for m in msgs]
+                try:
+                    c.commit(asynchronous=False)
+                except KafkaException as e:
+                    # A commit racing a rebalance may be refused; its records are re-read.
+                    if e.args[0].code() not in (KafkaError.REBALANCE_IN_PROGRESS,
+                                                KafkaError.ILLEGAL_GENERATION,
+                                                KafkaError.UNKNOWN_MEMBER_ID,
+                                                KafkaError._NO_OFFSET):
+                        raise
+        if not left and len(seen) >= len(values) // 3:
+            consumers[0].close()
+            consumers = consumers[1:]
+            left = True
+    for c in consumers:
+        c.close()
+    check(left and set(seen) == set(values),
+          f"{strategy}: a member leaving mid-way loses nothing ({len(set(seen))} distinct, {len(seen) - len(set(seen))} re-read)")
+
+
 def test_group(bootstrap, strategy):
     topic = f"group-{strategy}-{uuid.uuid4().hex[:6]}"
     create_topics(bootstrap, [(topic, 6, 1)])
@@ -368,6 +409,8 @@ def main():
         test_static_membership(bootstrap)
         test_group(bootstrap, "cooperative-sticky")
         test_group(bootstrap, "range")
+        test_group_churn(bootstrap, "cooperative-sticky")
+        test_group_churn(bootstrap, "range")
     except Exception as e:  # noqa: BLE001 - any exception is a conformance failure
         FAILURES.append(f"exception: {e!r}")
         print(f"FAIL exception: {e!r}", flush=True)

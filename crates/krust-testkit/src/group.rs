@@ -725,10 +725,9 @@ fn commit_check(
     if generation != g.generation {
         return Err(ec::ILLEGAL_GENERATION);
     }
-    if matches!(
-        g.state,
-        GState::PreparingRebalance | GState::CompletingRebalance
-    ) {
+    // Kafka (since KIP-429) accepts commits of the current generation while the group is
+    // preparing a rebalance; only between join and sync is the generation in limbo.
+    if g.state == GState::CompletingRebalance {
         return Err(ec::REBALANCE_IN_PROGRESS);
     }
     g.members[member_id].last_seen = Instant::now();
