@@ -129,8 +129,9 @@ if [ "$SETUP_FAILED" = 1 ]; then
   record "setup (broker/python under CI=true)" 1
 fi
 
-cargo_suite "unit+integration tests" test --workspace --all-targets
-cargo_suite "doc tests" test --workspace --doc
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo_suite "unit+integration tests" test --workspace --all-targets --no-fail-fast
+cargo_suite "doc tests" test --workspace --doc --no-fail-fast
 
 # Interop and conformance scripts, in a block of their own. A script is a test if it is
 #   scripts/interop/run.sh, or named test_*.py or test_*.sh in scripts/interop/ or

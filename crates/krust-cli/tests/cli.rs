@@ -13,11 +13,16 @@ fn krust() -> Command {
     cmd
 }
 
+/// Longest any single `krust` run may take in these tests; a hung command fails its test
+/// instead of hanging the suite.
+const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(90);
+
 fn run(args: &[&str]) -> Output {
-    krust().args(args).output().expect("run krust")
+    run_with_stdin(args, b"")
 }
 
 fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Read;
     let mut child = krust()
         .args(args)
         .stdin(Stdio::piped())
@@ -25,8 +30,45 @@ fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn krust");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().expect("wait for krust")
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for krust") {
+            break st;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err_reader.join().unwrap_or_default();
+            panic!(
+                "krust {args:?} did not finish within {RUN_LIMIT:?}; stderr: {}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
 }
 
 fn stderr(o: &Output) -> String {
