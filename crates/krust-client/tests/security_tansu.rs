@@ -75,6 +75,10 @@ struct Tansu {
 
 impl Tansu {
     fn start(bin: &PathBuf, port: u16, extra: &[&str]) -> Tansu {
+        Self::start_with(bin, port, "memory://tansu/", extra)
+    }
+
+    fn start_with(bin: &PathBuf, port: u16, storage: &str, extra: &[&str]) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
             .args([
@@ -84,7 +88,7 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .args(["--storage-engine", storage, "--silent"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -252,5 +256,101 @@ async fn tansu_tls_flags_leave_a_plaintext_listener() {
         let e = fails_quickly(config(&tansu.addr, &[("security.protocol", "SSL")])).await;
         assert!(e.to_string().contains("in the TLS handshake"), "{e}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SCRAM end to end against a tansu built from source with its sqlite engine (the pinned
+/// binary has no SCRAM storage): `cargo install tansu@0.6.0 --locked --features libsql`, then
+/// `KRUST_TANSU_SQLITE_BIN=/path/to/tansu`. Users are created on a broker without
+/// `--authentication` (tansu's `user create` cannot authenticate), which is then restarted
+/// with it on the same database. Skipped without the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_sqlite_scram_produce_and_consume() {
+    use krust_client::consumer::{StartOffset, TopicPartition};
+    use krust_client::producer::{Producer, ProducerConfig, ProducerRecord};
+    use krust_client::{Admin, Consumer, ConsumerConfig, NewTopic};
+
+    let Ok(bin) = std::env::var("KRUST_TANSU_SQLITE_BIN") else {
+        eprintln!("skipped: KRUST_TANSU_SQLITE_BIN is not set");
+        return;
+    };
+    let bin = PathBuf::from(bin);
+    let dir = std::env::temp_dir().join(format!("krust-tansu-sqlite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}/tansu.db", dir.display());
+    {
+        let open = Tansu::start_with(&bin, 19694, &db, &[]);
+        for (mech, user, pw) in [
+            ("scram256", "alice", "alice-secret"),
+            ("scram512", "bob", "bob-secret"),
+        ] {
+            let st = Command::new(&bin)
+                .args(["user", "create", "--broker", "tcp://127.0.0.1:19694"])
+                .args(["--mechanism", mech, user, pw])
+                .stdin(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "tansu user create {user}");
+        }
+        drop(open);
+    }
+    let tansu = Tansu::start_with(&bin, 19695, &db, &["--authentication"]);
+    let sasl = |mech: &str, user: &str, pw: &str| {
+        config(
+            &tansu.addr,
+            &[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", mech),
+                ("sasl.username", user),
+                ("sasl.password", pw),
+            ],
+        )
+    };
+    // Wrong password, unknown user, wrong mechanism: specific errors, quickly.
+    let e = fails_quickly(sasl("SCRAM-SHA-256", "alice", "wrong")).await;
+    assert!(e.is_auth(), "{e:?}");
+    let e = fails_quickly(sasl("SCRAM-SHA-256", "mallory", "x")).await;
+    assert!(e.is_auth(), "{e:?}");
+    let e = fails_quickly(sasl("SCRAM-SHA-512", "alice", "alice-secret")).await;
+    assert!(e.is_auth(), "{e:?}");
+
+    // Right credentials: produce with alice (SHA-256), consume with bob (SHA-512).
+    let cfg = sasl("SCRAM-SHA-256", "alice", "alice-secret");
+    let admin = Admin::connect(cfg.clone()).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new("krust-scram", 1, 1)])
+        .await
+        .unwrap();
+    let mut pc = ProducerConfig::new(&tansu.addr);
+    pc.client = cfg;
+    let producer = Producer::new(pc).await.unwrap();
+    for i in 0..10 {
+        producer
+            .send(
+                ProducerRecord::new("krust-scram")
+                    .with_value(format!("v{i}"))
+                    .with_partition(0),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    producer.close().await;
+    let mut cc = ConsumerConfig::new(&tansu.addr);
+    cc.client = sasl("SCRAM-SHA-512", "bob", "bob-secret");
+    let mut consumer = Consumer::connect(cc).await.unwrap();
+    consumer
+        .assign([(TopicPartition::new("krust-scram", 0), StartOffset::Earliest)])
+        .await
+        .unwrap();
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got < 10 && Instant::now() < deadline {
+        got += consumer.poll().await.unwrap().len();
+    }
+    assert_eq!(got, 10);
+    drop(tansu);
     let _ = std::fs::remove_dir_all(&dir);
 }
