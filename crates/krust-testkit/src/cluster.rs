@@ -292,10 +292,15 @@ impl FakeCluster {
 
     // ---- brokers ------------------------------------------------------------------------
 
-    /// Takes a broker down: its connections are dropped and new ones refused until
-    /// [`FakeCluster::broker_up`].
+    /// Takes a broker down: its connections are dropped, new ones refused until
+    /// [`FakeCluster::broker_up`], and its fetch sessions forgotten (as in a restart). Its
+    /// partitions keep it as leader (move them with [`FakeCluster::move_leader`]); it leaves
+    /// their ISR, so acks=all produce can fail with NOT_ENOUGH_REPLICAS.
     pub fn broker_down(&self, broker: i32) {
-        self.shared.lock().brokers[broker as usize].up = false;
+        let mut s = self.shared.lock();
+        s.brokers[broker as usize].up = false;
+        s.fetch_sessions.retain(|_, f| f.broker != broker);
+        drop(s);
         self.shared.up[broker as usize].send_replace(false);
     }
 

@@ -243,22 +243,7 @@ impl Group {
         self.sync_deadline = Some(now + timeout);
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
-        let members: Vec<JoinGroupResponseMember> = self
-            .members
-            .iter()
-            .map(|(id, m)| {
-                JoinGroupResponseMember::default()
-                    .with_member_id(sb(id))
-                    .with_group_instance_id(m.instance_id.as_deref().map(sb))
-                    .with_metadata(
-                        m.protocols
-                            .iter()
-                            .find(|(n, _)| *n == protocol)
-                            .map(|(_, b)| b.clone())
-                            .unwrap_or_default(),
-                    )
-            })
-            .collect();
+        let members = self.member_list();
         for (id, m) in self.members.iter_mut() {
             m.assignment = Bytes::new();
             m.last_seen = now;
@@ -276,6 +261,25 @@ impl Group {
             }
         }
         true
+    }
+
+    fn member_list(&self) -> Vec<JoinGroupResponseMember> {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        self.members
+            .iter()
+            .map(|(id, m)| {
+                JoinGroupResponseMember::default()
+                    .with_member_id(sb(id))
+                    .with_group_instance_id(m.instance_id.as_deref().map(sb))
+                    .with_metadata(
+                        m.protocols
+                            .iter()
+                            .find(|(n, _)| *n == protocol)
+                            .map(|(_, b)| b.clone())
+                            .unwrap_or_default(),
+                    )
+            })
+            .collect()
     }
 
     fn join_response_now(&self, member_id: &str) -> JoinGroupResponse {
@@ -523,6 +527,15 @@ pub(crate) async fn join_group(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGrou
                 let is_leader = g.leader.as_deref() == Some(member_id.as_str());
                 if g.state == GState::Stable && unchanged && !is_leader {
                     return g.join_response_now(&member_id);
+                }
+                // A retried JoinGroup between join and sync: answer with the current
+                // generation again (the leader gets the member list again).
+                if g.state == GState::CompletingRebalance && unchanged {
+                    let mut r = g.join_response_now(&member_id);
+                    if is_leader {
+                        r.members = g.member_list();
+                    }
+                    return r;
                 }
             }
         }

@@ -391,3 +391,48 @@ async fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
         ec::UNKNOWN_MEMBER_ID
     );
 }
+
+#[tokio::test]
+async fn commits_during_rebalance_and_rejoin_between_join_and_sync() {
+    let c = FakeCluster::start(1).await.unwrap();
+    c.create_topic("t", 1, 1).unwrap();
+    let mut a = client(&c, 0).await;
+    let (ida, r) = join(&mut a, "g").await;
+    // Rejoining between join and sync answers with the same generation.
+    let again = a.send(&join_req("g", &ida, None, 10_000), 7).await.unwrap();
+    assert_eq!(
+        (again.error_code, again.generation_id, again.members.len()),
+        (0, r.generation_id, 1)
+    );
+    let commit = |gen: i32, member: &str| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(sb("g")))
+            .with_generation_id_or_member_epoch(gen)
+            .with_member_id(sb(member))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(tn("t"))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5),
+                    ]),
+            ])
+    };
+    let code = |r: OffsetCommitResponse| r.topics[0].partitions[0].error_code;
+    assert_eq!(
+        code(a.send(&commit(1, &ida), 8).await.unwrap()),
+        ec::REBALANCE_IN_PROGRESS
+    );
+    a.send(&sync_req("g", &ida, 1, &[(&ida, b"x")]), 5)
+        .await
+        .unwrap();
+    // A second member starts a rebalance: A's commits of generation 1 are still accepted.
+    let mut b = client(&c, 0).await;
+    let rb = b.send(&join_req("g", "", None, 10_000), 7).await.unwrap();
+    let idb = rb.member_id.to_string();
+    tokio::spawn(async move { b.send(&join_req("g", &idb, None, 10_000), 7).await });
+    c.wait_for_group("g", |g| g.state == "PreparingRebalance")
+        .await;
+    assert_eq!(code(a.send(&commit(1, &ida), 8).await.unwrap()), 0);
+}

@@ -271,7 +271,7 @@ fn session_answer(s: &mut State, session_id: i32, resp: &mut FetchResponse, incr
 /// A fetch session (KIP-227) as the broker caches it.
 #[derive(Debug, Clone)]
 pub(crate) struct FetchSession {
-    broker: i32,
+    pub(crate) broker: i32,
     next_epoch: i32,
     parts: indexmap::IndexMap<(String, i32), SessionPart>,
 }
