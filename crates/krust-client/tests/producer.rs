@@ -18,6 +18,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use krust_client::producer::bench::{run_produce_bench, ProduceBench};
 use krust_client::producer::{
     Acks, Compression, DeliveryFuture, Persistence, ProduceErrorKind, Producer, ProducerConfig,
     ProducerRecord, RecordHeader, TrySendReason,
@@ -679,45 +680,49 @@ async fn broker_restart_mid_produce_loses_nothing_silently() {
     }
 }
 
-/// A quick throughput probe (not a benchmark harness): `cargo test --release -p krust-client
-/// --test producer -- --ignored --nocapture quick_throughput`.
+/// The bench harness the CLI uses, on a small run.
+#[tokio::test]
+async fn bench_harness_reports_throughput_and_latency() {
+    let Some(b) = broker() else { return };
+    let producer = Producer::new(config(&b)).await.unwrap();
+    let bench = ProduceBench::new(unique("bench"), 20_000, 100);
+    let report = run_produce_bench(&producer, &bench, |_| {}).await;
+    producer.close().await;
+    assert_eq!(report.acked, 20_000, "{report:?}");
+    assert_eq!(report.failed, 0);
+    assert!(report.records_per_sec > 0.0 && report.mb_per_sec > 0.0);
+    assert!(report.latency_p50 <= report.latency_p99);
+    assert!(report.latency_p99 <= report.latency_p999);
+    assert!(report.latency_p999 <= report.latency_max);
+    eprintln!("{report:?}");
+}
+
+/// A quick throughput probe: `cargo test --release -p krust-client --test producer --
+/// --ignored --nocapture quick_throughput` (set `KRUST_BENCH_RECORDS` for more than 200000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn quick_throughput() {
     let Some(b) = broker() else { return };
-    let topic = unique("throughput");
+    let n: u64 = std::env::var("KRUST_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     for (size, compression) in [
         (100usize, Compression::None),
         (1024, Compression::None),
         (100, Compression::Lz4),
+        (100, Compression::Zstd),
     ] {
         let mut cfg = config(&b);
-        cfg.linger = Duration::from_millis(5);
         cfg.batch_size = 256 * 1024;
         cfg.compression = compression;
         let producer = Producer::new(cfg).await.unwrap();
-        let n = 200_000;
-        let value = Bytes::from(vec![b'v'; size]);
-        let t = Instant::now();
-        let mut futs = Vec::with_capacity(n);
-        for _ in 0..n {
-            futs.push(
-                producer
-                    .send(ProducerRecord::new(&topic).with_value(value.clone()))
-                    .await
-                    .unwrap(),
-            );
-        }
-        producer.flush().await;
-        let el = t.elapsed().as_secs_f64();
-        for f in futs {
-            f.await.unwrap();
-        }
-        eprintln!(
-            "{n} x {size} B {compression}: {:.0} records/s, {:.1} MB/s",
-            n as f64 / el,
-            (n * size) as f64 / el / 1e6
-        );
+        let bench = ProduceBench::new(unique("throughput"), n, size);
+        let r = run_produce_bench(&producer, &bench, |_| {}).await;
         producer.close().await;
+        eprintln!(
+            "{n} x {size} B {compression}: {:.0} records/s, {:.1} MB/s, latency p50 {:?} p99 {:?} p99.9 {:?} max {:?} ({} failed)",
+            r.records_per_sec, r.mb_per_sec, r.latency_p50, r.latency_p99, r.latency_p999, r.latency_max, r.failed
+        );
     }
 }

@@ -32,6 +32,7 @@
 //! for every record; dropping the last handle fails records not yet sent
 //! ([`ProduceErrorKind::Closed`]) and lets in-flight requests finish, so no future hangs.
 
+pub mod bench;
 mod config;
 mod driver;
 mod record;
