@@ -282,6 +282,59 @@ impl FakeCluster {
         self.shared.lock().fetch_sessions.clear();
     }
 
+    /// Appends a record batch (wire form, e.g. from [`batch::data_batch`] or
+    /// `krust_wire::record::BatchBuilder`) to a partition as if its leader had received it, with
+    /// the same checks as Produce (CRC, idempotence). Returns the base offset, or the Kafka error.
+    /// Wakes long-polling fetches.
+    pub fn append(&self, topic: &str, partition: i32, records: Bytes) -> Result<i64, i16> {
+        let batches = batch::split_batches(&records).map_err(|_| crate::errors::CORRUPT_MESSAGE)?;
+        let mut s = self.shared.lock();
+        let policy = s.seq_policy();
+        let p = s
+            .partition_mut(topic, partition)
+            .ok_or(crate::errors::UNKNOWN_TOPIC_OR_PARTITION)?;
+        let epoch = p.epoch();
+        let mut first = None;
+        for (h, b) in &batches {
+            match p.log.append(h, b, epoch, policy) {
+                crate::log::Append::Appended(o) | crate::log::Append::Duplicate(o) => {
+                    first.get_or_insert(o);
+                }
+                crate::log::Append::Rejected(code) => return Err(code),
+            }
+        }
+        drop(s);
+        self.shared.bump_data();
+        Ok(first.unwrap_or(-1))
+    }
+
+    /// The offset group `group` committed for a partition, if any.
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        let s = self.shared.lock();
+        let g = s.groups.get(group)?;
+        g.offsets
+            .get(&(topic.to_string(), partition))
+            .map(|c| c.offset)
+    }
+
+    /// Sets the offset group `group` has committed for a partition (creating the group, empty,
+    /// if needed), as an admin tool would.
+    pub fn commit(&self, group: &str, topic: &str, partition: i32, offset: i64) {
+        let mut s = self.shared.lock();
+        let g = s
+            .groups
+            .entry(group.to_string())
+            .or_insert_with(crate::group::Group::new);
+        g.offsets.insert(
+            (topic.to_string(), partition),
+            crate::group::Committed {
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+            },
+        );
+    }
+
     /// Forgets what a partition knows about a producer (as after retention): its next batch
     /// with a non-initial sequence gets UNKNOWN_PRODUCER_ID.
     pub fn forget_producer(&self, topic: &str, partition: i32, producer_id: i64) {

@@ -620,3 +620,32 @@ async fn produce_limits_size_and_batch_count() {
     );
     assert_eq!(c.offsets("small", 0), Some((0, 0, 0)));
 }
+
+#[tokio::test]
+async fn seeding_data_and_committed_offsets_without_a_client() {
+    let c = FakeCluster::start(1).await.unwrap();
+    c.create_topic("t", 1, 1).unwrap();
+    assert_eq!(c.append("t", 0, batch(&[b"a", b"b"])), Ok(0));
+    assert_eq!(c.append("t", 0, batch(&[b"c"])), Ok(2));
+    assert_eq!(
+        c.append("nope", 0, batch(&[b"c"])),
+        Err(ec::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+    let mut cl = client(&c, 0).await;
+    assert_eq!(
+        values(&fetch(&mut cl, "t", 0, 2, 0).await),
+        vec![(2, b"c".to_vec())]
+    );
+    c.commit("g", "t", 0, 2);
+    assert_eq!(c.committed("g", "t", 0), Some(2));
+    let r = cl
+        .send(
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(sb("g")))
+                .with_topics(None),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.topics[0].partitions[0].committed_offset, 2);
+}
