@@ -28,5 +28,6 @@ for t in "${TARGETS[@]}"; do
   cargo +nightly fuzz run -O -a "$t" "$SCRATCH/$t.min" "corpus/$t" "$SCRATCH/$t" -- -merge=1 \
     -rss_limit_mb=512 -malloc_limit_mb=256 >/dev/null 2>&1 || true
   find "corpus/$t" -type f ! -name 'seed-*' ! -name '*-v*' -delete
-  ls -Sr "$SCRATCH/$t.min" | head -n 300 | while read -r f; do cp "$SCRATCH/$t.min/$f" "corpus/$t/"; done
+  # Keep the 300 smallest (`|| true`: head closing the pipe early is not a failure).
+  { ls -Sr "$SCRATCH/$t.min" || true; } | head -n 300 | while read -r f; do cp "$SCRATCH/$t.min/$f" "corpus/$t/"; done
 done
