@@ -28,7 +28,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     hooks: Mutex<Vec<Hook>>,
     next_hook: AtomicU64,
-    log: Mutex<Vec<LoggedRequest>>,
+    log: Mutex<std::collections::VecDeque<LoggedRequest>>,
+    log_limit: usize,
     log_changed: Notify,
     /// Bumped on every append (and marker); long-polling fetches and joins wait on it.
     pub(crate) data: watch::Sender<u64>,
@@ -149,11 +150,13 @@ impl FakeCluster {
                 rtt: Duration::ZERO,
             })
             .collect();
+        let log_limit = cfg.request_log_limit;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(cfg, brokers)),
             hooks: Mutex::new(Vec::new()),
             next_hook: AtomicU64::new(1),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(std::collections::VecDeque::new()),
+            log_limit,
             log_changed: Notify::new(),
             data: watch::channel(0).0,
             group_changed: watch::channel(0).0,
@@ -500,7 +503,9 @@ impl FakeCluster {
             .log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The logged requests of one API.
@@ -527,7 +532,13 @@ impl FakeCluster {
             let notified = self.shared.log_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if pred(&self.shared.log.lock().unwrap_or_else(|e| e.into_inner())) {
+            if pred(
+                self.shared
+                    .log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .make_contiguous(),
+            ) {
                 return;
             }
             notified.await;
@@ -851,11 +862,13 @@ async fn process(shared: &Arc<Shared>, broker: i32, mut frame: Bytes) -> Reply {
             client_id: client_id.clone(),
             batches: produce_batches(&body),
         };
-        shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(entry);
+        if shared.log_limit > 0 {
+            let mut log = shared.log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() >= shared.log_limit {
+                log.pop_front();
+            }
+            log.push_back(entry);
+        }
         shared.log_changed.notify_waiters();
     }
     let req = Request {

@@ -44,7 +44,13 @@
 //! ([`ClusterConfig::with_max_version`], to pretend to be an older Kafka), the first sequence
 //! number idempotent producers must use ([`ClusterConfig::with_first_sequence`], to test
 //! wrap-around), topic auto-creation, the KIP-890 transaction protocol, unsorted aborted lists,
-//! group session bounds and the initial rebalance delay.
+//! lagging transaction markers (CONCURRENT_TRANSACTIONS), partial trailing batches in fetch
+//! answers, fetch sessions on or off, group session bounds and the initial rebalance delay.
+//!
+//! Seed data and offsets without a client with [`FakeCluster::append`] and
+//! [`FakeCluster::commit`]; read them back with [`FakeCluster::records`],
+//! [`FakeCluster::offsets`] (log start, high watermark, LSO), [`FakeCluster::committed`] and
+//! [`FakeCluster::group`].
 //!
 //! ## Inject faults
 //!
@@ -145,6 +151,17 @@
 //! `cargo run -p krust-testkit --bin krust-fake-cluster -- --brokers 3 --topic t:6:3` prints the
 //! bootstrap address as its first line and runs until SIGTERM/SIGINT (see [`cli`]).
 //!
+//! ## Conformance with librdkafka
+//!
+//! `conformance/librdkafka_conformance.py` runs librdkafka (PyPI `confluent-kafka`) against the
+//! `krust-fake-cluster` binary: plain, idempotent and compressed produce, transactions with
+//! commit, abort and fencing, read_committed, an exactly-once copy with
+//! `send_offsets_to_transaction`, static membership, and groups of three with
+//! cooperative-sticky and range (including a member leaving mid-way). The
+//! `librdkafka_conformance` test runs it twice (plain, then with lagging markers and partial
+//! batches) when `KRUST_PYTHON` names a python with `confluent_kafka`:
+//! `KRUST_PYTHON=$(bash scripts/python-env.sh) cargo test -p krust-testkit --test librdkafka_conformance`.
+//!
 //! # What the fake models, and what it does not
 //!
 //! Produce checks the leader, the CRC of each batch, `max.message.bytes`, and idempotence
@@ -153,8 +170,11 @@
 //! a stale epoch INVALID_PRODUCER_EPOCH, unknown producer state UNKNOWN_PRODUCER_ID). Fetch
 //! long-polls, honours byte limits (whole batches, at least one), read_committed with the LSO
 //! and the aborted list, and answers OFFSET_OUT_OF_RANGE and leader-epoch fencing. Every append
-//! is immediately "replicated": the high watermark is the log end. Fetch sessions are always
-//! declined (session id 0). ListOffsets by timestamp looks at every record (compressed batches are
+//! is immediately "replicated": the high watermark is the log end; a down broker leaves the ISR
+//! (acks=all then needs `min.insync.replicas` live replicas) but leaders do not fail over by
+//! themselves. Fetch sessions (KIP-227) are granted and answered incrementally. Not modelled:
+//! SASL/TLS, KIP-848 consumer groups, Fetch v13+ (topic ids), LogAppendTime, quotas and
+//! throttling (inject them with crafted responses), persistence across processes. ListOffsets by timestamp looks at every record (compressed batches are
 //! inflated with `krust_wire::record`). Data lives in memory only.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

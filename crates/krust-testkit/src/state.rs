@@ -47,6 +47,7 @@ pub struct ClusterConfig {
     pub(crate) fetch_sessions: bool,
     pub(crate) txn_marker_delay: Duration,
     pub(crate) partial_trailing_batches: bool,
+    pub(crate) request_log_limit: usize,
 }
 
 impl Default for ClusterConfig {
@@ -72,6 +73,7 @@ impl Default for ClusterConfig {
             fetch_sessions: true,
             txn_marker_delay: Duration::ZERO,
             partial_trailing_batches: false,
+            request_log_limit: 1_000_000,
         }
     }
 }
@@ -176,6 +178,12 @@ impl ClusterConfig {
     /// partial batch), as Kafka does; clients must ignore it. Default off (whole batches only).
     pub fn with_partial_trailing_batches(mut self, on: bool) -> Self {
         self.partial_trailing_batches = on;
+        self
+    }
+    /// Keep at most this many entries in the request log, dropping the oldest (0 disables the
+    /// log). Default 1,000,000.
+    pub fn with_request_log_limit(mut self, entries: usize) -> Self {
+        self.request_log_limit = entries;
         self
     }
     /// The first producer id handed out. Default 1000.
