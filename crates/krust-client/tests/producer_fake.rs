@@ -1,0 +1,222 @@
+//! Producer behaviour under faults, against the in-process fake cluster (krust-testkit):
+//! leader migration, leadership errors, non-retriable errors, lost responses. Each test checks
+//! the fake's request log to prove the fault happened.
+
+use std::time::Duration;
+
+use krust_client::producer::{
+    Persistence, ProduceErrorKind, Producer, ProducerConfig, ProducerRecord,
+};
+use krust_testkit::kafka_protocol::messages::ApiKey;
+use krust_testkit::FakeCluster;
+use krust_wire::ErrorCode;
+
+fn config(cluster: &FakeCluster) -> ProducerConfig {
+    let mut c = ProducerConfig::new(&cluster.bootstrap());
+    c.client.request_timeout = Duration::from_millis(1500);
+    c.client.retry_backoff = Duration::from_millis(10);
+    c.client.retry_backoff_max = Duration::from_millis(100);
+    c.delivery_timeout = Duration::from_secs(20);
+    c.linger = Duration::from_millis(1);
+    c
+}
+
+fn values(cluster: &FakeCluster, topic: &str, partition: i32) -> Vec<String> {
+    cluster
+        .records(topic, partition)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v.unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn leader_move_migrates_the_partition_to_the_new_leader() {
+    let cluster = FakeCluster::start(3).await.unwrap();
+    cluster.create_topic("t", 1, 3).unwrap();
+    let (old, _) = cluster.leader("t", 0).unwrap();
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    let mut futs = Vec::new();
+    for i in 0..200 {
+        futs.push(
+            producer
+                .send(
+                    ProducerRecord::new("t")
+                        .with_partition(0)
+                        .with_value(format!("{i}")),
+                )
+                .await
+                .unwrap(),
+        );
+        if i == 100 {
+            producer.flush().await;
+            let new = (old + 1) % 3;
+            cluster.move_leader("t", 0, new).unwrap();
+        }
+    }
+    for f in futs {
+        f.await.unwrap();
+    }
+    producer.close().await;
+    let (new, _) = cluster.leader("t", 0).unwrap();
+    assert_ne!(new, old);
+    // The old leader refused at least one request; later ones went to the new leader.
+    let produce = cluster.requests_of(ApiKey::Produce);
+    assert!(produce.iter().any(|r| r.broker == old));
+    assert_eq!(produce.last().unwrap().broker, new);
+    // Every record is in the log once, in send order (one in flight at a time is not needed:
+    // the migration waits for the old leader's answers before sending to the new one).
+    let got = values(&cluster, "t", 0);
+    let want: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn not_leader_refreshes_metadata_and_retries() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    // Warm up metadata, then inject.
+    producer
+        .send(ProducerRecord::new("t").with_value("a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let metadata_before = cluster.requests_of(ApiKey::Metadata).len();
+    cluster.fail_next_n(ApiKey::Produce, ErrorCode::NOT_LEADER_OR_FOLLOWER.0, 2);
+    let md = producer
+        .send(ProducerRecord::new("t").with_value("b"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(md.offset, 1);
+    assert!(cluster.requests_of(ApiKey::Metadata).len() > metadata_before);
+    assert_eq!(
+        cluster.requests_of(ApiKey::Produce).len(),
+        4,
+        "1 + 2 refused + 1"
+    );
+    assert_eq!(producer.stats().retries, 2);
+    producer.close().await;
+    assert_eq!(values(&cluster, "t", 0), vec!["a", "b"]);
+}
+
+#[tokio::test]
+async fn non_retriable_error_fails_the_batch_as_not_persisted() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    producer
+        .send(ProducerRecord::new("t").with_value("warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    cluster.fail_next(ApiKey::Produce, ErrorCode::TOPIC_AUTHORIZATION_FAILED.0);
+    let e = producer
+        .send(ProducerRecord::new("t").with_value("x"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::TOPIC_AUTHORIZATION_FAILED));
+    assert_eq!(e.persistence(), Persistence::NotPersisted);
+    assert_eq!(e.partition(), Some(0));
+    assert_eq!(e.into_record().unwrap().value.unwrap(), "x");
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn lost_response_is_reported_possibly_persisted_when_retries_run_out() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let mut cfg = config(&cluster);
+    cfg.retries = 0;
+    let producer = Producer::new(cfg).await.unwrap();
+    producer
+        .send(ProducerRecord::new("t").with_value("warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // The broker appends the batch, then the response is lost with the connection.
+    cluster.drop_response_next(ApiKey::Produce);
+    let e = producer
+        .send(ProducerRecord::new("t").with_value("lost-ack"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(e.persistence(), Persistence::PossiblyPersisted, "{e}");
+    assert!(matches!(e.kind(), ProduceErrorKind::Transport(_)), "{e}");
+    // And indeed it was written.
+    assert_eq!(values(&cluster, "t", 0), vec!["warm", "lost-ack"]);
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn lost_response_is_retried_within_the_delivery_timeout() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    producer
+        .send(ProducerRecord::new("t").with_value("warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    cluster.close_next(ApiKey::Produce);
+    let md = producer
+        .send(ProducerRecord::new("t").with_value("retried"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(
+        md.offset, 1,
+        "closed before handling: written once, by the retry"
+    );
+    assert_eq!(values(&cluster, "t", 0), vec!["warm", "retried"]);
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn broker_down_then_up_delivers_everything() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 2, 1).unwrap();
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    producer
+        .send(ProducerRecord::new("t").with_value("warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    cluster.broker_down(0);
+    let mut futs = Vec::new();
+    for i in 0..50 {
+        futs.push(
+            producer
+                .send(
+                    ProducerRecord::new("t")
+                        .with_key(format!("k{i}"))
+                        .with_value(format!("{i}")),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    // Wait for the producer to have tried (and failed) at least once while the broker is down.
+    let before = producer.stats().requests_sent;
+    while producer.stats().requests_sent == before {
+        tokio::task::yield_now().await;
+    }
+    cluster.broker_up(0);
+    for f in futs {
+        f.await.unwrap();
+    }
+    producer.close().await;
+    let total = values(&cluster, "t", 0).len() + values(&cluster, "t", 1).len();
+    assert_eq!(total, 51);
+}
