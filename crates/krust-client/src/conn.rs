@@ -726,8 +726,11 @@ async fn authenticate(
         match session.step(&resp.auth_bytes).await {
             Ok(Some(next)) => out = next,
             Ok(None) => {
-                let lifetime = (resp.session_lifetime_ms > 0)
-                    .then(|| Duration::from_millis(resp.session_lifetime_ms as u64));
+                // Capped at a year: a broker's absurd value must not overflow a timer.
+                let lifetime = (resp.session_lifetime_ms > 0).then(|| {
+                    Duration::from_millis(resp.session_lifetime_ms as u64)
+                        .min(Duration::from_secs(365 * 24 * 3600))
+                });
                 debug!(broker = core.node, mechanism = %mech, ?lifetime, "authenticated");
                 return Ok(lifetime);
             }

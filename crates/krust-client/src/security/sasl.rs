@@ -327,12 +327,6 @@ impl SaslSession {
             _ => None,
         }
     }
-
-    /// Whether the exchange needs the broker's final answer checked even on success (SCRAM's
-    /// server signature). Used to reject a broker that reports success without proving itself.
-    pub fn awaits_server_proof(&self) -> bool {
-        matches!(&self.stage, Stage::Scram(c) if !c.is_done())
-    }
 }
 
 #[cfg(test)]
