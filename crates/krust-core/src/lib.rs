@@ -4,3 +4,4 @@ pub mod accumulator;
 pub mod backoff;
 pub mod fetch;
 pub mod partitioner;
+pub mod group;
