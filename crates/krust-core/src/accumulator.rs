@@ -1171,6 +1171,157 @@ mod tests {
         assert_eq!(a.record_count(), 1);
     }
 
+    /// Seeded random interleavings of appends, drains, responses (success, retriable and fatal
+    /// failures, unknown outcomes), leader moves, expiry and time. Invariants: every record
+    /// completes exactly once; with one batch in flight per partition, successes per partition
+    /// follow append order and sequence numbers are contiguous, assigned once and never reused.
+    #[test]
+    fn randomized_interleavings_keep_every_record_and_the_order() {
+        use std::collections::BTreeMap as Map;
+        for seed in 0..300u64 {
+            let mut rng = SmallRng::new(seed);
+            let mut c = cfg();
+            c.max_in_flight_per_partition = 1;
+            c.delivery_timeout = Duration::from_secs(5);
+            let mut a: Accumulator<u32> = Accumulator::new(c, seed);
+            let t0 = Instant::now();
+            let mut now = t0;
+            let parts = 3;
+            for p in 0..parts {
+                a.set_leader(&tp(p), Some(p % 2), 0);
+                a.set_producer(
+                    &tp(p),
+                    ProducerIdentity {
+                        producer_id: 1,
+                        epoch: 0,
+                    },
+                    0,
+                );
+            }
+            let mut epoch = 0;
+            let mut next = 0u32;
+            let mut appended: Map<i32, Vec<u32>> = Map::new();
+            let mut done: Map<u32, bool> = Map::new();
+            let mut acked: Map<i32, Vec<u32>> = Map::new();
+            let mut acked_seq: Map<i32, Vec<(i32, usize)>> = Map::new();
+            let mut in_flight: Vec<(TopicPartition, BatchId)> = Vec::new();
+            let mut seqs: Map<BatchId, i32> = Map::new();
+            for _ in 0..400 {
+                match rng.below(10) {
+                    0..=3 => {
+                        let p = rng.below(parts as u64) as i32;
+                        a.append(&tp(p), next, 100 + rng.below(400) as usize, now);
+                        appended.entry(p).or_default().push(next);
+                        next += 1;
+                    }
+                    4 => now += Duration::from_millis(rng.below(300)),
+                    5 => {
+                        epoch += 1;
+                        let p = rng.below(parts as u64) as i32;
+                        a.set_leader(&tp(p), Some(rng.below(2) as i32), epoch);
+                    }
+                    6 => {
+                        for b in a.expire(now) {
+                            for r in b.into_records() {
+                                assert!(done.insert(r, false).is_none(), "seed {seed}: {r} twice");
+                            }
+                        }
+                    }
+                    _ => {
+                        if !in_flight.is_empty() && rng.below(2) == 0 {
+                            let i = rng.below(in_flight.len() as u64) as usize;
+                            let (t, id) = in_flight.swap_remove(i);
+                            match rng.below(4) {
+                                0 | 1 => {
+                                    let b = a.handle_success(&t, id).expect("in flight");
+                                    let p = t.partition;
+                                    acked_seq
+                                        .entry(p)
+                                        .or_default()
+                                        .push((b.base_sequence(), b.record_count()));
+                                    assert_eq!(seqs[&id], b.base_sequence(), "seed {seed}");
+                                    for r in b.into_records() {
+                                        assert!(done.insert(r, true).is_none());
+                                        acked.entry(p).or_default().push(r);
+                                    }
+                                }
+                                x => {
+                                    let f = Failure {
+                                        retriable: x == 2 || rng.below(2) == 0,
+                                        outcome_unknown: rng.below(2) == 0,
+                                    };
+                                    if let FailureOutcome::Failed(b) =
+                                        a.handle_failure(&t, id, f, now)
+                                    {
+                                        for r in b.into_records() {
+                                            assert!(done.insert(r, false).is_none());
+                                        }
+                                    }
+                                }
+                            }
+                        } else {
+                            for node in a.poll_ready(now).nodes {
+                                for d in a.drain(node, now, usize::MAX, enc) {
+                                    let seq = i32::from_be_bytes(d.data[..4].try_into().unwrap());
+                                    if let Some(old) = seqs.insert(d.id, seq) {
+                                        assert_eq!(old, seq, "seed {seed}: sequence changed");
+                                    }
+                                    in_flight.push((d.tp, d.id));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // Drain everything: answer all successfully until empty (or expired).
+            let mut guard = 0;
+            while !a.is_empty() {
+                guard += 1;
+                assert!(guard < 10_000, "seed {seed}: stuck");
+                for (t, id) in in_flight.drain(..) {
+                    let b = a.handle_success(&t, id).expect("in flight");
+                    acked_seq
+                        .entry(t.partition)
+                        .or_default()
+                        .push((b.base_sequence(), b.record_count()));
+                    for r in b.into_records() {
+                        assert!(done.insert(r, true).is_none());
+                        acked.entry(t.partition).or_default().push(r);
+                    }
+                }
+                now += Duration::from_millis(50);
+                for b in a.expire(now) {
+                    for r in b.into_records() {
+                        assert!(done.insert(r, false).is_none());
+                    }
+                }
+                for node in a.poll_ready(now).nodes {
+                    for d in a.drain(node, now, usize::MAX, enc) {
+                        in_flight.push((d.tp, d.id));
+                    }
+                }
+            }
+            assert_eq!(
+                done.len() as u32,
+                next,
+                "seed {seed}: every record completed once"
+            );
+            for (p, recs) in &acked {
+                let order: Vec<u32> = appended[p]
+                    .iter()
+                    .copied()
+                    .filter(|r| recs.contains(r))
+                    .collect();
+                assert_eq!(recs, &order, "seed {seed}: partition {p} order");
+                // Acknowledged sequences increase; a failed batch leaves a gap, never a reuse.
+                let seq = &acked_seq[p];
+                for w in seq.windows(2) {
+                    assert!(w[1].0 >= w[0].0 + w[0].1 as i32, "seed {seed}: {seq:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn sequence_wraps_like_kafka() {
         assert_eq!(increment_sequence(0, 5), 5);
