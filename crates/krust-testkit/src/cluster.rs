@@ -148,6 +148,7 @@ impl FakeCluster {
                 up: true,
                 advertised: (a.ip().to_string(), a.port()),
                 rtt: Duration::ZERO,
+                throttle: Duration::ZERO,
             })
             .collect();
         let log_limit = cfg.request_log_limit;
@@ -356,14 +357,50 @@ impl FakeCluster {
         let mut s = self.shared.lock();
         s.brokers[broker as usize].up = false;
         s.fetch_sessions.retain(|_, f| f.broker != broker);
+        if s.cfg.leader_failover {
+            let up: Vec<bool> = s.brokers.iter().map(|b| b.up).collect();
+            for t in s.topics.values_mut() {
+                for p in t.partitions.iter_mut().filter(|p| p.leader == broker) {
+                    let next = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|r| *r != broker && up.get(*r as usize) == Some(&true))
+                        .unwrap_or(-1);
+                    p.leader = next;
+                    let epoch = p.epoch() + 1;
+                    p.log.bump_epoch(epoch);
+                }
+            }
+        }
         drop(s);
         self.shared.up[broker as usize].send_replace(false);
     }
 
     /// Brings a broker back up on the same address.
     pub fn broker_up(&self, broker: i32) {
-        self.shared.lock().brokers[broker as usize].up = true;
+        let mut s = self.shared.lock();
+        s.brokers[broker as usize].up = true;
+        if s.cfg.leader_failover {
+            for t in s.topics.values_mut() {
+                for p in t.partitions.iter_mut().filter(|p| p.leader == -1) {
+                    if p.replicas.contains(&broker) {
+                        p.leader = broker;
+                        let epoch = p.epoch() + 1;
+                        p.log.bump_epoch(epoch);
+                    }
+                }
+            }
+        }
+        drop(s);
         self.shared.up[broker as usize].send_replace(true);
+    }
+
+    /// Sets `throttle_time_ms` on every response of `broker` and, as Kafka does (KIP-219),
+    /// mutes the connection for that long after each response: later requests on it wait.
+    /// Zero turns it off.
+    pub fn set_throttle(&self, broker: i32, throttle: Duration) {
+        self.shared.lock().brokers[broker as usize].throttle = throttle;
     }
 
     /// Adds `rtt` before every response of `broker` (responses stay pipelined).
@@ -673,9 +710,17 @@ async fn serve_conn(shared: Arc<Shared>, broker: i32, stream: TcpStream) {
                 let arrived = Instant::now();
                 match process(&shared, broker, frame).await {
                     Reply::Frame(b) => {
-                        let rtt = shared.lock().brokers[broker as usize].rtt;
+                        let (rtt, throttle) = {
+                            let s = shared.lock();
+                            let b = &s.brokers[broker as usize];
+                            (b.rtt, b.throttle)
+                        };
                         if tx.send(Out::Frame(arrived + rtt, b)).is_err() {
                             return;
+                        }
+                        if !throttle.is_zero() {
+                            // KIP-219: the broker mutes a throttled connection.
+                            tokio::time::sleep(throttle).await;
                         }
                     }
                     Reply::None => {}
@@ -953,7 +998,55 @@ async fn process(shared: &Arc<Shared>, broker: i32, mut frame: Bytes) -> Reply {
         return Reply::Close;
     }
     match resp {
-        Some(r) => encode_reply(api, version, correlation_id, &r),
+        Some(mut r) => {
+            let throttle = shared.lock().brokers[broker as usize].throttle;
+            if !throttle.is_zero() {
+                set_throttle(&mut r, throttle.as_millis().min(i32::MAX as u128) as i32);
+            }
+            encode_reply(api, version, correlation_id, &r)
+        }
         None => Reply::None,
     }
+}
+
+fn set_throttle(r: &mut ResponseKind, ms: i32) {
+    macro_rules! throttle {
+        ($($v:ident),*) => {
+            match r {
+                $(ResponseKind::$v(x) => x.throttle_time_ms = ms,)*
+                _ => {}
+            }
+        };
+    }
+    throttle!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        DescribeConfigs,
+        CreatePartitions,
+        DeleteGroups,
+        DescribeCluster,
+        DescribeTransactions,
+        ListTransactions
+    );
 }

@@ -95,6 +95,7 @@
 //! cluster.broker_down(2);                       // drop its connections, refuse new ones
 //! cluster.broker_up(2);
 //! cluster.set_rtt(0, Duration::from_millis(50)); // responses of broker 0 arrive 50 ms later
+//! cluster.set_throttle(1, Duration::from_millis(100)); // throttle_time_ms, connection muted
 //! let epoch = cluster.move_leader("t", 0, 1);   // bumps the leader epoch
 //! cluster.move_coordinator(0, "my-group", 2);   // group coordinator (key type 1: txn id)
 //! cluster.hide_topic("t", Some(Duration::from_secs(10))); // unknown for 10 s
@@ -171,10 +172,10 @@
 //! long-polls, honours byte limits (whole batches, at least one), read_committed with the LSO
 //! and the aborted list, and answers OFFSET_OUT_OF_RANGE and leader-epoch fencing. Every append
 //! is immediately "replicated": the high watermark is the log end; a down broker leaves the ISR
-//! (acks=all then needs `min.insync.replicas` live replicas) but leaders do not fail over by
-//! themselves. Fetch sessions (KIP-227) are granted and answered incrementally. Not modelled:
-//! SASL/TLS, KIP-848 consumer groups, Fetch v13+ (topic ids), LogAppendTime, quotas and
-//! throttling (inject them with crafted responses), persistence across processes. ListOffsets by timestamp looks at every record (compressed batches are
+//! (acks=all then needs `min.insync.replicas` live replicas); leaders and coordinators move off
+//! a down broker only with [`ClusterConfig::with_leader_failover`]. Fetch sessions (KIP-227) are granted and answered incrementally. Not modelled:
+//! SASL/TLS, KIP-848 consumer groups, Fetch v13+ (topic ids), LogAppendTime, quotas (only the
+//! throttle they cause: [`FakeCluster::set_throttle`]), persistence across processes. ListOffsets by timestamp looks at every record (compressed batches are
 //! inflated with `krust_wire::record`). Data lives in memory only.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

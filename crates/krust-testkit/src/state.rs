@@ -48,6 +48,7 @@ pub struct ClusterConfig {
     pub(crate) txn_marker_delay: Duration,
     pub(crate) partial_trailing_batches: bool,
     pub(crate) request_log_limit: usize,
+    pub(crate) leader_failover: bool,
 }
 
 impl Default for ClusterConfig {
@@ -74,6 +75,7 @@ impl Default for ClusterConfig {
             txn_marker_delay: Duration::ZERO,
             partial_trailing_batches: false,
             request_log_limit: 1_000_000,
+            leader_failover: false,
         }
     }
 }
@@ -186,6 +188,14 @@ impl ClusterConfig {
         self.request_log_limit = entries;
         self
     }
+    /// When a broker goes down, move leadership of its partitions to another live replica
+    /// (bumping the leader epoch; a partition with no live replica gets leader -1 until its
+    /// broker returns), and let coordinators of the down broker move to the next live broker,
+    /// as a real cluster's controller would. Default off: leaders stay where tests put them.
+    pub fn with_leader_failover(mut self, on: bool) -> Self {
+        self.leader_failover = on;
+        self
+    }
     /// The first producer id handed out. Default 1000.
     pub fn with_first_producer_id(mut self, id: i64) -> Self {
         self.first_producer_id = id;
@@ -199,6 +209,7 @@ pub(crate) struct BrokerState {
     pub(crate) up: bool,
     pub(crate) advertised: (String, u16),
     pub(crate) rtt: Duration,
+    pub(crate) throttle: Duration,
 }
 
 /// A partition of a topic.
@@ -406,7 +417,17 @@ impl State {
             h ^= u32::from(b);
             h = h.wrapping_mul(0x01000193);
         }
-        (h % self.brokers.len() as u32) as i32
+        let n = self.brokers.len();
+        let home = (h % n as u32) as usize;
+        if self.cfg.leader_failover {
+            for i in 0..n {
+                let b = (home + i) % n;
+                if self.brokers[b].up {
+                    return b as i32;
+                }
+            }
+        }
+        home as i32
     }
 
     /// Milliseconds since the Unix epoch (record and marker timestamps).

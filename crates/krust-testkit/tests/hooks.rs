@@ -364,3 +364,74 @@ async fn hooks_can_drive_the_cluster_and_install_hooks() {
     drop(c);
     assert!(weak.upgrade().is_none());
 }
+
+#[tokio::test]
+async fn throttle_is_reported_and_mutes_the_connection() {
+    let c = setup().await;
+    c.set_throttle(0, Duration::from_millis(150));
+    let mut cl = client(&c, 0).await;
+    let start = Instant::now();
+    let r = cl
+        .send(&MetadataRequest::default().with_topics(None), 9)
+        .await
+        .unwrap();
+    assert_eq!(r.throttle_time_ms, 150);
+    assert!(
+        start.elapsed() < Duration::from_millis(150),
+        "the response itself is not delayed"
+    );
+    let r = cl
+        .send(&produce_req("t", 0, batch(&[b"a"]), -1), 9)
+        .await
+        .unwrap();
+    assert_eq!(r.throttle_time_ms, 150);
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "the next request waited"
+    );
+    c.set_throttle(0, Duration::ZERO);
+}
+
+#[tokio::test]
+async fn leader_failover_moves_leaders_and_coordinators_off_a_down_broker() {
+    let c = FakeCluster::with_config(
+        krust_testkit::ClusterConfig::new()
+            .with_brokers(3)
+            .with_leader_failover(true),
+    )
+    .await
+    .unwrap();
+    c.create_topic("r3", 3, 3).unwrap();
+    c.create_topic("r1", 3, 1).unwrap();
+    let (l0, e0) = c.leader("r3", 0).unwrap();
+    let coord = c.coordinator(0, "g");
+    c.broker_down(l0);
+    let (l1, e1) = c.leader("r3", 0).unwrap();
+    assert!(l1 != l0 && l1 >= 0 && e1 == e0 + 1);
+    let lonely = (0..3).find(|p| c.leader("r1", *p).unwrap().0 == -1);
+    let lonely = lonely.expect("the single-replica partition on the down broker is offline");
+    if coord == l0 {
+        assert_ne!(c.coordinator(0, "g"), l0);
+    }
+    let up = (l0 + 1) % 3;
+    let mut cl = client(&c, up).await;
+    let md = cl
+        .send(&MetadataRequest::default().with_topics(None), 9)
+        .await
+        .unwrap();
+    let r1 = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().unwrap().0.as_str() == "r1")
+        .unwrap();
+    assert_eq!(
+        r1.partitions[lonely as usize].error_code,
+        ec::LEADER_NOT_AVAILABLE
+    );
+    c.broker_up(l0);
+    assert_eq!(
+        c.leader("r1", lonely).unwrap().0,
+        l0,
+        "back with its broker"
+    );
+}

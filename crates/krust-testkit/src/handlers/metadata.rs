@@ -32,6 +32,9 @@ fn topic_entry(s: &State, name: &str, t: &Topic, version: i16) -> MetadataRespon
             if version >= 7 {
                 mp.leader_epoch = p.epoch();
             }
+            if p.leader < 0 {
+                mp.error_code = ec::LEADER_NOT_AVAILABLE;
+            }
             mp
         })
         .collect();
