@@ -11,6 +11,8 @@ use krust_wire::record::{encode_control_batch, ControlRecord, ControlRecordType,
 
 /// Size of the v2 batch header, up to and including the record count.
 pub const HEADER_LEN: usize = 61;
+/// Attribute bit: timestamps are the broker's log-append time.
+pub const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 /// Attribute bit: the batch belongs to a transaction.
 pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attribute bit: the batch holds a control record (a transaction marker).
@@ -156,6 +158,18 @@ pub fn restamp(batch: &Bytes, base_offset: i64, leader_epoch: i32) -> Bytes {
     b.freeze()
 }
 
+/// Turns a batch into a LogAppendTime batch stamped `now_ms` (attribute bit 3, max timestamp),
+/// recomputing the CRC, as a broker does for topics with `message.timestamp.type=LogAppendTime`.
+pub fn set_log_append_time(batch: &Bytes, now_ms: i64) -> Bytes {
+    let mut b = BytesMut::from(&batch[..]);
+    let attrs = i16::from_be_bytes([b[21], b[22]]) | ATTR_LOG_APPEND_TIME;
+    b[21..23].copy_from_slice(&attrs.to_be_bytes());
+    b[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
 fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     let mut shift = 0;
@@ -177,6 +191,13 @@ fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
 /// `(offset delta, timestamp)` of each record of a batch (decompressing it if needed); `None`
 /// for malformed records (callers then fall back to the batch-level timestamps).
 pub fn record_timestamps(batch: &Bytes, h: &BatchHeader) -> Option<Vec<(i32, i64)>> {
+    if h.attributes & ATTR_LOG_APPEND_TIME != 0 {
+        return Some(
+            (0..=h.last_offset_delta)
+                .map(|d| (d, h.max_timestamp))
+                .collect(),
+        );
+    }
     if h.compression() != 0 {
         let inflated = DeflatedBatch::decode(batch.clone()).ok()?.inflate().ok()?;
         let base = inflated.header().base_offset;

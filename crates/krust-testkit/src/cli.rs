@@ -52,7 +52,7 @@ async fn wait_for_signal() -> std::io::Result<()> {
 /// Parses the `krust-fake-cluster` / `krust fake-cluster` arguments into a configuration:
 /// `--brokers N`, `--port P`, `--topic NAME[:PARTITIONS[:RF]]` (repeatable), `--auto-create`,
 /// `--kip890`, `--first-sequence S`, `--txn-marker-delay-ms MS`, `--no-fetch-sessions`,
-/// `--partial-batches`.
+/// `--partial-batches`, `--leader-failover`.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<ClusterConfig, String> {
     let mut cfg = ClusterConfig::new();
     let mut it = args.into_iter();
@@ -92,6 +92,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<ClusterConf
                 cfg = cfg.with_txn_marker_delay(std::time::Duration::from_millis(ms));
             }
             "--no-fetch-sessions" => cfg = cfg.with_fetch_sessions(false),
+            "--leader-failover" => cfg = cfg.with_leader_failover(true),
             "--partial-batches" => cfg = cfg.with_partial_trailing_batches(true),
             "--first-sequence" => {
                 cfg = cfg.with_first_sequence(num(it.next(), "--first-sequence")? as i32)
@@ -104,4 +105,4 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<ClusterConf
 }
 
 /// Usage text of the process.
-pub const USAGE: &str = "usage: krust-fake-cluster [--brokers N] [--port P] [--topic NAME[:PARTITIONS[:RF]]]... [--auto-create] [--kip890] [--first-sequence S] [--txn-marker-delay-ms MS] [--no-fetch-sessions] [--partial-batches]";
+pub const USAGE: &str = "usage: krust-fake-cluster [--brokers N] [--port P] [--topic NAME[:PARTITIONS[:RF]]]... [--auto-create] [--kip890] [--first-sequence S] [--txn-marker-delay-ms MS] [--no-fetch-sessions] [--partial-batches] [--leader-failover]";

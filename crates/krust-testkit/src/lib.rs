@@ -171,10 +171,11 @@
 //! a stale epoch INVALID_PRODUCER_EPOCH, unknown producer state UNKNOWN_PRODUCER_ID). Fetch
 //! long-polls, honours byte limits (whole batches, at least one), read_committed with the LSO
 //! and the aborted list, and answers OFFSET_OUT_OF_RANGE and leader-epoch fencing. Every append
+//! Topics with `message.timestamp.type=LogAppendTime` get broker timestamps. Every append
 //! is immediately "replicated": the high watermark is the log end; a down broker leaves the ISR
 //! (acks=all then needs `min.insync.replicas` live replicas); leaders and coordinators move off
 //! a down broker only with [`ClusterConfig::with_leader_failover`]. Fetch sessions (KIP-227) are granted and answered incrementally. Not modelled:
-//! SASL/TLS, KIP-848 consumer groups, Fetch v13+ (topic ids), LogAppendTime, quotas (only the
+//! SASL/TLS, KIP-848 consumer groups, Fetch v13+ (topic ids), quotas (only the
 //! throttle they cause: [`FakeCluster::set_throttle`]), persistence across processes. ListOffsets by timestamp looks at every record (compressed batches are
 //! inflated with `krust_wire::record`). Data lives in memory only.
 #![warn(missing_docs)]

@@ -649,3 +649,44 @@ async fn seeding_data_and_committed_offsets_without_a_client() {
         .unwrap();
     assert_eq!(r.topics[0].partitions[0].committed_offset, 2);
 }
+
+#[tokio::test]
+async fn log_append_time_topics_stamp_batches() {
+    let c = FakeCluster::start(1).await.unwrap();
+    let mut cl = client(&c, 0).await;
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(tn("lat"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                .with_name(sb("message.timestamp.type"))
+                .with_value(Some(sb("LogAppendTime")))]),
+    ]);
+    cl.send(&create, 5).await.unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let r = cl
+        .send(&produce_req("lat", 0, batch(&[b"a", b"b"]), -1), 9)
+        .await
+        .unwrap();
+    let append_time = r.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(append_time >= before, "{append_time} < {before}");
+    let p = fetch(&mut cl, "lat", 0, 0, 0).await;
+    let data = p.records.unwrap();
+    let inflated = krust_wire::record::DeflatedBatch::decode(data)
+        .unwrap()
+        .inflate()
+        .unwrap();
+    for rec in inflated.records() {
+        assert_eq!(
+            rec.unwrap().timestamp,
+            append_time,
+            "records carry the append time"
+        );
+    }
+    let r = cl.send(&list_req("lat", before, 0), 7).await.unwrap();
+    assert_eq!(r.topics[0].partitions[0].timestamp, append_time);
+}

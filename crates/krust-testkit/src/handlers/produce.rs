@@ -132,6 +132,24 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                     for (h, _) in &batches {
                         check_txn(&mut s, txn_id.as_deref(), &topic, pd.index, h, v)?;
                     }
+                    let log_append_time = s
+                        .topics
+                        .get(&topic)
+                        .and_then(|t| t.configs.get("message.timestamp.type"))
+                        .is_some_and(|x| x == "LogAppendTime");
+                    let now_ms = s.now_ms();
+                    let batches: Vec<(batch::BatchHeader, bytes::Bytes)> = if log_append_time {
+                        batches
+                            .into_iter()
+                            .map(|(mut h, b)| {
+                                h.attributes |= batch::ATTR_LOG_APPEND_TIME;
+                                h.max_timestamp = now_ms;
+                                (h, batch::set_log_append_time(&b, now_ms))
+                            })
+                            .collect()
+                    } else {
+                        batches
+                    };
                     let p = s.partition_mut(&topic, pd.index).expect("checked above");
                     let epoch = p.epoch();
                     let mut first = None;
@@ -147,11 +165,16 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                             Append::Rejected(code) => return Err(code),
                         }
                     }
-                    Ok((first.unwrap_or(-1), p.log.log_start))
+                    Ok((
+                        first.unwrap_or(-1),
+                        p.log.log_start,
+                        if log_append_time { now_ms } else { -1 },
+                    ))
                 })();
                 match code {
-                    Ok((base, start)) => {
+                    Ok((base, start, append_time)) => {
                         pr.base_offset = base;
+                        pr.log_append_time_ms = append_time;
                         if v >= 5 {
                             pr.log_start_offset = start;
                         }
