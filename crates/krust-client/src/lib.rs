@@ -23,4 +23,5 @@ pub use cluster::{
 pub use config::{ClientConfig, Properties};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
 pub use error::{Error, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use security::{SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol};
