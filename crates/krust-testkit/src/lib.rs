@@ -165,19 +165,23 @@
 //!
 //! # What the fake models, and what it does not
 //!
-//! Produce checks the leader, the CRC of each batch, `max.message.bytes`, and idempotence
-//! (Kafka's 5-batch window: a duplicate of one of the last five batches is answered with its
-//! original offset; older ones get DUPLICATE_SEQUENCE_NUMBER, gaps OUT_OF_ORDER_SEQUENCE_NUMBER,
-//! a stale epoch INVALID_PRODUCER_EPOCH, unknown producer state UNKNOWN_PRODUCER_ID). Fetch
-//! long-polls, honours byte limits (whole batches, at least one), read_committed with the LSO
-//! and the aborted list, and answers OFFSET_OUT_OF_RANGE and leader-epoch fencing. Every append
-//! Topics with `message.timestamp.type=LogAppendTime` get broker timestamps. Every append
-//! is immediately "replicated": the high watermark is the log end; a down broker leaves the ISR
-//! (acks=all then needs `min.insync.replicas` live replicas); leaders and coordinators move off
-//! a down broker only with [`ClusterConfig::with_leader_failover`]. Fetch sessions (KIP-227) are granted and answered incrementally. Not modelled:
-//! SASL/TLS, KIP-848 consumer groups, Fetch v13+ (topic ids), quotas (only the
-//! throttle they cause: [`FakeCluster::set_throttle`]), persistence across processes. ListOffsets by timestamp looks at every record (compressed batches are
-//! inflated with `krust_wire::record`). Data lives in memory only.
+//! Produce checks the leader, the CRC of each batch, `max.message.bytes`, one batch per
+//! partition, and idempotence (Kafka's 5-batch window: a duplicate of one of the last five
+//! batches is answered with its original offset; older ones get DUPLICATE_SEQUENCE_NUMBER, gaps
+//! OUT_OF_ORDER_SEQUENCE_NUMBER, a stale epoch INVALID_PRODUCER_EPOCH, unknown producer state
+//! UNKNOWN_PRODUCER_ID). Topics with `message.timestamp.type=LogAppendTime` get broker
+//! timestamps. Fetch long-polls, honours byte limits (whole batches, at least one; optionally a
+//! partial trailing batch), read_committed with the LSO and the aborted list, and answers
+//! OFFSET_OUT_OF_RANGE and leader-epoch fencing; fetch sessions (KIP-227) are granted and
+//! answered incrementally. ListOffsets by timestamp looks at every record (compressed batches
+//! are inflated with `krust_wire::record`).
+//!
+//! Every append is immediately "replicated": the high watermark is the log end. A down broker
+//! leaves the ISR (acks=all then needs `min.insync.replicas` live replicas); leaders and
+//! coordinators move off a down broker only with [`ClusterConfig::with_leader_failover`].
+//!
+//! Not modelled: SASL/TLS, KIP-848 consumer groups, Fetch v13+ (topic ids), quotas (only the
+//! throttle they cause: [`FakeCluster::set_throttle`]), persistence (data lives in memory).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
