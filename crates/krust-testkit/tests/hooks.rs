@@ -147,20 +147,20 @@ async fn hang_never_answers_while_other_connections_proceed() {
 #[tokio::test]
 async fn delay_holds_one_request_while_others_proceed() {
     let c = setup().await;
-    c.delay_next(ApiKey::Produce, Duration::from_millis(300));
+    c.delay_next(ApiKey::Produce, Duration::from_millis(500));
     let mut slow = client(&c, 0).await;
     let start = Instant::now();
     let t = tokio::spawn(async move { produce(&mut slow, "t", 0, batch(&[b"slow"])).await });
     c.wait_for_requests(ApiKey::Produce, 1).await;
     let mut fast = client(&c, 0).await;
     assert_eq!(produce(&mut fast, "t", 0, batch(&[b"fast"])).await, (0, 0));
-    assert!(start.elapsed() < Duration::from_millis(300));
+    assert!(start.elapsed() < Duration::from_millis(500));
     assert_eq!(
         t.await.unwrap(),
         (0, 1),
         "the delayed produce landed after the other"
     );
-    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(start.elapsed() >= Duration::from_millis(500));
 }
 
 #[tokio::test]
@@ -225,18 +225,18 @@ async fn rtt_delays_responses_but_keeps_them_pipelined() {
     c.set_rtt(0, Duration::from_millis(100));
     let mut cl = client(&c, 0).await;
     let start = Instant::now();
-    for _ in 0..5 {
+    for _ in 0..10 {
         cl.send_only(&MetadataRequest::default().with_topics(None), 9)
             .await
             .unwrap();
     }
-    for _ in 0..5 {
+    for _ in 0..10 {
         cl.recv::<MetadataRequest>(9).await.unwrap();
     }
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(100), "{took:?}");
     assert!(
-        took < Duration::from_millis(400),
+        took < Duration::from_millis(700),
         "pipelined, not serialized: {took:?}"
     );
 }
@@ -368,25 +368,25 @@ async fn hooks_can_drive_the_cluster_and_install_hooks() {
 #[tokio::test]
 async fn throttle_is_reported_and_mutes_the_connection() {
     let c = setup().await;
-    c.set_throttle(0, Duration::from_millis(150));
+    c.set_throttle(0, Duration::from_millis(300));
     let mut cl = client(&c, 0).await;
     let start = Instant::now();
     let r = cl
         .send(&MetadataRequest::default().with_topics(None), 9)
         .await
         .unwrap();
-    assert_eq!(r.throttle_time_ms, 150);
+    assert_eq!(r.throttle_time_ms, 300);
     assert!(
-        start.elapsed() < Duration::from_millis(150),
+        start.elapsed() < Duration::from_millis(300),
         "the response itself is not delayed"
     );
     let r = cl
         .send(&produce_req("t", 0, batch(&[b"a"]), -1), 9)
         .await
         .unwrap();
-    assert_eq!(r.throttle_time_ms, 150);
+    assert_eq!(r.throttle_time_ms, 300);
     assert!(
-        start.elapsed() >= Duration::from_millis(150),
+        start.elapsed() >= Duration::from_millis(300),
         "the next request waited"
     );
     c.set_throttle(0, Duration::ZERO);
