@@ -204,3 +204,16 @@ pub use hooks::{Action, HookId, Intercept, LoggedRequest, ProducedBatch, Request
 pub use kafka_protocol;
 pub use proxy::{FaultProxy, ProxyStats};
 pub use state::{ClusterConfig, TxnProtocol};
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<crate::FakeCluster>();
+        send_sync::<crate::WeakCluster>();
+        send_sync::<crate::FaultProxy>();
+        send_sync::<crate::LoggedRequest>();
+    }
+}
