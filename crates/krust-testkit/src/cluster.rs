@@ -512,6 +512,36 @@ impl FakeCluster {
         })
     }
 
+    /// An error stack (librdkafka mock style): the next requests of `api` are answered, in
+    /// order, with these `(error code, delay)` pairs; code 0 lets the request through after the
+    /// delay. The hook removes itself when the stack is empty.
+    pub fn push_errors(
+        &self,
+        api: ApiKey,
+        errors: impl IntoIterator<Item = (i16, Duration)>,
+    ) -> HookId {
+        let mut stack: std::collections::VecDeque<(i16, Duration)> = errors.into_iter().collect();
+        let id = Arc::new(Mutex::new(None::<HookId>));
+        let id2 = id.clone();
+        let weak = self.downgrade();
+        let hook = self.intercept(Intercept::api(api), move |_| {
+            let (code, delay) = stack.pop_front()?;
+            if stack.is_empty() {
+                let own = *id2.lock().unwrap_or_else(|e| e.into_inner());
+                if let (Some(c), Some(own)) = (weak.upgrade(), own) {
+                    c.remove_hook(own);
+                }
+            }
+            Some(match (code, delay.is_zero()) {
+                (0, _) => Action::Delay(delay),
+                (c, true) => Action::Error(c),
+                (c, false) => Action::DelayThen(delay, Box::new(Action::Error(c))),
+            })
+        });
+        *id.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+        hook
+    }
+
     /// Closes the connection on the next request of `api` (no answer).
     pub fn close_next(&self, api: ApiKey) -> HookId {
         self.intercept(Intercept::api(api).once(), |_| Some(Action::Close))

@@ -67,6 +67,11 @@
 //! cluster.fail_next(ApiKey::Produce, errors::NOT_LEADER_OR_FOLLOWER);
 //! // The next three FindCoordinator requests fail.
 //! cluster.fail_next_n(ApiKey::FindCoordinator, errors::COORDINATOR_NOT_AVAILABLE, 3);
+//! // An error stack: (error, delay) pairs for the next EndTxn requests; 0 lets one through.
+//! cluster.push_errors(
+//!     ApiKey::EndTxn,
+//!     [(errors::COORDINATOR_LOAD_IN_PROGRESS, Duration::ZERO), (0, Duration::from_millis(200))],
+//! );
 //! // Close the connection on the next Fetch; never answer the next Metadata; hold the next
 //! // EndTxn for two seconds while other connections proceed; apply the next Produce but
 //! // drop its acknowledgement and close.

@@ -435,3 +435,31 @@ async fn leader_failover_moves_leaders_and_coordinators_off_a_down_broker() {
         "back with its broker"
     );
 }
+
+#[tokio::test]
+async fn error_stacks_apply_in_order_then_go_away() {
+    let c = setup().await;
+    c.push_errors(
+        ApiKey::Produce,
+        [
+            (ec::NOT_ENOUGH_REPLICAS, Duration::ZERO),
+            (0, Duration::from_millis(50)),
+            (ec::REQUEST_TIMED_OUT, Duration::from_millis(50)),
+        ],
+    );
+    let mut cl = client(&c, 0).await;
+    assert_eq!(
+        produce(&mut cl, "t", 0, batch(&[b"a"])).await.0,
+        ec::NOT_ENOUGH_REPLICAS
+    );
+    let start = Instant::now();
+    assert_eq!(produce(&mut cl, "t", 0, batch(&[b"b"])).await, (0, 0));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert_eq!(
+        produce(&mut cl, "t", 0, batch(&[b"c"])).await.0,
+        ec::REQUEST_TIMED_OUT
+    );
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert_eq!(produce(&mut cl, "t", 0, batch(&[b"d"])).await, (0, 1));
+    assert_eq!(c.requests_of(ApiKey::Produce).len(), 4);
+}
