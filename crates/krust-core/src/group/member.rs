@@ -798,6 +798,14 @@ impl Membership {
         self.backoff(now);
     }
 
+    /// A request outside the machine (a commit, an offset fetch) was told the coordinator
+    /// moved (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE) or lost its connection: find it again.
+    pub fn handle_coordinator_moved(&mut self, now: Instant) {
+        if self.coordinator.is_some() {
+            self.coordinator_lost(now);
+        }
+    }
+
     fn coordinator_lost(&mut self, now: Instant) {
         self.coordinator = None;
         self.backoff(now);
