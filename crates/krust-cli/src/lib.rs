@@ -39,6 +39,7 @@ pub fn main() -> ExitCode {
         eprintln!("krust: internal error: {}{at}", one_line(&msg));
     }));
 
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
@@ -50,6 +51,22 @@ pub fn main() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+/// `KRUST_LOG=debug` (or any tracing filter, e.g. `krust_client=trace`) turns on the client's
+/// logs, on stderr. Off by default: the CLI's own messages are the interface.
+fn init_logging() {
+    let Ok(filter) = std::env::var("KRUST_LOG") else {
+        return;
+    };
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_new(&filter) else {
+        eprintln!("krust: ignoring KRUST_LOG={filter}: not a valid log filter");
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Help and version go to stdout with status 0; any other parse error is one line on stderr.
