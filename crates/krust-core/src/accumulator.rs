@@ -126,6 +126,11 @@ pub struct AccumulatorConfig {
     pub retries: u32,
     /// `retry.backoff.ms` / `retry.backoff.max.ms`.
     pub backoff: BackoffPolicy,
+    /// `enable.idempotence`: nothing is sent for a partition until it has a producer identity
+    /// ([`Accumulator::set_default_producer`]), and a batch that leaves with a sequence number
+    /// but without success puts its partition into a sequence reset
+    /// ([`Accumulator::partitions_awaiting_reset`]). Default false.
+    pub idempotent: bool,
 }
 
 impl Default for AccumulatorConfig {
@@ -137,6 +142,7 @@ impl Default for AccumulatorConfig {
             max_in_flight_per_partition: 5,
             retries: u32::MAX,
             backoff: BackoffPolicy::default(),
+            idempotent: false,
         }
     }
 }
@@ -317,6 +323,10 @@ pub struct PartitionBuffer<R> {
     retry_at: Option<Instant>,
     producer: ProducerIdentity,
     next_sequence: i32,
+    /// Idempotence: a batch with a sequence number left without success (or the broker lost
+    /// track of the producer): send nothing until the in-flight batches are back, then take a
+    /// new producer identity ([`Accumulator::reset_partition`]).
+    reset_pending: bool,
 }
 
 impl<R> fmt::Debug for PartitionBuffer<R> {
@@ -328,12 +338,13 @@ impl<R> fmt::Debug for PartitionBuffer<R> {
             .field("in_flight", &self.in_flight)
             .field("rewinding", &self.rewinding)
             .field("next_sequence", &self.next_sequence)
+            .field("reset_pending", &self.reset_pending)
             .finish()
     }
 }
 
 impl<R> PartitionBuffer<R> {
-    fn new(tp: TopicPartition) -> Self {
+    fn new(tp: TopicPartition, producer: ProducerIdentity, next_sequence: i32) -> Self {
         Self {
             tp,
             batches: VecDeque::new(),
@@ -342,8 +353,9 @@ impl<R> PartitionBuffer<R> {
             in_flight: 0,
             rewinding: false,
             retry_at: None,
-            producer: ProducerIdentity::NONE,
-            next_sequence: 0,
+            producer,
+            next_sequence,
+            reset_pending: false,
         }
     }
 
@@ -375,10 +387,22 @@ impl<R> PartitionBuffer<R> {
     pub fn next_sequence(&self) -> i32 {
         self.next_sequence
     }
+    /// The producer identity new batches of this partition get.
+    pub fn producer(&self) -> ProducerIdentity {
+        self.producer
+    }
+    /// Whether a sequence reset is pending (idempotence; see
+    /// [`Accumulator::partitions_awaiting_reset`]).
+    pub fn is_reset_pending(&self) -> bool {
+        self.reset_pending
+    }
 
     /// The first batch not in flight, if it may be sent now to `leader`.
     fn sendable(&self, now: Instant, cfg: &AccumulatorConfig, flushing: bool) -> Option<usize> {
         let leader = self.leader?;
+        if cfg.idempotent && (self.reset_pending || !self.producer.is_some()) {
+            return None;
+        }
         if self.in_flight >= cfg.max_in_flight_per_partition.max(1)
             || (self.rewinding && self.in_flight > 0)
             || self.retry_at.is_some_and(|t| now < t)
@@ -434,6 +458,8 @@ pub struct Accumulator<R> {
     flushing: bool,
     drain_cursor: HashMap<NodeId, usize>,
     rng: SmallRng,
+    default_producer: ProducerIdentity,
+    first_sequence: i32,
 }
 
 impl<R> fmt::Debug for Accumulator<R> {
@@ -455,6 +481,8 @@ impl<R> Accumulator<R> {
             flushing: false,
             drain_cursor: HashMap::new(),
             rng: SmallRng::new(seed),
+            default_producer: ProducerIdentity::NONE,
+            first_sequence: 0,
         }
     }
 
@@ -475,8 +503,8 @@ impl<R> Accumulator<R> {
 
     fn buffer_mut(&mut self, tp: &TopicPartition) -> &mut PartitionBuffer<R> {
         if !self.partitions.contains_key(tp) {
-            self.partitions
-                .insert(tp.clone(), PartitionBuffer::new(tp.clone()));
+            let b = PartitionBuffer::new(tp.clone(), self.default_producer, self.first_sequence);
+            self.partitions.insert(tp.clone(), b);
         }
         self.partitions.get_mut(tp).expect("inserted above")
     }
@@ -507,6 +535,123 @@ impl<R> Accumulator<R> {
         let b = self.buffer_mut(tp);
         b.producer = producer;
         b.next_sequence = next_sequence;
+    }
+
+    /// Idempotence: the identity (from InitProducerId) and first sequence number (Kafka: 0) of
+    /// every partition that has none yet, now and when a buffer is created later. Partitions that
+    /// already have an identity keep theirs (their sequence numbers belong to it).
+    pub fn set_default_producer(&mut self, producer: ProducerIdentity, first_sequence: i32) {
+        self.default_producer = producer;
+        self.first_sequence = first_sequence;
+        for b in self.partitions.values_mut() {
+            if !b.producer.is_some() {
+                b.producer = producer;
+                b.next_sequence = first_sequence;
+            }
+        }
+    }
+
+    /// Idempotence: partitions whose sequence reset is pending and that have nothing in flight
+    /// any more (drained): each needs a fresh producer identity, given with
+    /// [`Accumulator::reset_partition`].
+    pub fn partitions_awaiting_reset(&self) -> Vec<TopicPartition> {
+        self.partitions
+            .values()
+            .filter(|b| b.reset_pending && b.in_flight == 0)
+            .map(|b| b.tp.clone())
+            .collect()
+    }
+
+    /// Idempotence: gives a drained partition (nothing in flight) a new identity and sequence
+    /// space starting at `first_sequence` (the effect of KIP-360's epoch bump).
+    ///
+    /// Batches that were sent before and whose every attempt was answered (definitely not
+    /// written) lose their identity and sequence and are re-stamped on their next send. Batches
+    /// that are *possibly persisted* are handed back, to be reported as such: re-sending them
+    /// under the new identity could write them twice. Sequence numbers of the old identity are
+    /// never reused, so no later record can be taken for a duplicate and dropped.
+    ///
+    /// Returns `None` (and changes nothing) while batches are still in flight.
+    pub fn reset_partition(
+        &mut self,
+        tp: &TopicPartition,
+        producer: ProducerIdentity,
+        first_sequence: i32,
+    ) -> Option<Vec<ProducerBatch<R>>> {
+        let b = self.partitions.get_mut(tp)?;
+        if b.in_flight > 0 {
+            return None;
+        }
+        b.producer = producer;
+        b.next_sequence = first_sequence;
+        b.reset_pending = false;
+        b.rewinding = false;
+        let mut out = Vec::new();
+        let mut keep = VecDeque::with_capacity(b.batches.len());
+        for mut batch in b.batches.drain(..) {
+            if batch.base_sequence >= 0 || batch.encoded.is_some() {
+                if batch.possibly_persisted {
+                    out.push(batch);
+                    continue;
+                }
+                batch.encoded = None;
+                batch.base_sequence = -1;
+                batch.producer = ProducerIdentity::NONE;
+                if batch.state != BatchState::Open {
+                    batch.state = BatchState::Waiting;
+                }
+            }
+            keep.push_back(batch);
+        }
+        b.batches = keep;
+        Some(out)
+    }
+
+    /// Idempotence: the broker answered batch `id` with a sequence error (see
+    /// [`crate::idempotence::SequenceFault`]).
+    ///
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER behind an earlier unacknowledged batch of the partition is
+    /// the consequence of that batch's failure: retried in order once the earlier ones are back
+    /// (as any retriable failure). At the head of the line, or UNKNOWN_PRODUCER_ID /
+    /// INVALID_PRODUCER_EPOCH anywhere, the partition's sequence state is gone: the batch waits,
+    /// and the partition is reset once nothing is in flight (KIP-360). Past the delivery
+    /// timeout the batch is handed back instead (the partition still resets).
+    pub fn handle_sequence_error(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        fault: crate::idempotence::SequenceFault,
+        now: Instant,
+    ) -> FailureOutcome<R> {
+        use crate::idempotence::SequenceFault;
+        let timeout = self.cfg.delivery_timeout;
+        let Some((b, idx)) = self.find(tp, id) else {
+            return FailureOutcome::Unknown;
+        };
+        if fault == SequenceFault::OutOfOrder && idx > 0 {
+            return self.handle_failure(
+                tp,
+                id,
+                Failure {
+                    retriable: true,
+                    outcome_unknown: false,
+                },
+                now,
+            );
+        }
+        if b.batches[idx].is_in_flight() {
+            b.in_flight -= 1;
+        }
+        b.reset_pending = true;
+        if now >= b.batches[idx].created + timeout {
+            let batch = b.batches.remove(idx).expect("found above");
+            if b.in_flight == 0 {
+                b.rewinding = false;
+            }
+            return FailureOutcome::Failed(batch);
+        }
+        b.batches[idx].state = BatchState::Waiting;
+        FailureOutcome::Retrying { retry_at: now }
     }
 
     /// Appends `record` (estimated encoded size `size`, from the record's own fields) to `tp`'s
@@ -738,6 +883,9 @@ impl<R> Accumulator<R> {
             if b.in_flight == 0 {
                 b.rewinding = false;
             }
+            // Its sequence numbers were used and never written: later batches would be out of
+            // order. Reset once the in-flight ones are back.
+            b.reset_pending |= batch.base_sequence >= 0;
             FailureOutcome::Failed(batch)
         }
     }
@@ -754,6 +902,7 @@ impl<R> Accumulator<R> {
             let mut keep = VecDeque::with_capacity(b.batches.len());
             for batch in b.batches.drain(..) {
                 if !batch.is_in_flight() && now >= batch.created + timeout {
+                    b.reset_pending |= batch.base_sequence >= 0;
                     out.push(batch);
                 } else {
                     keep.push_back(batch);
@@ -773,6 +922,7 @@ impl<R> Accumulator<R> {
                 if batch.is_in_flight() {
                     keep.push_back(batch);
                 } else {
+                    b.reset_pending |= batch.base_sequence >= 0;
                     out.push(batch);
                 }
             }
@@ -811,6 +961,7 @@ mod tests {
             max_in_flight_per_partition: 5,
             retries: u32::MAX,
             backoff,
+            idempotent: false,
         }
     }
 

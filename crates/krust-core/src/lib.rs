@@ -3,5 +3,6 @@
 pub mod accumulator;
 pub mod backoff;
 pub mod fetch;
-pub mod partitioner;
 pub mod group;
+pub mod idempotence;
+pub mod partitioner;

@@ -93,8 +93,19 @@ pub struct ProducerConfig {
     /// `max.request.size`: the largest Produce request (and so the largest record). Default
     /// 1048576.
     pub max_request_size: usize,
-    /// `enable.idempotence`: not supported yet; only `false` is accepted (the default for now).
-    pub enable_idempotence: bool,
+    /// `enable.idempotence`: per-partition sequence numbers so that retries never duplicate or
+    /// reorder records (KIP-98), with InitProducerId, sequence resets (KIP-360) and delivery
+    /// results that say whether a failed record may be in the log. `None` (the default) means
+    /// on, unless `acks` is 0 or 1, which turns it off (as in the Java client). `Some(true)`
+    /// requires `acks=all` (anything else is a configuration error), at most 5
+    /// `max.in.flight.requests.per.connection` and `retries` > 0. `Some(false)`: off.
+    /// [`ProducerConfig::idempotence`] gives the effective value.
+    pub enable_idempotence: Option<bool>,
+    /// Testing only (no Kafka property): the sequence number of each partition's first batch
+    /// under a new producer identity. Kafka brokers expect 0, the default; a fake broker
+    /// configured to expect another value (near `i32::MAX`) tests wrap-around.
+    #[serde(skip)]
+    pub first_sequence: i32,
     /// A custom partitioner (`partitioner.class` in Java); `None` uses the built-in one
     /// (murmur2 on keys, uniform sticky otherwise). Not serialized.
     #[serde(skip)]
@@ -116,6 +127,7 @@ impl fmt::Debug for ProducerConfig {
             .field("partitioner_ignore_keys", &self.partitioner_ignore_keys)
             .field("max_request_size", &self.max_request_size)
             .field("enable_idempotence", &self.enable_idempotence)
+            .field("first_sequence", &self.first_sequence)
             .field("partitioner", &self.partitioner)
             .finish()
     }
@@ -135,7 +147,8 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             partitioner_ignore_keys: false,
             max_request_size: 1024 * 1024,
-            enable_idempotence: false,
+            enable_idempotence: None,
+            first_sequence: 0,
             partitioner: None,
         }
     }
@@ -198,21 +211,44 @@ impl ProducerConfig {
             c.max_request_size = v;
         }
         if let Some(v) = props.take_bool("enable.idempotence")? {
-            c.enable_idempotence = v;
+            c.enable_idempotence = Some(v);
         }
         props.finish()?;
         c.validate()?;
         Ok(c)
     }
 
+    /// Whether the producer is idempotent: `enable.idempotence` if set; otherwise on unless a
+    /// setting conflicts with it (`acks` 0 or 1, `retries=0`, more than 5 in flight), as in
+    /// the Java client.
+    pub fn idempotence(&self) -> bool {
+        self.enable_idempotence
+            .unwrap_or(self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= 5)
+    }
+
     /// Checks the values are usable together.
     pub fn validate(&self) -> Result<()> {
         self.client.validate()?;
-        if self.enable_idempotence {
-            return Err(Error::config(
-                "enable.idempotence",
-                "the idempotent producer is not yet supported; set enable.idempotence=false",
-            ));
+        if self.enable_idempotence == Some(true) {
+            if self.acks != Acks::All {
+                return Err(Error::config(
+                    "enable.idempotence",
+                    "requires acks=all; set acks=all or enable.idempotence=false",
+                ));
+            }
+            if self.retries == 0 {
+                return Err(Error::config(
+                    "enable.idempotence",
+                    "requires retries > 0; set retries or enable.idempotence=false",
+                ));
+            }
+            if self.max_in_flight > 5 {
+                return Err(Error::config(
+                    "max.in.flight.requests.per.connection",
+                    "must be at most 5 with enable.idempotence (the broker keeps 5 batches per \
+                 producer); lower it or set enable.idempotence=false",
+                ));
+            }
         }
         if self.batch_size == 0 {
             return Err(Error::config("batch.size", "must be positive"));
@@ -278,7 +314,35 @@ mod tests {
         assert_eq!(c.max_in_flight, 5);
         assert_eq!(c.max_request_size, 1 << 20);
         assert_eq!(c.compression, Compression::None);
-        assert!(!c.enable_idempotence);
+        assert_eq!(c.enable_idempotence, None);
+        assert!(c.idempotence(), "on by default");
+        // acks=0/1 without an explicit setting turns it off; explicit true conflicts.
+        for acks in ["0", "1"] {
+            let c = ProducerConfig::from_properties(base().with("acks", acks)).unwrap();
+            assert!(!c.idempotence());
+            let e = ProducerConfig::from_properties(
+                base().with("acks", acks).with("enable.idempotence", "true"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("enable.idempotence") && e.contains("acks=all"),
+                "{e}"
+            );
+        }
+        let c =
+            ProducerConfig::from_properties(base().with("enable.idempotence", "false")).unwrap();
+        assert!(!c.idempotence());
+        let c = ProducerConfig::from_properties(base().with("enable.idempotence", "true")).unwrap();
+        assert!(c.idempotence());
+        let e = ProducerConfig::from_properties(
+            base()
+                .with("enable.idempotence", "true")
+                .with("max.in.flight.requests.per.connection", "6"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at most 5 with enable.idempotence"), "{e}");
     }
 
     #[test]
@@ -326,7 +390,6 @@ mod tests {
             ("acks", "2", "expected 0, 1, all"),
             ("compression.type", "brotli", "expected none"),
             ("batch.size", "big", "not a valid number"),
-            ("enable.idempotence", "true", "not yet supported"),
             ("enable.idempotence", "yes", "expected `true` or `false`"),
             (
                 "delivery.timeout.ms",

@@ -18,13 +18,18 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use krust_core::accumulator::{
     Accumulator, AccumulatorConfig, BatchId, Drained, Failure, FailureOutcome, NodeId,
     ProducerBatch, TopicPartition,
 };
 use krust_core::backoff::BackoffPolicy;
+use krust_core::idempotence::{
+    classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
+};
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
 use krust_wire::record::{BatchBuilder, Compression};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
@@ -89,6 +94,8 @@ enum Event {
         result: Result<(), Error>,
     },
     Refreshed(Result<Arc<ClusterMetadata>, Error>),
+    /// InitProducerId finished: the identity, or why not.
+    ProducerId(Result<(i64, i16), (InitFailure, String)>),
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +128,10 @@ pub(crate) struct Driver {
     closing: bool,
     dropped: bool,
     stats: Arc<Stats>,
+    /// Idempotence (`None` when off): the producer identity and InitProducerId requests.
+    idem: Option<IdempotenceState>,
+    /// Drained partitions waiting for a fresh identity (sequence reset).
+    resets_waiting: Vec<TopicPartition>,
 }
 
 impl Driver {
@@ -138,7 +149,16 @@ impl Driver {
             max_in_flight_per_partition: cfg.max_in_flight,
             retries: cfg.retries,
             backoff: BackoffPolicy::new(cfg.client.retry_backoff, cfg.client.retry_backoff_max),
+            idempotent: cfg.idempotence(),
         };
+        let idem = cfg.idempotence().then(|| {
+            IdempotenceState::new(
+                BackoffPolicy::new(cfg.client.retry_backoff, cfg.client.retry_backoff_max),
+                seed.rotate_left(33),
+                cfg.first_sequence,
+                Instant::now(),
+            )
+        });
         Driver {
             partitioner: BuiltinPartitioner::new(cfg.batch_size, cfg.partitioner_ignore_keys, seed),
             acc: Accumulator::new(acc_cfg, seed.rotate_left(17)),
@@ -162,6 +182,8 @@ impl Driver {
             closing: false,
             dropped: false,
             stats,
+            idem,
+            resets_waiting: Vec::new(),
         }
     }
 
@@ -175,7 +197,11 @@ impl Driver {
             if self.dropped {
                 self.abort_unsent("producer dropped");
             }
-            let next = self.send_ready(now);
+            let idem_next = self.drive_idempotence(now);
+            let next = match (self.send_ready(now), idem_next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             self.check_flushes();
             if (self.closing || self.dropped) && self.is_idle() {
                 break;
@@ -245,6 +271,15 @@ impl Driver {
                 *self.outstanding.entry(self.gen).or_insert(0) += 1;
                 if self.dropped {
                     self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
+                    return;
+                }
+                if let Some(reason) = self.fatal() {
+                    self.fail(
+                        p,
+                        None,
+                        ProduceErrorKind::Fatal(reason),
+                        Persistence::NotPersisted,
+                    );
                     return;
                 }
                 self.route(p, Instant::now());
@@ -589,6 +624,7 @@ impl Driver {
                     }
                 }
             }
+            Event::ProducerId(result) => self.handle_producer_id(result, now),
             Event::Refreshed(result) => {
                 self.refresh_in_flight = false;
                 match result {
@@ -679,6 +715,32 @@ impl Driver {
         }
         drop(results);
         for (tp, id, r) in work {
+            let r = match r {
+                Err((code, message, false)) if self.idem.is_some() => {
+                    match classify_produce(code) {
+                        ProduceVerdict::Persisted { .. } => {
+                            // DUPLICATE_SEQUENCE_NUMBER: an earlier attempt was written; the
+                            // broker no longer knows its offset.
+                            Ok((-1, -1))
+                        }
+                        ProduceVerdict::Sequence(fault) => {
+                            debug!(%tp, %code, "sequence error");
+                            self.sequence_error(&tp, id, fault, code, message, now);
+                            continue;
+                        }
+                        ProduceVerdict::Fatal => {
+                            let reason = format!("{code} on {tp}");
+                            warn!(%tp, %code, "fatal produce error: stopping the producer");
+                            if let Some(idem) = self.idem.as_mut() {
+                                idem.set_fatal(reason);
+                            }
+                            Err((code, message, false))
+                        }
+                        ProduceVerdict::Other => Err((code, message, false)),
+                    }
+                }
+                r => r,
+            };
             match r {
                 Ok((base, log_append)) => {
                     if let Some(b) = self.acc.handle_success(&tp, id) {
@@ -726,10 +788,15 @@ impl Driver {
         &mut self,
         tp: &TopicPartition,
         id: BatchId,
-        failure: Failure,
-        kind: ProduceErrorKind,
+        mut failure: Failure,
+        mut kind: ProduceErrorKind,
         now: Instant,
     ) {
+        if let Some(reason) = self.fatal() {
+            // Stopped: nothing is retried; the record says whether it may be in the log.
+            failure.retriable = false;
+            kind = ProduceErrorKind::Fatal(reason);
+        }
         match self.acc.handle_failure(tp, id, failure, now) {
             FailureOutcome::Retrying { retry_at } => {
                 trace!(%tp, ?id, in_ms = (retry_at - now).as_millis() as u64, "batch will be retried");
@@ -746,6 +813,141 @@ impl Driver {
                 self.fail_batch(b, kind);
             }
             FailureOutcome::Unknown => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ idempotence
+
+    /// The fatal reason, once the idempotent producer has stopped.
+    fn fatal(&self) -> Option<String> {
+        self.idem
+            .as_ref()
+            .and_then(|i| i.fatal())
+            .map(|r| r.to_string())
+    }
+
+    fn sequence_error(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        fault: SequenceFault,
+        code: ErrorCode,
+        message: Option<String>,
+        now: Instant,
+    ) {
+        self.last_error
+            .insert(tp.topic.to_string(), code.to_string());
+        match self.acc.handle_sequence_error(tp, id, fault, now) {
+            FailureOutcome::Retrying { .. } | FailureOutcome::Unknown => {}
+            FailureOutcome::Failed(b) => {
+                let kind = ProduceErrorKind::DeliveryTimeout {
+                    last_error: Some(ProduceErrorKind::Broker { code, message }.to_string()),
+                };
+                warn!(%tp, records = b.record_count(), error = %kind, "batch failed");
+                self.fail_batch(b, kind);
+            }
+        }
+    }
+
+    /// Asks for a producer identity when one is wanted, resets drained partitions, and stops
+    /// everything that waits once the producer is fatal. Returns when to look again.
+    fn drive_idempotence(&mut self, now: Instant) -> Option<Instant> {
+        let idem = self.idem.as_mut()?;
+        if let Some(reason) = idem.fatal().map(|r| r.to_string()) {
+            let batches = self.acc.abort_waiting();
+            for b in batches {
+                self.fail_batch(b, ProduceErrorKind::Fatal(reason.clone()));
+            }
+            let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, q)| q).collect();
+            for p in waiting {
+                self.fail(
+                    p,
+                    None,
+                    ProduceErrorKind::Fatal(reason.clone()),
+                    Persistence::NotPersisted,
+                );
+            }
+            return None;
+        }
+        for tp in self.acc.partitions_awaiting_reset() {
+            if !self.resets_waiting.contains(&tp) {
+                debug!(%tp, "partition drained: sequence reset, asking for a fresh producer id");
+                self.resets_waiting.push(tp);
+                idem.request_fresh(now);
+            }
+        }
+        match idem.poll_request(now) {
+            Ok(()) => {
+                self.start_init_producer_id();
+                None
+            }
+            Err(next) => next,
+        }
+    }
+
+    fn start_init_producer_id(&mut self) {
+        let cluster = self.cluster.clone();
+        self.events.push(
+            async move {
+                let result = cluster
+                    .send_any(|_v| {
+                        InitProducerIdRequest::default()
+                            .with_transactional_id(None)
+                            .with_transaction_timeout_ms(60_000)
+                    })
+                    .await;
+                let result = match result {
+                    Ok((node, _, resp)) => init_result(node, &resp),
+                    Err(e) => {
+                        let f = if e.is_retriable() {
+                            InitFailure::Retriable
+                        } else {
+                            InitFailure::Fatal
+                        };
+                        Err((f, format!("InitProducerId: {e}")))
+                    }
+                };
+                Event::ProducerId(result)
+            }
+            .boxed(),
+        );
+    }
+
+    fn handle_producer_id(
+        &mut self,
+        result: Result<(i64, i16), (InitFailure, String)>,
+        now: Instant,
+    ) {
+        let Some(idem) = self.idem.as_mut() else {
+            return;
+        };
+        match result {
+            Ok((pid, epoch)) => {
+                let (id, first) = idem.handle_identity(pid, epoch, now);
+                debug!(producer_id = pid, epoch, "producer identity");
+                self.acc.set_default_producer(id, first);
+                for tp in std::mem::take(&mut self.resets_waiting) {
+                    match self.acc.reset_partition(&tp, id, first) {
+                        Some(unknown) => {
+                            for b in unknown {
+                                let why = self
+                                    .last_error
+                                    .get(&*tp.topic)
+                                    .cloned()
+                                    .unwrap_or_else(|| "sequence state lost".into());
+                                self.fail_batch(b, ProduceErrorKind::SequenceReset(why));
+                            }
+                        }
+                        // Something went in flight meanwhile (cannot happen: a pending reset
+                        // blocks sending); ask again once it is back.
+                        None => self.resets_waiting.push(tp),
+                    }
+                }
+            }
+            Err((failure, reason)) => {
+                warn!(%reason, ?failure, "InitProducerId failed");
+                idem.handle_error(failure, reason, now);
+            }
         }
     }
 
@@ -916,6 +1118,25 @@ fn encode_batch(b: &ProducerBatch<Pending>, compression: Compression) -> Bytes {
             Bytes::new()
         }
     }
+}
+
+/// An InitProducerId answer: the identity, or whether to retry.
+fn init_result(
+    node: NodeId,
+    resp: &InitProducerIdResponse,
+) -> Result<(i64, i16), (InitFailure, String)> {
+    let code = ErrorCode(resp.error_code);
+    if code == ErrorCode::NONE {
+        return Ok((resp.producer_id.0, resp.producer_epoch));
+    }
+    let f = match classify(ApiKey::InitProducerId, code) {
+        Retry::Backoff
+        | Retry::RefreshMetadata
+        | Retry::RefreshCoordinator
+        | Retry::Rebootstrap => InitFailure::Retriable,
+        _ => InitFailure::Fatal,
+    };
+    Err((f, format!("InitProducerId on broker {node}: {code}")))
 }
 
 /// Milliseconds since the Unix epoch, now.

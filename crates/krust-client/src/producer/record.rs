@@ -100,14 +100,30 @@ pub struct RecordMetadata {
     pub timestamp: i64,
 }
 
-/// Whether a failed record may be in the log anyway.
+/// Whether a record is in the log: librdkafka's `rd_kafka_msg_status_t`. A delivery result
+/// gives it with [`Persistence::of`]: `Ok` is always [`Persistence::Persisted`]; a
+/// [`ProduceError`] says `NotPersisted` or `PossiblyPersisted`, so the application knows what it
+/// may send again without creating a duplicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Persistence {
+    /// Acknowledged by the broker (with idempotence, DUPLICATE_SEQUENCE_NUMBER counts: an
+    /// earlier attempt was written). Never carried by a [`ProduceError`].
+    Persisted,
     /// It was never written: safe to send again without creating a duplicate.
     NotPersisted,
     /// A request carrying it got no answer (timeout, connection lost, or
     /// NOT_ENOUGH_REPLICAS_AFTER_APPEND): it may be in the log. Sending it again may duplicate it.
     PossiblyPersisted,
+}
+
+impl Persistence {
+    /// The persistence of a delivery result.
+    pub fn of(result: &Result<RecordMetadata, ProduceError>) -> Persistence {
+        match result {
+            Ok(_) => Persistence::Persisted,
+            Err(e) => e.persistence(),
+        }
+    }
 }
 
 /// Why a record failed.
@@ -149,6 +165,13 @@ pub enum ProduceErrorKind {
     Metadata(String),
     /// The producer was closed or dropped before the record was sent.
     Closed,
+    /// The idempotent producer hit a fatal error (fencing, authorization, a broker without
+    /// idempotence support) and stopped: every pending and later record fails with it.
+    Fatal(String),
+    /// Idempotence: the partition's sequence state was reset (the broker lost the producer, or
+    /// an earlier batch failed) while this record's outcome was unknown. It is not re-sent (that
+    /// could write it twice); it is [`Persistence::PossiblyPersisted`].
+    SequenceReset(String),
 }
 
 impl fmt::Display for ProduceErrorKind {
@@ -178,6 +201,12 @@ impl fmt::Display for ProduceErrorKind {
             ProduceErrorKind::InvalidRecord(m) => write!(f, "invalid record: {m}"),
             ProduceErrorKind::Metadata(m) => write!(f, "metadata: {m}"),
             ProduceErrorKind::Closed => write!(f, "producer closed before the record was sent"),
+            ProduceErrorKind::Fatal(m) => write!(f, "producer stopped by a fatal error: {m}"),
+            ProduceErrorKind::SequenceReset(m) => write!(
+                f,
+                "sequence reset while the outcome was unknown (not re-sent, to avoid a \
+                 duplicate): {m}"
+            ),
         }
     }
 }
