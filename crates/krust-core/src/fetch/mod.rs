@@ -21,10 +21,12 @@
 //! # Bounded prefetch
 //!
 //! Fetched records are counted in bytes. A fetch is only planned while the bytes buffered plus
-//! the bytes *reserved* by fetches in flight stay under [`FetchConfig::max_prefetch_bytes`]; a
-//! fetch reserves its `max_bytes`, which is clamped to the remaining budget. A slow application
-//! therefore stops fetching instead of growing memory. The only overshoot is Kafka's "first batch
-//! is always returned whole" rule (KIP-74): a single batch larger than the remaining budget.
+//! the bytes *reserved* by fetches in flight stay under [`FetchConfig::max_prefetch_bytes`]. The
+//! budget counts memory (decompressed records plus per-record overhead); a fetch asks for at most
+//! the remaining budget divided by the inflation observed so far (memory per wire byte), and
+//! reserves that much memory. A slow application therefore stops fetching instead of growing
+//! memory. The overshoot is bounded by what a broker may return beyond `max_bytes` (Kafka: the
+//! first batch whole, KIP-74) and, on the first fetch only, by the data's compression ratio.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -496,7 +498,8 @@ pub struct FetchPlan {
     pub node: NodeId,
     /// Identifies the fetch in [`Fetcher::handle_fetch`].
     pub token: u64,
-    /// Bytes reserved from the prefetch budget (the request's `max_bytes`).
+    /// Bytes reserved from the prefetch budget (the request's `max_bytes` times the inflation
+    /// observed so far).
     pub reserved: usize,
     /// Request-level `max_bytes`.
     pub max_bytes: i32,
@@ -657,6 +660,9 @@ pub struct Fetcher {
     deliver_from: Option<TopicPartition>,
     /// Rotation of the partition order in fetch requests.
     fetch_rotation: usize,
+    /// Bytes in memory per byte fetched (decompression, record overhead), as last observed;
+    /// fetch sizes are divided by it.
+    inflation: f64,
 }
 
 impl Fetcher {
@@ -672,6 +678,7 @@ impl Fetcher {
             needs_metadata: false,
             deliver_from: None,
             fetch_rotation: 0,
+            inflation: 1.0,
         }
     }
 
@@ -1092,8 +1099,13 @@ impl Fetcher {
         if used >= self.config.max_prefetch_bytes {
             return None;
         }
-        let budget = (self.config.max_prefetch_bytes - used).min(i32::MAX as usize) as i32;
-        let max_bytes = self.config.max_bytes.min(budget).max(1);
+        // The budget counts bytes in memory (decompressed records), a fetch's limit counts bytes
+        // on the wire: divide by the inflation seen so far, so that compressed data cannot fill
+        // memory at its compression ratio.
+        let remaining = self.config.max_prefetch_bytes - used;
+        let budget = ((remaining as f64 / self.inflation) as usize).clamp(1, i32::MAX as usize);
+        let max_bytes = self.config.max_bytes.min(budget as i32).max(1);
+        let reserve = ((max_bytes as f64 * self.inflation) as usize).clamp(1, remaining);
         let part_max = self.config.partition_max_bytes.min(max_bytes).max(1);
         let token = self.next_token;
         let mut partitions = Vec::new();
@@ -1124,11 +1136,11 @@ impl Fetcher {
         partitions.rotate_left(rotate);
         self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
         self.next_token += 1;
-        self.reserved_bytes += max_bytes as usize;
+        self.reserved_bytes += reserve;
         Some(FetchPlan {
             node,
             token,
-            reserved: max_bytes as usize,
+            reserved: reserve,
             max_bytes,
             min_bytes: self.config.min_bytes,
             max_wait_ms: self.config.max_wait.as_millis().min(i32::MAX as u128) as i32,
@@ -1188,6 +1200,15 @@ impl Fetcher {
             p.in_flight = None;
             match outcome {
                 PartitionOutcome::Data(c) => {
+                    if c.wire_bytes() >= 1024 {
+                        // Memory per wire byte: rises at once, falls slowly.
+                        let seen = (c.size() as f64 / c.wire_bytes() as f64).max(1.0);
+                        self.inflation = if seen > self.inflation {
+                            seen
+                        } else {
+                            (self.inflation * 3.0 + seen) / 4.0
+                        };
+                    }
                     p.watermarks = Some(c.watermarks);
                     p.retry_at = None;
                     if c.next_offset > p.fetch_cursor.offset {

@@ -73,6 +73,8 @@ pub struct CompletedFetch {
     /// Bytes accounted against the prefetch budget (held until the fetch is fully polled, as
     /// the records share its buffers).
     size: usize,
+    /// Bytes of the fetched data on the wire (before decompression).
+    wire_bytes: usize,
     /// When the data held bytes but not one complete batch: the size the partial batch
     /// announces (or 0 if not even its length field arrived).
     partial_only: Option<usize>,
@@ -85,6 +87,11 @@ impl CompletedFetch {
     /// Bytes counted against the prefetch budget.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Bytes of the fetched data on the wire (before decompression).
+    pub fn wire_bytes(&self) -> usize {
+        self.wire_bytes
     }
 
     /// Whether records remain.
@@ -172,6 +179,7 @@ pub fn parse_partition(
     let mut next_offset = fetch_offset;
     let mut last_epoch = None;
     let mut size = raw.len();
+    let wire_bytes = raw.len();
     let mut saw_batch = raw.is_empty();
     let announced = if raw.len() >= 12 {
         let len = i32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]);
@@ -265,6 +273,7 @@ pub fn parse_partition(
         last_epoch,
         watermarks,
         size,
+        wire_bytes,
         partial_only: (!saw_batch).then_some(announced),
     })
 }

@@ -582,3 +582,45 @@ fn fetch_order_rotates_so_no_partition_always_comes_first() {
     firsts.sort();
     assert_eq!(firsts, vec![0, 1, 2]);
 }
+
+#[test]
+fn fetch_sizes_shrink_by_the_observed_compression_ratio() {
+    let config = FetchConfig {
+        max_prefetch_bytes: 1 << 20,
+        ..FetchConfig::default()
+    };
+    let mut f = Fetcher::new(config);
+    f.assign(tp(0), StartOffset::Offset(0));
+    f.handle_leader(&tp(0), Some(1), 0);
+    let now = Instant::now();
+    // 500 records of 1000 identical bytes: compresses ~100x.
+    let mut b = BatchBuilder::new(Compression::Lz4);
+    for _ in 0..500 {
+        b.push(0, None, Some(&[b'v'; 1000]), &[]).unwrap();
+    }
+    let compressed = b.finish(-1, -1, -1, false).unwrap();
+    let first = f.plan_fetch(1, now).unwrap();
+    assert_eq!(first.max_bytes, 1 << 20);
+    let d = data(0, 500, compressed.clone());
+    let out = vec![(
+        tp(0),
+        partition_outcome(&first.partitions[0], &d, &ParseOptions::default()),
+    )];
+    f.handle_fetch(&first, out, now);
+    let ratio = f.buffered_bytes() as f64 / compressed.len() as f64;
+    assert!(ratio > 20.0, "ratio {ratio}");
+    let mut rs = Vec::new();
+    f.poll_records(1000, &mut rs);
+    assert_eq!(rs.len(), 500);
+    assert_eq!(f.buffered_bytes(), 0);
+    // The next fetch asks for the budget divided by that ratio, and reserves the whole budget.
+    let next = f.plan_fetch(1, now).unwrap();
+    let expect = ((1 << 20) as f64 / ratio) as i32;
+    assert!(
+        (next.max_bytes - expect).abs() <= 2,
+        "{} vs {expect}",
+        next.max_bytes
+    );
+    assert!(f.reserved_bytes() <= 1 << 20);
+    assert!(f.reserved_bytes() > (1 << 20) * 9 / 10);
+}
