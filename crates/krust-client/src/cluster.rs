@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::config::ClientConfig;
 pub use crate::conn::NodeId;
+
 use crate::conn::{ConnectOptions, Connection};
 use crate::error::{Error, Result};
 
@@ -44,6 +45,23 @@ impl BrokerAddress {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// Which connection to a broker a request travels on.
+///
+/// A Kafka broker serves the requests of one connection one at a time, in order. A long-polling
+/// request (a Fetch waiting `fetch.max.wait.ms`, a JoinGroup held until the group forms) would
+/// therefore delay everything queued behind it on the same socket: heartbeats would miss their
+/// deadline while a fetch waits. Each lane is its own TCP connection to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Lane {
+    /// Produce, Fetch, Metadata and admin requests.
+    Default,
+    /// Group coordinator requests (JoinGroup, SyncGroup, Heartbeat, offsets).
+    Group,
+    /// Transaction coordinator requests.
+    Transaction,
 }
 
 /// One partition's metadata.
@@ -131,6 +149,8 @@ struct Inner {
     /// Connection settings with security prepared (TLS files read) once for all brokers.
     connect: ConnectOptions,
     brokers: Mutex<BTreeMap<NodeId, Arc<BrokerSlot>>>,
+    /// Extra connections to known brokers, one per non-default [`Lane`].
+    lanes: Mutex<BTreeMap<(NodeId, Lane), Arc<BrokerSlot>>>,
     bootstrap: Vec<Arc<BrokerSlot>>,
     metadata: RwLock<Arc<ClusterMetadata>>,
     interest: Mutex<BTreeSet<String>>,
@@ -181,6 +201,7 @@ impl Cluster {
             config,
             connect,
             brokers: Mutex::new(BTreeMap::new()),
+            lanes: Mutex::new(BTreeMap::new()),
             bootstrap,
             metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
             interest: Mutex::new(BTreeSet::new()),
@@ -242,7 +263,12 @@ impl Cluster {
             .values()
             .cloned()
             .collect();
-        for s in slots.iter().chain(self.inner.bootstrap.iter()) {
+        let lanes: Vec<_> = self.inner.lanes.lock().unwrap().values().cloned().collect();
+        for s in slots
+            .iter()
+            .chain(&lanes)
+            .chain(self.inner.bootstrap.iter())
+        {
             if let Ok(mut c) = s.conn.try_lock() {
                 if let Some(c) = c.take() {
                     c.close("client closed");
@@ -258,6 +284,47 @@ impl Cluster {
                 .and_then(|i| self.inner.bootstrap.get(i).cloned());
         }
         self.inner.brokers.lock().unwrap().get(&node).cloned()
+    }
+
+    fn lane_slot(&self, node: NodeId, lane: Lane) -> Option<Arc<BrokerSlot>> {
+        if lane == Lane::Default || node < 0 {
+            return self.slot(node);
+        }
+        let main = self.slot(node)?;
+        let mut lanes = self.inner.lanes.lock().unwrap();
+        Some(
+            lanes
+                .entry((node, lane))
+                .or_insert_with(|| BrokerSlot::new(node, main.addr.lock().unwrap().clone()))
+                .clone(),
+        )
+    }
+
+    /// The connection to `node` on `lane`, made if needed.
+    pub async fn connection_on(&self, node: NodeId, lane: Lane) -> Result<Arc<Connection>> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let slot = self
+            .lane_slot(node, lane)
+            .ok_or(Error::UnknownBroker(node))?;
+        self.slot_connection(&slot).await
+    }
+
+    /// As [`Cluster::send_timeout`], on a dedicated [`Lane`] (its own connection).
+    pub async fn send_on<R: KafkaRequest>(
+        &self,
+        node: NodeId,
+        lane: Lane,
+        timeout: Duration,
+        build: impl FnOnce(i16) -> R,
+    ) -> Result<(i16, R::Response)> {
+        let conn = self.connection_on(node, lane).await?;
+        let version = conn.version_for(R::API_KEY)?;
+        let req = build(version);
+        self.wait_throttle(node).await;
+        let resp = conn.request(&req, version, timeout).await?;
+        Ok((version, resp))
     }
 
     /// The connection to `node`, made if needed.
@@ -533,6 +600,13 @@ impl Cluster {
                 }
             }
             slots.retain(|id, _| md.brokers.contains_key(id));
+            // Lane connections follow their broker: gone or moved brokers lose them (they are
+            // recreated from the current address on next use).
+            self.inner.lanes.lock().unwrap().retain(|(id, _), lane| {
+                slots
+                    .get(id)
+                    .is_some_and(|main| *main.addr.lock().unwrap() == *lane.addr.lock().unwrap())
+            });
         }
         let md = Arc::new(md);
         *self.inner.metadata.write().unwrap() = md.clone();

@@ -12,7 +12,7 @@ use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use krust_client::conn::Connection;
-use krust_client::{ClientConfig, Cluster, Error};
+use krust_client::{ClientConfig, Cluster, Error, Lane};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -291,4 +291,32 @@ async fn a_listener_that_never_answers_times_out_at_setup() {
     let e = r.unwrap_err().to_string();
     assert!(e.contains("timed out"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_lane_is_its_own_connection() {
+    let (port, conns) = scripted(Mode::Normal).await;
+    let cluster = Cluster::connect(ClientConfig::new(&format!("127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    let bootstrap_conns = conns.load(Ordering::SeqCst);
+    let t = Duration::from_secs(5);
+    cluster
+        .send_timeout(1, t, |_| MetadataRequest::default())
+        .await
+        .unwrap();
+    cluster
+        .send_on(1, Lane::Group, t, |_| MetadataRequest::default())
+        .await
+        .unwrap();
+    cluster
+        .send_on(1, Lane::Group, t, |_| MetadataRequest::default())
+        .await
+        .unwrap();
+    // One connection for the default lane of node 1, one for its group lane; the group lane
+    // is reused.
+    assert_eq!(conns.load(Ordering::SeqCst), bootstrap_conns + 2);
+    let a = cluster.connection(1).await.unwrap();
+    let b = cluster.connection_on(1, Lane::Group).await.unwrap();
+    assert!(!Arc::ptr_eq(&a, &b));
 }
