@@ -11,8 +11,9 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use krust_client::cluster::Lane;
 use krust_client::conn::Connection;
-use krust_client::{ClientConfig, Cluster, Error, Lane};
+use krust_client::{ClientConfig, Cluster, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
