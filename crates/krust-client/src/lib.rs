@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod producer;
 pub mod security;
 

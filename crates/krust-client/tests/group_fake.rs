@@ -1,0 +1,329 @@
+//! Consumer groups against krust-testkit's fake cluster: exclusive ownership with three members,
+//! cooperative-sticky moving only what it must, static membership restarts, the group
+//! consumer reading every record, and recovery from coordinator faults.
+
+mod group_common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use group_common::*;
+use krust_client::consumer::{ConsumerConfig, OffsetReset};
+use krust_client::group::{GroupConsumer, GroupSettings, Subscription};
+use krust_client::{ClientConfig, Cluster, Consumer};
+use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
+use krust_testkit::{ClusterConfig, FakeCluster};
+
+async fn fake(brokers: usize, partitions: i32) -> (FakeCluster, Cluster) {
+    let cfg = ClusterConfig::new()
+        .with_brokers(brokers)
+        .with_topic("t", partitions, 1);
+    let fake = FakeCluster::with_config(cfg).await.expect("fake cluster");
+    let mut c = ClientConfig::new(&fake.bootstrap());
+    c.request_timeout = Duration::from_millis(2_000);
+    c.retry_backoff = Duration::from_millis(20);
+    c.retry_backoff_max = Duration::from_millis(200);
+    let cluster = Cluster::connect(c).await.expect("connect");
+    (fake, cluster)
+}
+
+fn settings(group: &str, assignor: &str) -> GroupSettings {
+    let mut s = GroupSettings::new(group).with_timeouts(
+        Duration::from_millis(6_000),
+        Duration::from_millis(200),
+        Duration::from_millis(6_000),
+    );
+    s.group.assignors = vec![krust_core::group::builtin(assignor).unwrap()];
+    s.group.revoke_timeout = Duration::from_millis(3_000);
+    // Event-only member applications never poll records: no max.poll.interval.ms.
+    s.group.max_poll_interval = None;
+    s.topic_refresh = Duration::from_millis(1_000);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_three_members_move_only_what_they_must() {
+    let (_fake, cluster) = fake(1, 12).await;
+    let world = World::new(12);
+    let t0 = Instant::now();
+    let a = world.spawn(
+        0,
+        &cluster,
+        settings("coop", "cooperative-sticky"),
+        Subscription::topics(["t"]),
+    );
+    let b = world.spawn(
+        1,
+        &cluster,
+        settings("coop", "cooperative-sticky"),
+        Subscription::topics(["t"]),
+    );
+    world.wait(|w| w.complete_with(&[0, 1])).await;
+    let first = t0.elapsed();
+    let before = world.snapshot();
+    // A third member joins: only the partitions it gets move.
+    let t1 = Instant::now();
+    let c = world.spawn(
+        2,
+        &cluster,
+        settings("coop", "cooperative-sticky"),
+        Subscription::topics(["t"]),
+    );
+    world
+        .wait(|w| w.complete_with(&[0, 1, 2]) && w.balanced(&[0, 1, 2]))
+        .await;
+    let settle = t1.elapsed();
+    let after = world.snapshot();
+    for m in [0, 1] {
+        let kept: BTreeSet<_> = before[&m].intersection(&after[&m]).cloned().collect();
+        let revoked = world.revoked(m);
+        assert!(
+            revoked.is_disjoint(&kept),
+            "member {m} stopped kept partitions: revoked {revoked:?}, kept {kept:?}"
+        );
+        assert_eq!(kept.len(), 4, "member {m} keeps 4 of its 6");
+    }
+    // The second member leaves: the others only gain.
+    world.clear_revoked();
+    b.member.close().await;
+    world
+        .wait(|w| w.complete_with(&[0, 2]) && w.balanced(&[0, 2]))
+        .await;
+    assert!(world.revoked(0).is_empty() && world.revoked(2).is_empty());
+    eprintln!(
+        "fake cluster, cooperative-sticky: first assignment after {first:?}, settle after a join {settle:?}"
+    );
+    a.member.close().await;
+    c.member.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_range_three_members_are_exclusive() {
+    let (_fake, cluster) = fake(1, 12).await;
+    let world = World::new(12);
+    let ms: Vec<_> = (0..3)
+        .map(|i| {
+            world.spawn(
+                i,
+                &cluster,
+                settings("range", "range"),
+                Subscription::topics(["t"]),
+            )
+        })
+        .collect();
+    world
+        .wait(|w| w.complete_with(&[0, 1, 2]) && w.balanced(&[0, 1, 2]))
+        .await;
+    ms[0].member.close().await;
+    world
+        .wait(|w| w.complete_with(&[1, 2]) && w.balanced(&[1, 2]))
+        .await;
+    for m in &ms[1..] {
+        m.member.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_restart_keeps_partitions_without_a_rebalance() {
+    let (fake, cluster) = fake(1, 12).await;
+    let world = World::new(12);
+    let a = world.spawn(
+        0,
+        &cluster,
+        settings("static", "range").with_instance_id("s0"),
+        Subscription::topics(["t"]),
+    );
+    let b = world.spawn(
+        1,
+        &cluster,
+        settings("static", "range").with_instance_id("s1"),
+        Subscription::topics(["t"]),
+    );
+    world
+        .wait(|w| w.complete_with(&[0, 1]) && w.balanced(&[0, 1]))
+        .await;
+    let generation = fake.group("static").unwrap().generation;
+    let before = world.snapshot();
+    let a_rebalances = world.assigned_events(0);
+    // Member 1 goes away without LeaveGroup (static) and comes back as member 2.
+    b.member.close().await;
+    let c = world.spawn(
+        2,
+        &cluster,
+        settings("static", "range").with_instance_id("s1"),
+        Subscription::topics(["t"]),
+    );
+    world.wait(|w| w.complete_with(&[0, 2])).await;
+    let after = world.snapshot();
+    assert_eq!(after[&2], before[&1], "same partitions back");
+    assert_eq!(
+        fake.group("static").unwrap().generation,
+        generation,
+        "no new generation"
+    );
+    assert_eq!(
+        world.assigned_events(0),
+        a_rebalances,
+        "member 0 saw no rebalance"
+    );
+    assert!(world.revoked(0).is_empty());
+    a.member.close().await;
+    c.member.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_consumer_reads_every_record_and_commits() {
+    let (fake, cluster) = fake(1, 12).await;
+    for p in 0..12 {
+        let values: Vec<Vec<u8>> = (0..50).map(|i| format!("{p}-{i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        fake.append(
+            "t",
+            p,
+            krust_testkit::batch::data_batch(&refs, 1, -1, 0, 0, false),
+        )
+        .unwrap();
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    let t0 = Instant::now();
+    let first = std::sync::Arc::new(std::sync::Mutex::new(None::<Duration>));
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let consumer = Consumer::with_cluster(
+            cluster.clone(),
+            ConsumerConfig {
+                client: cluster.config().clone(),
+                auto_offset_reset: OffsetReset::Earliest,
+                fetch_max_wait: Duration::from_millis(50),
+                ..ConsumerConfig::default()
+            },
+        )
+        .unwrap();
+        let mut s = settings("readers", "cooperative-sticky");
+        s.auto_commit_interval = Duration::from_millis(200);
+        s.group.max_poll_interval = Some(Duration::from_millis(6_000));
+        let mut gc = GroupConsumer::subscribe(consumer, s, Subscription::topics(["t"])).unwrap();
+        let seen = seen.clone();
+        let first = first.clone();
+        tasks.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(recs) = gc.poll_timeout(Duration::from_millis(100)).await.unwrap() {
+                    first.lock().unwrap().get_or_insert(t0.elapsed());
+                    let mut s = seen.lock().unwrap();
+                    for r in recs {
+                        let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                        *s.entry(v).or_default() += 1;
+                    }
+                }
+                if seen.lock().unwrap().len() == 600 || Instant::now() > deadline {
+                    break;
+                }
+                let _ = i;
+            }
+            // Another member may already be leaving (a rebalance): the commit can be fenced;
+            // close commits the consumed positions on revoke anyway.
+            let _ = gc.commit().await;
+            gc.close().await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 600, "every record read");
+    let dups: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "fake cluster: first record after {:?}; duplicates {dups}",
+        first.lock().unwrap().unwrap()
+    );
+    for p in 0..12 {
+        assert_eq!(
+            fake.committed("readers", "t", p),
+            Some(50),
+            "partition {p} committed"
+        );
+    }
+}
+
+/// Injects `fault` once the group is stable and checks that the group comes back complete.
+async fn recovers(name: &str, fault: impl FnOnce(&FakeCluster, &str)) {
+    let (fake, cluster) = fake(3, 12).await;
+    let world = World::new(12);
+    let group = format!("faults-{name}");
+    let a = world.spawn(
+        0,
+        &cluster,
+        settings(&group, "cooperative-sticky"),
+        Subscription::topics(["t"]),
+    );
+    let b = world.spawn(
+        1,
+        &cluster,
+        settings(&group, "cooperative-sticky"),
+        Subscription::topics(["t"]),
+    );
+    world
+        .wait(|w| w.complete_with(&[0, 1]) && w.balanced(&[0, 1]))
+        .await;
+    let hb = fake.requests_of(FakeApi::Heartbeat).len();
+    fault(&fake, &group);
+    // Recovered: heartbeats flow again and the partitions are split between both members.
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(40);
+    loop {
+        let ok = fake.requests_of(FakeApi::Heartbeat).len() > hb + 6
+            && world.state(|w| w.complete_with(&[0, 1]) && w.balanced(&[0, 1]));
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: no recovery; {:?}",
+            world.snapshot()
+        );
+        world.wait_change(Duration::from_millis(250)).await;
+    }
+    eprintln!("fault {name}: recovered after {:?}", t.elapsed());
+    a.member.close().await;
+    b.member.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_from_coordinator_faults() {
+    recovers("rebalance-in-progress", |f, _| {
+        f.fail_next(FakeApi::Heartbeat, 27);
+    })
+    .await;
+    recovers("unknown-member", |f, _| {
+        f.fail_next(FakeApi::Heartbeat, 25);
+    })
+    .await;
+    recovers("illegal-generation", |f, _| {
+        f.fail_next(FakeApi::Heartbeat, 22);
+    })
+    .await;
+    recovers("not-coordinator", |f, _| {
+        f.fail_next(FakeApi::Heartbeat, 16);
+    })
+    .await;
+    recovers("coordinator-moves", |f, g| {
+        let now = f.coordinator(0, g);
+        f.move_coordinator(0, g, (now + 1) % 3);
+    })
+    .await;
+    recovers("heartbeat-times-out", |f, _| {
+        f.hang_next(FakeApi::Heartbeat);
+    })
+    .await;
+    recovers("sync-rebalance-in-progress", |f, _| {
+        f.fail_next(FakeApi::Heartbeat, 27);
+        f.fail_next(FakeApi::SyncGroup, 27);
+    })
+    .await;
+    recovers("join-not-coordinator", |f, _| {
+        f.fail_next(FakeApi::Heartbeat, 27);
+        f.fail_next(FakeApi::JoinGroup, 16);
+    })
+    .await;
+}
