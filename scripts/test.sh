@@ -175,6 +175,9 @@ if [ "${#EXISTING[@]}" -gt 0 ]; then
   done
 fi
 
+# Stop what we started now, so that the summary below is the last thing printed.
+cleanup
+
 banner "summary"
 echo "tests: $TESTS_PASSED passed, $TESTS_FAILED failed, $TESTS_IGNORED ignored (cargo)"
 if [ "${#FAILED_NAMES[@]}" -gt 0 ]; then
