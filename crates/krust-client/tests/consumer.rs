@@ -377,7 +377,8 @@ async fn prefetch_is_bounded_while_the_application_does_not_poll() {
     };
     // A response may overshoot what was asked by a batch: Kafka returns the first batch whole,
     // and tansu ignores max.partition.fetch.bytes and fills max_bytes up to the batch that
-    // crosses it. Each batch here counts ~24 KiB (wire bytes plus per-record overhead).
+    // crosses it. Each batch here is ~21 KiB on the wire (plus per-record overhead while it is
+    // being delivered).
     let batch_size = 24 * 1024;
     assert!(
         stats.buffered_bytes <= limit + 2 * batch_size,

@@ -85,12 +85,14 @@ async fn consume_throughput() {
         .unwrap();
     let mut n = 0usize;
     let mut bytes = 0usize;
+    let mut peak = 0usize;
     while n < total {
         let got = tokio::time::timeout(Duration::from_secs(60), consumer.poll())
             .await
             .expect("records keep coming")
             .unwrap();
         n += got.len();
+        peak = peak.max(consumer.prefetch_stats().buffered_bytes);
         bytes += got
             .iter()
             .map(|r| r.value.as_ref().map_or(0, |v| v.len()))
@@ -105,7 +107,10 @@ async fn consume_throughput() {
     );
     let s = consumer.prefetch_stats();
     eprintln!(
-        "fetches: {}, budget waits: {}",
-        s.sources.fetches, s.sources.budget_waits
+        "fetches: {}, budget waits: {}, peak buffered after a poll: {:.1} MiB (budget {:.1} MiB)",
+        s.sources.fetches,
+        s.sources.budget_waits,
+        peak as f64 / 1048576.0,
+        s.max_prefetch_bytes as f64 / 1048576.0
     );
 }

@@ -54,7 +54,9 @@ pub struct ConsumerConfig {
     /// `krust.prefetch.max.bytes` (or librdkafka's `queued.max.messages.kbytes`, in KiB): the
     /// most bytes fetched ahead of the application, counting data buffered and fetches in
     /// flight. When reached, fetching stops until `poll` drains data: a slow application applies
-    /// backpressure instead of growing memory. Default 67 108 864 (64 MiB).
+    /// backpressure instead of growing memory. Fetched batches stay compressed until polled (one
+    /// batch per partition is inflated at a time), so this bounds memory whatever the
+    /// compression ratio. Default 67 108 864 (64 MiB).
     pub max_prefetch_bytes: usize,
     /// `enable.partition.eof` (librdkafka's name): when true, `poll` also returns (possibly with
     /// no records) when a partition reaches its end, and

@@ -6,7 +6,9 @@
 //! non-blocking calls, never across an await), and two watch channels: `changed` wakes the
 //! driver and the sources (assignment, seek, pause, a poll that freed prefetch budget, new
 //! metadata), `data` wakes a waiting `poll` (records, errors, end-of-partition events).
-//! Responses are parsed and decompressed by the source outside the lock.
+//! Responses are split into CRC-checked batches by the source, outside the lock; batches are
+//! decompressed one at a time by `poll` (so compressed data cannot fill memory at its
+//! compression ratio).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

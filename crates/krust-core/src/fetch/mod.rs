@@ -21,12 +21,12 @@
 //! # Bounded prefetch
 //!
 //! Fetched records are counted in bytes. A fetch is only planned while the bytes buffered plus
-//! the bytes *reserved* by fetches in flight stay under [`FetchConfig::max_prefetch_bytes`]. The
-//! budget counts memory (decompressed records plus per-record overhead); a fetch asks for at most
-//! the remaining budget divided by the inflation observed so far (memory per wire byte), and
-//! reserves that much memory. A slow application therefore stops fetching instead of growing
-//! memory. The overshoot is bounded by what a broker may return beyond `max_bytes` (Kafka: the
-//! first batch whole, KIP-74) and, on the first fetch only, by the data's compression ratio.
+//! the bytes *reserved* by fetches in flight stay under [`FetchConfig::max_prefetch_bytes`]; a
+//! fetch reserves its `max_bytes`, which is clamped to the remaining budget. Batches stay
+//! compressed in the buffer and are inflated one at a time as the application polls, so memory
+//! is the fetched bytes plus, per partition being delivered, one inflated batch, whatever the
+//! compression ratio. A slow application therefore stops fetching instead of growing memory. The
+//! overshoot is what a broker returns beyond `max_bytes` (Kafka: the first batch whole, KIP-74).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 mod records;
 
-pub use records::{parse_partition, CompletedFetch, ConsumerRecord, ParseOptions};
+pub use records::{parse_partition, CompletedFetch, ConsumerRecord, CorruptBatch, ParseOptions};
 
 /// A broker's node id.
 pub type NodeId = i32;
@@ -498,8 +498,7 @@ pub struct FetchPlan {
     pub node: NodeId,
     /// Identifies the fetch in [`Fetcher::handle_fetch`].
     pub token: u64,
-    /// Bytes reserved from the prefetch budget (the request's `max_bytes` times the inflation
-    /// observed so far).
+    /// Bytes reserved from the prefetch budget (the request's `max_bytes`).
     pub reserved: usize,
     /// Request-level `max_bytes`.
     pub max_bytes: i32,
@@ -660,9 +659,6 @@ pub struct Fetcher {
     deliver_from: Option<TopicPartition>,
     /// Rotation of the partition order in fetch requests.
     fetch_rotation: usize,
-    /// Bytes in memory per byte fetched (decompression, record overhead), as last observed;
-    /// fetch sizes are divided by it.
-    inflation: f64,
 }
 
 impl Fetcher {
@@ -678,7 +674,6 @@ impl Fetcher {
             needs_metadata: false,
             deliver_from: None,
             fetch_rotation: 0,
-            inflation: 1.0,
         }
     }
 
@@ -1099,13 +1094,13 @@ impl Fetcher {
         if used >= self.config.max_prefetch_bytes {
             return None;
         }
-        // The budget counts bytes in memory (decompressed records), a fetch's limit counts bytes
-        // on the wire: divide by the inflation seen so far, so that compressed data cannot fill
-        // memory at its compression ratio.
         let remaining = self.config.max_prefetch_bytes - used;
-        let budget = ((remaining as f64 / self.inflation) as usize).clamp(1, i32::MAX as usize);
-        let max_bytes = self.config.max_bytes.min(budget as i32).max(1);
-        let reserve = ((max_bytes as f64 * self.inflation) as usize).clamp(1, remaining);
+        let max_bytes = self
+            .config
+            .max_bytes
+            .min(remaining.min(i32::MAX as usize) as i32)
+            .max(1);
+        let reserve = max_bytes as usize;
         let part_max = self.config.partition_max_bytes.min(max_bytes).max(1);
         let token = self.next_token;
         let mut partitions = Vec::new();
@@ -1200,15 +1195,6 @@ impl Fetcher {
             p.in_flight = None;
             match outcome {
                 PartitionOutcome::Data(c) => {
-                    if c.wire_bytes() >= 1024 {
-                        // Memory per wire byte: rises at once, falls slowly.
-                        let seen = (c.size() as f64 / c.wire_bytes() as f64).max(1.0);
-                        self.inflation = if seen > self.inflation {
-                            seen
-                        } else {
-                            (self.inflation * 3.0 + seen) / 4.0
-                        };
-                    }
                     p.watermarks = Some(c.watermarks);
                     p.retry_at = None;
                     if c.next_offset > p.fetch_cursor.offset {
@@ -1392,7 +1378,38 @@ impl Fetcher {
                 let Some(c) = p.buffered.front_mut() else {
                     break;
                 };
-                let n = c.drain_into(p.position.offset, max - moved, out);
+                let before = c.size();
+                let drained = c.drain_into(p.position.offset, max - moved, out);
+                // Inflating a batch adds its bytes, finishing one releases them.
+                self.buffered_bytes = self.buffered_bytes + c.size() - before;
+                let n = match drained {
+                    Ok(n) => n,
+                    Err(corrupt) => {
+                        // Records moved before the bad batch stay delivered; the partition
+                        // stops at the bad batch until the application seeks.
+                        if let Some(last) = out
+                            .last()
+                            .filter(|r| r.partition == tp.partition && r.topic == tp.topic)
+                        {
+                            p.position = FetchCursor {
+                                offset: last.offset + 1,
+                                leader_epoch: last.leader_epoch.or(p.position.leader_epoch),
+                            };
+                        }
+                        self.buffered_bytes -= p.drop_buffered();
+                        p.in_flight = None;
+                        p.fetch_cursor = p.position;
+                        p.phase = Phase::Failed;
+                        self.errors.push_back(FetchError {
+                            tp: tp.clone(),
+                            kind: FetchErrorKind::Corrupt {
+                                offset: corrupt.offset.max(p.position.offset),
+                                message: corrupt.message,
+                            },
+                        });
+                        break;
+                    }
+                };
                 moved += n;
                 if let Some(last) = out.last().filter(|_| n > 0) {
                     p.position = FetchCursor {

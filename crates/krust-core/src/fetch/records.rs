@@ -10,7 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use krust_wire::kafka_protocol::messages::fetch_response::PartitionData;
 use krust_wire::record::{
-    batches, Compression, ControlRecordType, DecompressLimits, RecordHeader, TimestampType,
+    batches, Compression, ControlRecordType, DecompressLimits, DeflatedBatch, RecordHeader,
+    TimestampType,
 };
 
 use super::{IsolationLevel, TopicPartition, Watermarks};
@@ -58,20 +59,34 @@ impl Default for ParseOptions {
 }
 
 /// The records one fetch returned for one partition, waiting to be polled.
+///
+/// Batches are kept as they came off the wire (CRC-checked, still compressed) and inflated one
+/// at a time as the application polls, so memory is the fetched bytes plus the one batch being
+/// delivered, whatever the compression ratio.
 #[derive(Debug)]
 pub struct CompletedFetch {
     /// The partition.
     pub tp: TopicPartition,
-    /// Records not yet handed out, in offset order.
-    records: VecDeque<ConsumerRecord>,
+    /// Data batches not yet inflated, in offset order.
+    pending: VecDeque<DeflatedBatch>,
+    /// Records of the batch being delivered.
+    current: VecDeque<ConsumerRecord>,
+    /// Bytes of `current` counted in `size` (decompressed bytes and per-record overhead).
+    current_size: usize,
+    /// Records before this offset are not delivered.
+    fetch_offset: i64,
+    /// Records at or after this offset are not delivered (the LSO under read_committed).
+    stable_end: i64,
+    /// Decompression limits.
+    limits: DecompressLimits,
     /// The offset to fetch after this data (past control batches and skipped records too).
     pub next_offset: i64,
     /// Leader epoch of the last batch seen, if any.
     pub last_epoch: Option<i32>,
     /// Watermarks reported with the data.
     pub watermarks: Watermarks,
-    /// Bytes accounted against the prefetch budget (held until the fetch is fully polled, as
-    /// the records share its buffers).
+    /// Bytes accounted against the prefetch budget: the fetched bytes (held until the fetch is
+    /// fully polled, as records share its buffers) plus `current_size`.
     size: usize,
     /// Bytes of the fetched data on the wire (before decompression).
     wire_bytes: usize,
@@ -82,6 +97,15 @@ pub struct CompletedFetch {
 
 /// Approximate per-record overhead of a [`ConsumerRecord`], counted with the bytes.
 const RECORD_OVERHEAD: usize = std::mem::size_of::<ConsumerRecord>();
+
+/// A batch that could not be inflated or decoded while being delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptBatch {
+    /// Base offset of the batch.
+    pub offset: i64,
+    /// What was wrong.
+    pub message: String,
+}
 
 impl CompletedFetch {
     /// Bytes counted against the prefetch budget.
@@ -94,24 +118,14 @@ impl CompletedFetch {
         self.wire_bytes
     }
 
-    /// Whether records remain.
+    /// Whether records (or batches that may hold deliverable records) remain.
     pub fn has_records(&self) -> bool {
-        !self.records.is_empty()
+        !self.current.is_empty() || !self.pending.is_empty()
     }
 
-    /// Whether every record has been handed out.
+    /// Whether everything has been handed out.
     pub fn is_drained(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    /// Records remaining.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// Whether no records remain.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        !self.has_records()
     }
 
     /// When the data held bytes but no complete batch (nothing to make progress with): the
@@ -120,25 +134,78 @@ impl CompletedFetch {
         self.partial_only
     }
 
-    /// Moves up to `max` records at or after `position` into `out`; returns how many.
+    /// Moves up to `max` records at or after `position` into `out`, inflating batches as
+    /// needed; returns how many. A batch that fails to inflate or decode is an error (the
+    /// records moved before it stay in `out`).
     pub fn drain_into(
         &mut self,
         position: i64,
         max: usize,
         out: &mut Vec<ConsumerRecord>,
-    ) -> usize {
+    ) -> Result<usize, CorruptBatch> {
         let mut n = 0;
         while n < max {
-            let Some(r) = self.records.pop_front() else {
-                break;
-            };
-            if r.offset < position {
+            if let Some(r) = self.current.pop_front() {
+                if r.offset >= position {
+                    out.push(r);
+                    n += 1;
+                }
                 continue;
             }
-            out.push(r);
-            n += 1;
+            self.size -= std::mem::take(&mut self.current_size);
+            let Some(batch) = self.pending.pop_front() else {
+                break;
+            };
+            self.inflate(batch, position)?;
         }
-        n
+        if self.current.is_empty() {
+            self.size -= std::mem::take(&mut self.current_size);
+        }
+        Ok(n)
+    }
+
+    fn inflate(&mut self, batch: DeflatedBatch, position: i64) -> Result<(), CorruptBatch> {
+        let h = *batch.header();
+        let corrupt = |e: krust_wire::Error| CorruptBatch {
+            offset: h.base_offset,
+            message: e.to_string(),
+        };
+        let inflated = batch.inflate_with(&self.limits).map_err(corrupt)?;
+        let mut size = 0;
+        if h.compression != Compression::None {
+            size += inflated.records_bytes().len();
+        }
+        let timestamp_type = h.timestamp_type();
+        let leader_epoch = (h.partition_leader_epoch >= 0).then_some(h.partition_leader_epoch);
+        let from = self.fetch_offset.max(position);
+        for r in inflated.records() {
+            let r = r.map_err(corrupt)?;
+            if r.offset >= self.stable_end {
+                break;
+            }
+            if r.offset < from {
+                continue;
+            }
+            size += RECORD_OVERHEAD;
+            let timestamp = match timestamp_type {
+                TimestampType::LogAppendTime => h.max_timestamp,
+                TimestampType::CreateTime => r.timestamp,
+            };
+            self.current.push_back(ConsumerRecord {
+                topic: self.tp.topic.clone(),
+                partition: self.tp.partition,
+                offset: r.offset,
+                timestamp,
+                timestamp_type,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                leader_epoch,
+            });
+        }
+        self.current_size = size;
+        self.size += size;
+        Ok(())
     }
 }
 
@@ -175,10 +242,9 @@ pub fn parse_partition(
     }
     let mut aborting: HashSet<i64> = HashSet::new();
 
-    let mut records = VecDeque::new();
+    let mut pending = VecDeque::new();
     let mut next_offset = fetch_offset;
     let mut last_epoch = None;
-    let mut size = raw.len();
     let wire_bytes = raw.len();
     let mut saw_batch = raw.is_empty();
     let announced = if raw.len() >= 12 {
@@ -187,8 +253,7 @@ pub fn parse_partition(
     } else {
         0
     };
-    let mut iter = batches(raw);
-    for batch in iter.by_ref() {
+    for batch in batches(raw) {
         let batch = batch?;
         saw_batch = true;
         let h = *batch.header();
@@ -206,8 +271,10 @@ pub fn parse_partition(
             let (_, pids) = aborted_starts.pop_first().expect("non-empty");
             aborting.extend(pids);
         }
+        let batch_next = h.next_offset().min(stable_end);
         if h.is_control() {
             if read_committed {
+                // Control batches are tiny and never compressed in practice: read the marker.
                 let inflated = batch.inflate_with(&opts.limits)?;
                 if let Some(c) = inflated.control() {
                     if c.kind == ControlRecordType::Abort {
@@ -215,64 +282,29 @@ pub fn parse_partition(
                     }
                 }
             }
-            next_offset = next_offset.max(h.next_offset().min(stable_end));
+            next_offset = next_offset.max(batch_next);
             continue;
         }
-        if h.last_offset() < fetch_offset {
-            next_offset = next_offset.max(h.next_offset());
+        next_offset = next_offset.max(batch_next);
+        if h.last_offset() < fetch_offset
+            || (read_committed && h.is_transactional() && aborting.contains(&h.producer_id))
+        {
             continue;
         }
-        if read_committed && h.is_transactional() && aborting.contains(&h.producer_id) {
-            next_offset = next_offset.max(h.next_offset().min(stable_end));
-            continue;
-        }
-        let inflated = batch.inflate_with(&opts.limits)?;
-        if h.compression != Compression::None {
-            size += inflated.records_bytes().len();
-        }
-        let timestamp_type = h.timestamp_type();
-        let leader_epoch = (h.partition_leader_epoch >= 0).then_some(h.partition_leader_epoch);
-        let mut last = None;
-        for r in inflated.records() {
-            let r = r?;
-            if r.offset >= stable_end {
-                break;
-            }
-            last = Some(r.offset);
-            if r.offset < fetch_offset {
-                continue;
-            }
-            size += RECORD_OVERHEAD;
-            let timestamp = match timestamp_type {
-                TimestampType::LogAppendTime => h.max_timestamp,
-                TimestampType::CreateTime => r.timestamp,
-            };
-            records.push_back(ConsumerRecord {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: r.offset,
-                timestamp,
-                timestamp_type,
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-                leader_epoch,
-            });
-        }
-        let batch_next = if stable_end == i64::MAX {
-            h.next_offset()
-        } else {
-            h.next_offset().min(stable_end)
-        };
-        next_offset = next_offset.max(batch_next.max(last.map_or(0, |o| o + 1)));
+        pending.push_back(batch);
     }
     Ok(CompletedFetch {
         tp: tp.clone(),
-        records,
+        pending,
+        current: VecDeque::new(),
+        current_size: 0,
+        fetch_offset,
+        stable_end,
+        limits: opts.limits,
         next_offset,
         last_epoch,
         watermarks,
-        size,
+        size: wire_bytes,
         wire_bytes,
         partial_only: (!saw_batch).then_some(announced),
     })

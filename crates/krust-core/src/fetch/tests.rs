@@ -306,7 +306,7 @@ fn prefetch_is_bounded_by_the_budget() {
         data(
             pp.tp.partition,
             1_000,
-            batch(pp.fetch_offset, 100, Compression::None),
+            batch(pp.fetch_offset, 200, Compression::None),
         )
     };
     let outcomes = plan
@@ -584,43 +584,83 @@ fn fetch_order_rotates_so_no_partition_always_comes_first() {
 }
 
 #[test]
-fn fetch_sizes_shrink_by_the_observed_compression_ratio() {
-    let config = FetchConfig {
-        max_prefetch_bytes: 1 << 20,
-        ..FetchConfig::default()
-    };
-    let mut f = Fetcher::new(config);
-    f.assign(tp(0), StartOffset::Offset(0));
-    f.handle_leader(&tp(0), Some(1), 0);
-    let now = Instant::now();
-    // 500 records of 1000 identical bytes: compresses ~100x.
-    let mut b = BatchBuilder::new(Compression::Lz4);
-    for _ in 0..500 {
-        b.push(0, None, Some(&[b'v'; 1000]), &[]).unwrap();
+fn compressed_batches_are_inflated_one_at_a_time_as_records_are_polled() {
+    let (mut f, now) = ready(StartOffset::Offset(0));
+    // Four batches of 500 records of 1000 identical bytes: each compresses ~100x.
+    let mut parts = Vec::new();
+    for n in 0..4 {
+        let mut b = BatchBuilder::new(Compression::Lz4).with_base_offset(n * 500);
+        for _ in 0..500 {
+            b.push(0, None, Some(&[b'v'; 1000]), &[]).unwrap();
+        }
+        parts.push(b.finish(-1, -1, -1, false).unwrap());
     }
-    let compressed = b.finish(-1, -1, -1, false).unwrap();
-    let first = f.plan_fetch(1, now).unwrap();
-    assert_eq!(first.max_bytes, 1 << 20);
-    let d = data(0, 500, compressed.clone());
-    let out = vec![(
-        tp(0),
-        partition_outcome(&first.partitions[0], &d, &ParseOptions::default()),
-    )];
-    f.handle_fetch(&first, out, now);
-    let ratio = f.buffered_bytes() as f64 / compressed.len() as f64;
-    assert!(ratio > 20.0, "ratio {ratio}");
-    let mut rs = Vec::new();
-    f.poll_records(1000, &mut rs);
-    assert_eq!(rs.len(), 500);
-    assert_eq!(f.buffered_bytes(), 0);
-    // The next fetch asks for the budget divided by that ratio, and reserves the whole budget.
-    let next = f.plan_fetch(1, now).unwrap();
-    let expect = ((1 << 20) as f64 / ratio) as i32;
-    assert!(
-        (next.max_bytes - expect).abs() <= 2,
-        "{} vs {expect}",
-        next.max_bytes
+    let wire = concat(&parts);
+    round(&mut f, 1, now, |_| data(0, 2000, wire.clone())).unwrap();
+    assert_eq!(
+        f.buffered_bytes(),
+        wire.len(),
+        "nothing inflated before a poll"
     );
-    assert!(f.reserved_bytes() <= 1 << 20);
-    assert!(f.reserved_bytes() > (1 << 20) * 9 / 10);
+    let mut rs = Vec::new();
+    f.poll_records(10, &mut rs);
+    let one_batch = 500 * 1000;
+    assert!(f.buffered_bytes() >= wire.len() + one_batch);
+    assert!(
+        f.buffered_bytes() < wire.len() + 2 * one_batch + 500 * 200,
+        "only the batch being delivered is inflated: {}",
+        f.buffered_bytes()
+    );
+    while rs.len() < 2000 {
+        f.poll_records(300, &mut rs);
+        assert!(f.buffered_bytes() < wire.len() + 2 * one_batch + 500 * 200);
+    }
+    assert_eq!(offsets(&rs), (0..2000).collect::<Vec<_>>());
+    assert_eq!(f.buffered_bytes(), 0);
+}
+
+#[test]
+fn a_batch_that_fails_to_inflate_stops_the_partition_after_the_good_records() {
+    let (mut f, now) = ready(StartOffset::Offset(0));
+    let good = batch(0, 5, Compression::None);
+    // A gzip batch whose compressed payload is garbage but whose CRC is right: build a batch,
+    // then corrupt the payload and recompute the CRC32C over bytes 21..end.
+    let mut bad = BytesMut::from(&batch(5, 5, Compression::Gzip)[..]);
+    let n = bad.len();
+    for b in &mut bad[70..n] {
+        *b = 0x55;
+    }
+    let crc = crc32c_of(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    round(&mut f, 1, now, |_| {
+        data(0, 10, concat(&[good.clone(), bad.clone().freeze()]))
+    })
+    .unwrap();
+    let mut rs = Vec::new();
+    f.poll_records(100, &mut rs);
+    assert_eq!(offsets(&rs), vec![0, 1, 2, 3, 4]);
+    let errs = f.take_errors();
+    assert!(
+        matches!(errs[0].kind, FetchErrorKind::Corrupt { offset: 5, .. }),
+        "{errs:?}"
+    );
+    assert_eq!(f.position(&tp(0)).unwrap().offset, 5);
+    assert_eq!(f.buffered_bytes(), 0);
+    assert!(f.plan_fetch(1, now).is_none(), "stopped until a seek");
+}
+
+/// CRC32C (Castagnoli), bitwise: only for building test batches.
+fn crc32c_of(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
