@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use group_common::*;
 use krust_client::consumer::{ConsumerConfig, OffsetReset};
-use krust_client::group::{GroupConsumer, GroupSettings, Subscription};
+use krust_client::group::{GroupSettings, Subscription};
 use krust_client::{ClientConfig, Cluster, Consumer};
 use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
 use krust_testkit::{ClusterConfig, FakeCluster};
@@ -202,7 +202,7 @@ async fn group_consumer_reads_every_record_and_commits() {
         let mut s = settings("readers", "cooperative-sticky");
         s.auto_commit_interval = Duration::from_millis(200);
         s.group.max_poll_interval = Some(Duration::from_millis(6_000));
-        let mut gc = GroupConsumer::subscribe(consumer, s, Subscription::topics(["t"])).unwrap();
+        let mut gc = consumer.subscribe(s, Subscription::topics(["t"])).unwrap();
         let seen = seen.clone();
         let first = first.clone();
         tasks.push(tokio::spawn(async move {

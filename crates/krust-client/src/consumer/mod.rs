@@ -100,6 +100,22 @@ impl Drop for Consumer {
     }
 }
 
+// --- Consumer groups (crates/krust-client/src/group/): the only group glue in this file. ---
+impl Consumer {
+    /// Joins the consumer group `settings.group.group_id` and subscribes to `subscription`
+    /// (topics or a regex): the group decides the partitions; positions start at the committed
+    /// offsets, or at `auto.offset.reset` where nothing is committed. The returned
+    /// [`GroupConsumer`](crate::group::GroupConsumer) polls records and handles rebalances; see
+    /// [`crate::group`] for the rebalance events, commits and cancel safety.
+    pub fn subscribe(
+        self,
+        settings: crate::group::GroupSettings,
+        subscription: crate::group::Subscription,
+    ) -> Result<crate::group::GroupConsumer> {
+        crate::group::GroupConsumer::subscribe(self, settings, subscription)
+    }
+}
+
 impl Consumer {
     /// Connects to the cluster and makes a consumer with nothing assigned.
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {

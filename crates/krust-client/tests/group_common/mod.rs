@@ -72,7 +72,16 @@ impl World {
         let m = member.clone();
         let world = self.clone();
         let task = tokio::spawn(async move {
+            let trace = std::env::var("KRUST_GROUP_TEST_TRACE").is_ok();
+            let born = Instant::now();
             while let Some(ev) = m.next_event().await {
+                if trace {
+                    eprintln!(
+                        "member {idx} at {:?}: {ev:?} gen {:?}",
+                        born.elapsed(),
+                        m.group_metadata().generation_id
+                    );
+                }
                 {
                     let mut s = world.state.lock().unwrap();
                     match ev {
