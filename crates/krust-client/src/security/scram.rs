@@ -152,6 +152,16 @@ fn attributes(msg: &str) -> Result<Vec<(char, &str)>, String> {
         .collect()
 }
 
+/// Describes an RFC 5802 `e=` server error, naming the likely cause for the common ones.
+fn server_error(e: &str) -> String {
+    let e = printable(e);
+    match e.as_str() {
+        "invalid-proof" => "the broker rejected the password (invalid-proof)".into(),
+        "unknown-user" => "the broker does not know this user (unknown-user)".into(),
+        _ => format!("the server refused: {e}"),
+    }
+}
+
 /// A server-provided string made safe to put into an error message (bounded, printable).
 fn printable(s: &str) -> String {
     s.chars()
@@ -203,7 +213,7 @@ impl ScramClient {
             std::str::from_utf8(msg).map_err(|_| "SCRAM server-first message is not UTF-8")?;
         let attrs = attributes(text)?;
         if let Some((_, e)) = attrs.iter().find(|(k, _)| *k == 'e') {
-            return Err(format!("the server refused: {}", printable(e)));
+            return Err(server_error(e));
         }
         if attrs.first().map(|(k, _)| *k) == Some('m') {
             return Err("the server requires a SCRAM extension this client does not know".into());
@@ -311,7 +321,7 @@ impl ScramClient {
             std::str::from_utf8(msg).map_err(|_| "SCRAM server-final message is not UTF-8")?;
         let attrs = attributes(text)?;
         if let Some((_, e)) = attrs.iter().find(|(k, _)| *k == 'e') {
-            return Err(format!("the server refused: {}", printable(e)));
+            return Err(server_error(e));
         }
         let Some((_, v)) = attrs.iter().find(|(k, _)| *k == 'v') else {
             return Err(
