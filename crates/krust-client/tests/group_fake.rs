@@ -327,3 +327,109 @@ async fn recovers_from_coordinator_faults() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regex_subscription_picks_up_new_topics() {
+    let cfg = ClusterConfig::new()
+        .with_brokers(1)
+        .with_topic("ra", 2, 1)
+        .with_topic("rb", 2, 1)
+        .with_topic("other", 2, 1);
+    let fake = FakeCluster::with_config(cfg).await.expect("fake cluster");
+    let mut c = ClientConfig::new(&fake.bootstrap());
+    c.request_timeout = Duration::from_millis(2_000);
+    let cluster = Cluster::connect(c).await.unwrap();
+    let world = World::new(4);
+    let a = world.spawn(
+        0,
+        &cluster,
+        settings("rx", "range"),
+        Subscription::pattern("r.*").unwrap(),
+    );
+    world.wait(|w| w.complete_with(&[0])).await;
+    assert!(world.snapshot()[&0]
+        .iter()
+        .all(|tp| tp.topic.starts_with('r')));
+    fake.create_topic("rc", 2, 1).unwrap();
+    let world6 = world.clone();
+    world6
+        .wait(|w| w.owners.keys().filter(|tp| &*tp.topic == "rc").count() == 2)
+        .await;
+    a.member.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_helpers_list_describe_reset_delete() {
+    use krust_client::group::admin::{
+        delete_groups, describe_group, list_groups, reset_offsets, ResetTo,
+    };
+    use krust_core::fetch::TopicPartition;
+    let (fake, cluster) = fake(1, 4).await;
+    for p in 0..4 {
+        fake.append(
+            "t",
+            p,
+            krust_testkit::batch::data_batch(&[b"a", b"b", b"c"], 1, -1, 0, 0, false),
+        )
+        .unwrap();
+    }
+    let world = World::new(4);
+    let a = world.spawn(
+        0,
+        &cluster,
+        settings("adm", "range"),
+        Subscription::topics(["t"]),
+    );
+    world.wait(|w| w.complete_with(&[0])).await;
+    let mut offsets = BTreeMap::new();
+    offsets.insert(
+        TopicPartition::new("t", 0),
+        krust_core::group::OffsetAndMetadata {
+            offset: 1,
+            leader_epoch: None,
+            metadata: Some("meta".into()),
+        },
+    );
+    a.member.commit(offsets).await.unwrap();
+    let c = a
+        .member
+        .committed(&[TopicPartition::new("t", 0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        c[&TopicPartition::new("t", 0)]
+            .as_ref()
+            .unwrap()
+            .metadata
+            .as_deref(),
+        Some("meta")
+    );
+    let groups = list_groups(&cluster).await.unwrap();
+    assert!(groups
+        .iter()
+        .any(|g| g.group_id == "adm" && g.protocol_type == "consumer"));
+    let d = describe_group(&cluster, "adm").await.unwrap();
+    assert_eq!(d.state, "Stable");
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].assignment.len(), 4);
+    assert_eq!(d.members[0].topics, vec!["t".to_string()]);
+    let lag = &d.offsets[&TopicPartition::new("t", 0)];
+    assert_eq!(
+        (lag.committed, lag.end, lag.lag),
+        (Some(1), Some(3), Some(2))
+    );
+    a.member.close().await;
+    let tps: Vec<_> = (0..4).map(|p| TopicPartition::new("t", p)).collect();
+    let done = reset_offsets(&cluster, "adm", &tps, ResetTo::Earliest)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 4);
+    assert_eq!(fake.committed("adm", "t", 0), Some(0));
+    let r = delete_groups(&cluster, &["adm"]).await.unwrap();
+    assert!(r["adm"].is_ok(), "{r:?}");
+    assert!(list_groups(&cluster)
+        .await
+        .unwrap()
+        .iter()
+        .all(|g| g.group_id != "adm"));
+}
