@@ -168,7 +168,8 @@ pub struct ClientConfig {
     /// 30 000 ms.
     #[serde(with = "ms")]
     pub request_timeout: Duration,
-    /// `socket.connection.setup.timeout.ms`: TCP connect plus the ApiVersions exchange.
+    /// `socket.connection.setup.timeout.ms`: TCP connect, the TLS handshake, the ApiVersions
+    /// exchange and SASL authentication together; a timeout names the step it stopped in.
     /// Default 10 000 ms.
     #[serde(with = "ms")]
     pub connection_setup_timeout: Duration,
