@@ -849,7 +849,7 @@ impl Sim {
             Ev::Tick => {
                 self.coord.tick(now);
                 self.flush_coordinator();
-                self.at(now + MS * 25, Ev::Tick);
+                self.at(now + MS * 50, Ev::Tick);
             }
             Ev::Chaos => {
                 self.chaos();
@@ -861,12 +861,12 @@ impl Sim {
                     return;
                 }
                 if self.members[m].stalled_until.is_some_and(|t| now < t) {
-                    self.at(now + MS * 200, Ev::AppPoll { m, inc });
+                    self.at(now + MS * 300, Ev::AppPoll { m, inc });
                     return;
                 }
                 self.members[m].machine.handle_app_poll(now);
                 self.pump(m);
-                self.at(now + MS * 200, Ev::AppPoll { m, inc });
+                self.at(now + MS * 300, Ev::AppPoll { m, inc });
             }
             Ev::Wake { m, inc } => {
                 if self.members[m].inc == inc {
@@ -1020,7 +1020,7 @@ pub(super) fn run(seed: u64) -> usize {
     cfg.session_timeout = MS * 1000;
     cfg.rebalance_timeout = MS * 1000;
     cfg.max_poll_interval = Some(MS * 1000);
-    cfg.heartbeat_interval = MS * 250;
+    cfg.heartbeat_interval = MS * 333;
     cfg.retry_backoff = MS * 20;
     cfg.retry_backoff_max = MS * 200;
     cfg.revoke_timeout = MS * 400;
@@ -1055,7 +1055,7 @@ pub(super) fn run(seed: u64) -> usize {
     }
     sim.at(t0, Ev::Tick);
     sim.at(t0 + MS * 300, Ev::Chaos);
-    let fault_time = MS * (500 + sim.rng.below(2500) as u32);
+    let fault_time = MS * (300 + sim.rng.below(2000) as u32);
     sim.run_until(t0 + fault_time);
     // Settle: no more faults; stalled applications poll again.
     sim.faults = false;
