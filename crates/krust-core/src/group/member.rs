@@ -135,6 +135,12 @@ pub struct Membership {
     /// The partition counts of this member's own topics (those known) at its last join; a
     /// change triggers a rebalance whoever the leader is (librdkafka does the same).
     joined_with: BTreeMap<String, i32>,
+    /// The counts the current assignment was made under (`joined_with` of the join that
+    /// produced it; kept across a static rejoin that returns the same generation).
+    assignment_counts: BTreeMap<String, i32>,
+    /// This member is the leader of a generation whose assignment it did not compute
+    /// (KIP-814 `skip_assignment`, a static leader rejoining).
+    skipped_assignment: bool,
     coordinator: Option<NodeId>,
     finding: bool,
     member_id: String,
@@ -169,6 +175,8 @@ impl Membership {
             metadata: BTreeMap::new(),
             assigned_with: BTreeMap::new(),
             joined_with: BTreeMap::new(),
+            assignment_counts: BTreeMap::new(),
+            skipped_assignment: false,
             coordinator: None,
             finding: false,
             member_id: String::new(),
@@ -462,7 +470,7 @@ impl Membership {
     fn assignment_outdated(&self) -> bool {
         self.assigned_with
             .iter()
-            .chain(self.joined_with.iter())
+            .chain(self.assignment_counts.iter())
             .any(|(t, n)| self.metadata.get(t).is_some_and(|m| m != n))
     }
 
@@ -885,6 +893,7 @@ impl Membership {
                     return;
                 }
                 let leader = resp.leader.as_str() == resp.member_id.as_str();
+                self.skipped_assignment = leader && resp.skip_assignment;
                 let members = if leader && !resp.skip_assignment {
                     let protocol = self.protocol.clone().unwrap_or_default();
                     let mut out = Vec::new();
@@ -989,6 +998,18 @@ impl Membership {
                 self.lease_anchor = Some(req.sent_at);
                 self.phase = Phase::Stable;
                 self.next_heartbeat = Some(now + self.cfg.heartbeat_interval);
+                // A static rejoin without a rebalance returns the generation (and assignment)
+                // we had: it was made under the counts we had then, not the ones now.
+                let same_generation =
+                    self.generation >= 0 && self.last_assignment.1 == self.generation;
+                if !same_generation {
+                    self.assignment_counts = self.joined_with.clone();
+                    if self.skipped_assignment {
+                        // A restarted static leader cannot tell whether partitions were added
+                        // while it was away (Java shares this gap): rebalance once to be sure.
+                        self.request_rejoin("static leader rejoined without a baseline", now);
+                    }
+                }
                 self.last_assignment = (new.iter().cloned().collect(), self.generation);
                 let revoked: Vec<TopicPartition> = self.owned.difference(&new).cloned().collect();
                 let added: Vec<TopicPartition> = new.difference(&self.owned).cloned().collect();
