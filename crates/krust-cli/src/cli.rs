@@ -8,7 +8,14 @@ use crate::format::Format;
 
 /// krust: produce, consume and administer Kafka topics (a pure-Rust, kcat-like tool).
 #[derive(Debug, Parser)]
-#[command(name = "krust", version, about, propagate_version = true)]
+#[command(
+    name = "krust",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Environment: KRUST_BROKER is the default for -b; KRUST_LOG=debug (or any \
+                  tracing filter) prints the client's logs on stderr."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
