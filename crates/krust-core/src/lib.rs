@@ -6,3 +6,4 @@ pub mod fetch;
 pub mod group;
 pub mod idempotence;
 pub mod partitioner;
+pub mod txn;
