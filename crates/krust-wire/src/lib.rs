@@ -18,6 +18,7 @@ pub mod api;
 pub mod compression;
 pub mod error;
 pub mod error_code;
+pub mod features;
 pub mod frame;
 pub mod group_protocol;
 pub mod header;
