@@ -46,6 +46,12 @@ use crate::cluster::{Cluster, NodeId, PartitionMetadata, TopicMetadata};
 use crate::config::ClientConfig;
 use crate::consumer::list_offsets;
 pub use crate::consumer::{ListedOffset, OffsetSpec};
+
+mod transactions;
+pub use transactions::{
+    describe_transactions, list_transactions, ListedTransaction, TransactionDescription,
+    TransactionFilter,
+};
 use crate::error::{Error, Result};
 
 /// A topic to create.
