@@ -560,6 +560,10 @@ pub struct TransactionManager {
     /// The next InitProducerId bumps the current epoch (after an abortable produce failure).
     bump_after_abort: bool,
     added: BTreeSet<TopicPartition>,
+    /// The coordinator may hold a transaction (Java's `transactionStarted`): a partition or
+    /// the offsets were added (classic), or a batch / TxnOffsetCommit may have added one
+    /// implicitly (v2). Without it, commit and abort end locally, with no EndTxn.
+    started: bool,
     pending_add: BTreeSet<TopicPartition>,
     offsets: Option<PendingOffsets>,
     /// EndTxn to send: commit (true) or abort.
@@ -589,6 +593,7 @@ impl TransactionManager {
             init_pending: false,
             bump_after_abort: false,
             added: BTreeSet::new(),
+            started: false,
             pending_add: BTreeSet::new(),
             offsets: None,
             end: None,
@@ -662,6 +667,7 @@ impl TransactionManager {
 
     fn reset_txn(&mut self) {
         self.added.clear();
+        self.started = false;
         self.pending_add.clear();
         self.offsets = None;
         self.end = None;
@@ -731,6 +737,7 @@ impl TransactionManager {
         if self.protocol == TxnProtocol::V2 {
             // Produce v12 adds the partition implicitly.
             self.added.insert(tp.clone());
+            self.started = true;
             return Ok(true);
         }
         let in_flight =
@@ -778,7 +785,7 @@ impl TransactionManager {
     }
 
     fn is_empty_txn(&self) -> bool {
-        self.added.is_empty()
+        !self.started
             && self.pending_add.is_empty()
             && self.offsets.is_none()
             && !matches!(
@@ -825,17 +832,31 @@ impl TransactionManager {
         self.state = TxnState::Aborting;
         self.pending_add.clear();
         self.offsets = None;
-        let added_in_flight = matches!(&self.inflight, Some((_, Inflight::AddPartitions(_))));
-        if self.added.is_empty() && !added_in_flight {
-            if self.bump_after_abort && self.protocol == TxnProtocol::Classic {
-                self.init_pending = true;
-            } else {
-                self.finish(false);
-            }
-        } else {
-            self.end = Some(false);
-        }
+        self.end = Some(false);
+        self.end_unstarted_abort();
         Ok(())
+    }
+
+    /// An abort of a transaction the coordinator never heard of ends here (after the epoch
+    /// bump it may need), once no add is in flight.
+    fn end_unstarted_abort(&mut self) {
+        let add_in_flight = matches!(
+            &self.inflight,
+            Some((_, Inflight::AddPartitions(_) | Inflight::AddOffsets))
+        );
+        if self.state != TxnState::Aborting
+            || self.end != Some(false)
+            || self.started
+            || add_in_flight
+        {
+            return;
+        }
+        self.end = None;
+        if self.bump_after_abort && self.protocol == TxnProtocol::Classic {
+            self.init_pending = true;
+        } else {
+            self.finish(false);
+        }
     }
 
     /// A produce batch of the current transaction finally failed. Always at least abortable
@@ -1021,6 +1042,10 @@ impl TransactionManager {
         } else {
             return None;
         };
+        if matches!(inflight, Inflight::TxnOffsetCommit) {
+            // Adds the offsets partition implicitly (v2) or after AddOffsetsToTxn (classic).
+            self.started = true;
+        }
         let id = self.next_request_id();
         self.inflight = Some((id, inflight));
         Some(TxnRequest { id, target, body })
@@ -1065,6 +1090,7 @@ impl TransactionManager {
             _ => {}
         }
         self.retry(RetryKind::Coordinator, now, group);
+        self.end_unstarted_abort();
     }
 
     fn requeue_adds(&mut self, parts: Vec<TopicPartition>) {
@@ -1157,9 +1183,11 @@ impl TransactionManager {
                 match classify(TxnApi::AddOffsetsToTxn, error) {
                     TxnErrorClass::Ok => {
                         self.backoff.handle_success();
+                        self.started = true;
                         if let Some(o) = &mut self.offsets {
                             o.stage = OffsetsStage::Commit;
                         }
+                        self.end_unstarted_abort();
                     }
                     TxnErrorClass::Retriable(k) => self.retry(k, now, false),
                     c => self.fail(TxnError::broker(TxnApi::AddOffsetsToTxn, error, c)),
@@ -1251,6 +1279,7 @@ impl TransactionManager {
             self.requeue_adds(missing);
         }
         if !added.is_empty() {
+            self.started = true;
             for tp in &added {
                 self.added.insert(tp.clone());
             }
@@ -1265,15 +1294,7 @@ impl TransactionManager {
         } else {
             self.backoff.handle_success();
         }
-        if self.state == TxnState::Aborting && self.added.is_empty() && self.end == Some(false) {
-            // Abort started while the only add was in flight and nothing got added.
-            if self.bump_after_abort && self.protocol == TxnProtocol::Classic {
-                self.end = None;
-                self.init_pending = true;
-            } else {
-                self.finish(false);
-            }
-        }
+        self.end_unstarted_abort();
     }
 
     fn handle_txn_offset_commit(

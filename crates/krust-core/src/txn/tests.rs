@@ -52,6 +52,8 @@
 //! | 45 | responses             | an answer to a forgotten request id is ignored                  | -          |
 //! | 46 | abort                 | abort while AddPartitionsToTxn in flight waits for it           | -          |
 //! | 47 | classify              | every fenced/auth code is fatal for every API                   | fatal      |
+//! | 48 | abort                 | after AddOffsetsToTxn only: EndTxn(abort) still sent            | -          |
+//! | 49 | abort                 | abort while AddOffsetsToTxn in flight waits for it              | -          |
 
 use std::time::{Duration, Instant};
 
@@ -1178,4 +1180,44 @@ fn fenced_and_auth_codes_are_fatal_everywhere() {
             TxnErrorClass::Retriable(RetryKind::ConcurrentTransactions)
         );
     }
+}
+
+// 48
+#[test]
+fn abort_after_add_offsets_only_sends_end_txn() {
+    let mut h = H::ready(TxnProtocol::Classic);
+    h.m.begin().unwrap();
+    h.m.send_offsets(offs(&[0]), group()).unwrap();
+    let r = h.req();
+    h.resp(&r, add_offsets(E::NONE));
+    let r = h.req();
+    h.resp(&r, find(5));
+    let r = h.req();
+    h.resp(&r, offsets_resp(&[(0, E::ILLEGAL_GENERATION)]));
+    assert!(h.failed().is_abortable());
+    h.m.abort(h.now).unwrap();
+    let r = h.req();
+    assert!(
+        matches!(r.body, TxnRequestBody::EndTxn { commit: false, .. }),
+        "the coordinator holds the offsets: it must hear the abort"
+    );
+}
+
+// 49
+#[test]
+fn abort_while_add_offsets_in_flight_waits_for_it() {
+    let mut h = H::ready(TxnProtocol::Classic);
+    h.m.begin().unwrap();
+    h.m.send_offsets(offs(&[0]), group()).unwrap();
+    let r = h.req();
+    h.m.abort(h.now).unwrap();
+    assert_eq!(h.ev(), None);
+    h.resp(&r, add_offsets(E::NONE));
+    let r = h.req();
+    assert!(matches!(
+        r.body,
+        TxnRequestBody::EndTxn { commit: false, .. }
+    ));
+    h.resp(&r, end(E::NONE));
+    assert_eq!(h.ev(), Some(TxnEvent::Completed { committed: false }));
 }
