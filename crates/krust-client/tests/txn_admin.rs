@@ -166,3 +166,18 @@ async fn brokers_without_the_apis_give_a_clear_error() {
     let err = admin.describe_transactions(&["x"]).await.unwrap_err();
     assert!(err.to_string().contains("DescribeTransactions"), "{err}");
 }
+
+#[tokio::test]
+async fn describe_follows_a_moved_coordinator() {
+    let fake = FakeCluster::with_config(ClusterConfig::new().with_brokers(2))
+        .await
+        .unwrap();
+    fake.create_topic("t", 1, 1).unwrap();
+    let cluster = connect(&fake).await;
+    open(&cluster, "mover", &[0]).await;
+    let admin = Admin::new(cluster);
+    // The first describe lands on a broker that is no longer the coordinator.
+    fake.fail_next(FakeApi::DescribeTransactions, 16);
+    let d = admin.describe_transactions(&["mover"]).await.unwrap();
+    assert_eq!(d[0].state, "Ongoing");
+}

@@ -46,13 +46,13 @@ use crate::cluster::{Cluster, NodeId, PartitionMetadata, TopicMetadata};
 use crate::config::ClientConfig;
 use crate::consumer::list_offsets;
 pub use crate::consumer::{ListedOffset, OffsetSpec};
+use crate::error::{Error, Result};
 
 mod transactions;
 pub use transactions::{
     describe_transactions, list_transactions, ListedTransaction, TransactionDescription,
     TransactionFilter,
 };
-use crate::error::{Error, Result};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -217,53 +217,81 @@ pub async fn describe_transactions(
     cluster: &Cluster,
     ids: &[&str],
 ) -> Result<Vec<TransactionDescription>> {
-    let mut by_coordinator: BTreeMap<NodeId, Vec<&str>> = BTreeMap::new();
-    for id in ids {
-        let node = find_txn_coordinator(cluster, id).await?;
-        by_coordinator.entry(node).or_default().push(id);
-    }
     let mut out = BTreeMap::new();
-    for (node, ids) in by_coordinator {
-        let (_v, resp) = cluster
-            .send(node, |_v| {
-                let mut r = DescribeTransactionsRequest::default();
-                r.transactional_ids = ids.iter().map(|i| TransactionalId(sb(i))).collect();
-                r
-            })
-            .await
-            .map_err(|e| unsupported(ApiKey::DescribeTransactions, node, e))?;
-        for t in resp.transaction_states {
-            let id = t.transactional_id.0.to_string();
-            let code = ErrorCode(t.error_code);
-            if !code.is_ok() {
-                return Err(Error::broker_with(
-                    ApiKey::DescribeTransactions,
-                    code,
-                    format!("transactional id `{id}`"),
-                    None,
-                ));
-            }
-            let mut partitions = Vec::new();
-            for topic in &t.topics {
-                for p in &topic.partitions {
-                    partitions.push(TopicPartition::new(topic.topic.0.to_string(), *p));
-                }
-            }
-            partitions.sort();
-            out.insert(
-                id.clone(),
-                TransactionDescription {
-                    transactional_id: id,
-                    state: t.transaction_state.to_string(),
-                    producer_id: t.producer_id.0,
-                    producer_epoch: t.producer_epoch,
-                    timeout_ms: t.transaction_timeout_ms,
-                    start_time_ms: t.transaction_start_time_ms,
-                    partitions,
-                    coordinator: node,
-                },
-            );
+    let mut todo: Vec<&str> = ids.to_vec();
+    // Ids whose coordinator moved between the lookup and the describe are looked up again.
+    for round in 0..5u32 {
+        let mut by_coordinator: BTreeMap<NodeId, Vec<&str>> = BTreeMap::new();
+        for id in &todo {
+            let node = find_txn_coordinator(cluster, id).await?;
+            by_coordinator.entry(node).or_default().push(id);
         }
+        let mut again = Vec::new();
+        for (node, ids) in by_coordinator {
+            let (_v, resp) = cluster
+                .send(node, |_v| {
+                    let mut r = DescribeTransactionsRequest::default();
+                    r.transactional_ids = ids.iter().map(|i| TransactionalId(sb(i))).collect();
+                    r
+                })
+                .await
+                .map_err(|e| unsupported(ApiKey::DescribeTransactions, node, e))?;
+            for t in resp.transaction_states {
+                let id = t.transactional_id.0.to_string();
+                let code = ErrorCode(t.error_code);
+                let moved = matches!(
+                    code,
+                    ErrorCode::NOT_COORDINATOR
+                        | ErrorCode::COORDINATOR_NOT_AVAILABLE
+                        | ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+                );
+                if moved && round < 4 {
+                    if let Some(i) = ids.iter().find(|i| **i == id) {
+                        again.push(*i);
+                    }
+                    continue;
+                }
+                if !code.is_ok() {
+                    return Err(Error::broker_with(
+                        ApiKey::DescribeTransactions,
+                        code,
+                        format!("transactional id `{id}`"),
+                        None,
+                    ));
+                }
+                let mut partitions = Vec::new();
+                for topic in &t.topics {
+                    for p in &topic.partitions {
+                        partitions.push(TopicPartition::new(topic.topic.0.to_string(), *p));
+                    }
+                }
+                partitions.sort();
+                out.insert(
+                    id.clone(),
+                    TransactionDescription {
+                        transactional_id: id,
+                        state: t.transaction_state.to_string(),
+                        producer_id: t.producer_id.0,
+                        producer_epoch: t.producer_epoch,
+                        timeout_ms: t.transaction_timeout_ms,
+                        start_time_ms: t.transaction_start_time_ms,
+                        partitions,
+                        coordinator: node,
+                    },
+                );
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        let cfg = cluster.config();
+        tokio::time::sleep(backoff_delay(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            round,
+        ))
+        .await;
+        todo = again;
     }
     Ok(ids.iter().filter_map(|id| out.get(*id).cloned()).collect())
 }
