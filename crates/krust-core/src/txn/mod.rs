@@ -963,7 +963,10 @@ impl TransactionManager {
                 },
             )
         } else if self.init_pending {
-            let bump = self.state != TxnState::Initializing || self.producer_id >= 0;
+            // `init` (also the re-init after an unknown commit) is a plain InitProducerId: it
+            // fences every older epoch whatever the coordinator's state. Only the KIP-360
+            // bump after an abort names the current producer id and epoch.
+            let bump = self.state != TxnState::Initializing;
             (
                 Inflight::InitProducerId,
                 TxnTarget::TxnCoordinator(self.coordinator?),

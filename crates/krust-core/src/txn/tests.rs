@@ -837,14 +837,17 @@ fn commit_disconnect_allows_reinit_and_ignores_late_answer() {
     assert_eq!(api(&r), TxnApi::FindCoordinator);
     h.resp(&r, find(1));
     let r = h.req();
-    assert!(matches!(
-        r.body,
-        TxnRequestBody::InitProducerId {
-            producer_id: 1000,
-            producer_epoch: 0,
-            ..
-        }
-    ));
+    assert!(
+        matches!(
+            r.body,
+            TxnRequestBody::InitProducerId {
+                producer_id: -1,
+                producer_epoch: -1,
+                ..
+            }
+        ),
+        "a plain init: fences every older epoch"
+    );
     h.resp(&r, init_ok(1000, 1));
     assert!(matches!(h.ev(), Some(TxnEvent::CommitOutcomeUnknown)));
     assert_eq!(
