@@ -62,6 +62,22 @@ pub enum Lane {
     Group,
     /// Transaction coordinator requests.
     Transaction,
+    /// One consumer-group member's own coordinator connection (JoinGroup, SyncGroup,
+    /// Heartbeat, LeaveGroup). Members sharing a `Cluster` (consumers made with
+    /// `Consumer::with_cluster`) must not share one: the coordinator parks a member's JoinGroup
+    /// until the group forms, and the heartbeat another member needs in order to learn of that
+    /// rebalance would wait behind it on the same socket, so the group would wedge until the
+    /// rebalance timeout. Make one with [`Lane::new_member`]; give it back with
+    /// [`Cluster::release_lane`].
+    Member(u64),
+}
+
+impl Lane {
+    /// A [`Lane::Member`] no other lane of this process uses.
+    pub fn new_member() -> Lane {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Lane::Member(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// One partition's metadata.
@@ -325,6 +341,30 @@ impl Cluster {
         self.wait_throttle(node).await;
         let resp = conn.request(&req, version, timeout).await?;
         Ok((version, resp))
+    }
+
+    /// Closes and forgets `lane`'s connections to every broker (a group member that ended gives
+    /// back its [`Lane::Member`]); a later request on the lane connects again. The default lane
+    /// is left alone.
+    pub fn release_lane(&self, lane: Lane) {
+        if lane == Lane::Default {
+            return;
+        }
+        let mut gone = Vec::new();
+        self.inner.lanes.lock().unwrap().retain(|(_, l), slot| {
+            if *l == lane {
+                gone.push(slot.clone());
+            }
+            *l != lane
+        });
+        for slot in gone {
+            // A connection being made right now is dropped (and so closed) with its slot.
+            if let Ok(mut c) = slot.conn.try_lock() {
+                if let Some(c) = c.take() {
+                    c.close("lane released");
+                }
+            }
+        }
     }
 
     /// The connection to `node`, made if needed.

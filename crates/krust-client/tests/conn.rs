@@ -321,3 +321,26 @@ async fn a_lane_is_its_own_connection() {
     let b = cluster.connection_on(1, Lane::Group).await.unwrap();
     assert!(!Arc::ptr_eq(&a, &b));
 }
+
+#[tokio::test]
+async fn member_lanes_are_separate_and_released() {
+    let (port, conns) = scripted(Mode::Normal).await;
+    let cluster = Cluster::connect(ClientConfig::new(&format!("127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    let before = conns.load(Ordering::SeqCst);
+    let (a, b) = (Lane::new_member(), Lane::new_member());
+    assert_ne!(a, b);
+    let ca = cluster.connection_on(1, a).await.unwrap();
+    let cb = cluster.connection_on(1, b).await.unwrap();
+    // Two members sharing the cluster: two connections, neither the group lane's.
+    assert!(!Arc::ptr_eq(&ca, &cb));
+    assert_eq!(conns.load(Ordering::SeqCst), before + 2);
+    cluster.release_lane(a);
+    assert!(!ca.is_alive(), "a released lane's connection is closed");
+    assert!(cb.is_alive(), "other lanes are untouched");
+    // Used again, the released lane connects afresh.
+    let again = cluster.connection_on(1, a).await.unwrap();
+    assert!(again.is_alive() && !Arc::ptr_eq(&again, &ca));
+    assert_eq!(conns.load(Ordering::SeqCst), before + 3);
+}

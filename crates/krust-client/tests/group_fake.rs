@@ -58,7 +58,9 @@ async fn cooperative_three_members_move_only_what_they_must() {
         settings("coop", "cooperative-sticky"),
         Subscription::topics(["t"]),
     );
-    world.wait(|w| w.complete_with(&[0, 1])).await;
+    world
+        .wait(|w| w.complete_with(&[0, 1]) && w.balanced(&[0, 1]))
+        .await;
     let first = t0.elapsed();
     let before = world.snapshot();
     // A third member joins: only the partitions it gets move.

@@ -43,12 +43,11 @@ use krust_core::group::{
     GroupEvent, GroupMetadata, GroupRequest, Membership, OffsetAndMetadata, OffsetBook,
     RequestFailure,
 };
-use krust_wire::{ApiKey, ErrorCode};
+use krust_wire::{ApiKey, ErrorCode, KafkaRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
-use crate::cluster::{backoff_delay, Cluster, NodeId};
-use crate::conn::{ConnectOptions, Connection};
+use crate::cluster::{backoff_delay, Cluster, Lane, NodeId};
 use crate::error::{Error, Result};
 
 pub mod admin;
@@ -207,10 +206,7 @@ impl GroupMember {
             topic_refresh_running: false,
             close: None,
             generations_stable: 0,
-            coord: CoordinatorConnection {
-                options: Arc::new(ConnectOptions::from_config(cluster.config())?),
-                conn: Arc::default(),
-            },
+            lane: Lane::new_member(),
         };
         tokio::spawn(task.run(cmd_rx));
         Ok(GroupMember {
@@ -354,63 +350,27 @@ struct Task {
     topic_refresh_running: bool,
     close: Option<oneshot::Sender<()>>,
     generations_stable: u64,
-    coord: CoordinatorConnection,
+    /// This member's own coordinator connection ([`Lane::Member`]).
+    lane: Lane,
 }
 
-/// The member's own connection to its coordinator. JoinGroup and SyncGroup are held by the
-/// coordinator for seconds, and a broker answers a connection's requests in order, so they must
-/// not share the cluster's connection with other requests (or other members' joins): a parked
-/// join would stall them all. Java and librdkafka keep a separate coordinator connection too.
-#[derive(Clone)]
-struct CoordinatorConnection {
-    options: Arc<ConnectOptions>,
-    conn: Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>,
-}
-
-impl CoordinatorConnection {
-    async fn get(&self, cluster: &Cluster, node: NodeId) -> Result<Arc<Connection>> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            if c.is_alive() && c.node() == node {
-                return Ok(c.clone());
-            }
-            c.close("coordinator changed");
-        }
-        *slot = None;
-        let mut addr = cluster.metadata().brokers.get(&node).map(|b| b.addr());
-        if addr.is_none() {
-            addr = cluster
-                .refresh_metadata(&[])
-                .await?
-                .brokers
-                .get(&node)
-                .map(|b| b.addr());
-        }
-        let addr = addr.ok_or(Error::UnknownBroker(node))?;
-        let c = Arc::new(Connection::connect_with(node, &addr, &self.options).await?);
-        *slot = Some(c.clone());
-        Ok(c)
+/// Sends a coordinator request on `lane` (a dedicated connection to `node`, see [`Lane`]). A
+/// coordinator just found may not be in the broker pool yet: the broker list is refreshed once
+/// first.
+async fn send_to_coordinator<R: KafkaRequest>(
+    cluster: &Cluster,
+    node: NodeId,
+    lane: Lane,
+    timeout: Duration,
+    build: impl FnOnce(i16) -> R,
+) -> Result<R::Response> {
+    if !cluster.metadata().brokers.contains_key(&node) {
+        cluster.refresh_metadata(&[]).await?;
     }
-
-    async fn send<R: krust_wire::KafkaRequest>(
-        &self,
-        cluster: &Cluster,
-        node: NodeId,
-        timeout: Duration,
-        build: impl FnOnce(i16) -> R,
-    ) -> Result<R::Response> {
-        let conn = self.get(cluster, node).await?;
-        let v = conn.version_for(R::API_KEY)?;
-        conn.request(&build(v), v, timeout).await
-    }
-
-    fn close(&self) {
-        if let Ok(mut c) = self.conn.try_lock() {
-            if let Some(c) = c.take() {
-                c.close("group member closed");
-            }
-        }
-    }
+    cluster
+        .send_on(node, lane, timeout, build)
+        .await
+        .map(|(_, r)| r)
 }
 
 impl Task {
@@ -444,7 +404,7 @@ impl Task {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
-        self.coord.close();
+        self.cluster.release_lane(self.lane);
         if let Some(tx) = self.close.take() {
             let _ = tx.send(());
         }
@@ -555,7 +515,7 @@ impl Task {
         let cluster = self.cluster.clone();
         let timeout = cluster.config().request_timeout + req.extra_timeout();
         let group = self.settings.group.group_id.clone();
-        let coord = self.coord.clone();
+        let lane = self.lane;
         let plain = cluster.config().request_timeout;
         self.work.push(Box::pin(async move {
             let r = match &req {
@@ -566,22 +526,26 @@ impl Task {
                 GroupRequest::Metadata { topics } => topic_counts(&cluster, Some(topics))
                     .await
                     .map(GroupAnswer::Metadata),
-                GroupRequest::Join(j) => coord
-                    .send(&cluster, j.coordinator, timeout, |v| j.to_request(v))
-                    .await
-                    .map(GroupAnswer::Join),
-                GroupRequest::Sync(s) => coord
-                    .send(&cluster, s.coordinator, timeout, |v| s.to_request(v))
-                    .await
-                    .map(GroupAnswer::Sync),
-                GroupRequest::Heartbeat(h) => coord
-                    .send(&cluster, h.coordinator, plain, |v| h.to_request(v))
-                    .await
-                    .map(|r| GroupAnswer::Code(ErrorCode(r.error_code))),
-                GroupRequest::Leave(l) => coord
-                    .send(&cluster, l.coordinator, plain, |v| l.to_request(v))
-                    .await
-                    .map(|r| GroupAnswer::Code(ErrorCode(r.error_code))),
+                GroupRequest::Join(j) => {
+                    send_to_coordinator(&cluster, j.coordinator, lane, timeout, |v| j.to_request(v))
+                        .await
+                        .map(GroupAnswer::Join)
+                }
+                GroupRequest::Sync(s) => {
+                    send_to_coordinator(&cluster, s.coordinator, lane, timeout, |v| s.to_request(v))
+                        .await
+                        .map(GroupAnswer::Sync)
+                }
+                GroupRequest::Heartbeat(h) => {
+                    send_to_coordinator(&cluster, h.coordinator, lane, plain, |v| h.to_request(v))
+                        .await
+                        .map(|r| GroupAnswer::Code(ErrorCode(r.error_code)))
+                }
+                GroupRequest::Leave(l) => {
+                    send_to_coordinator(&cluster, l.coordinator, lane, plain, |v| l.to_request(v))
+                        .await
+                        .map(|r| GroupAnswer::Code(ErrorCode(r.error_code)))
+                }
             };
             Done::Group(req, r)
         }));
