@@ -11,9 +11,13 @@
 //! * no lost commit: a transaction the machine reported committed has every record committed;
 //! * no duplicate and no hanging (never-ended) data.
 //!
+//! Half the transactions also commit consumer offsets (send_offsets, KIP-447); the offsets
+//! are one more "partition" of the transaction and must be all-or-nothing with its records.
+//!
 //! The checks have teeth: making `record_partition` say "send now" before the add is answered
-//! fails seed 56 with a torn transaction, and ignoring the epoch of EndTxn v5 in V2 mode
-//! fences half the transactions (the commit-rate floor below).
+//! fails seed 56 with a torn transaction; skipping AddOffsetsToTxn in classic mode fails seed
+//! 0 with hanging offsets; ignoring the epoch of EndTxn v5 in V2 mode fences half the
+//! transactions (the commit-rate floor below).
 //!
 //! Classic mode delivers every request before the client's timeout fires (only answers are
 //! lost or late): the classic protocol cannot fence a request that lands after its own
@@ -30,6 +34,9 @@ use super::*;
 
 const MS: Duration = Duration::from_millis(1);
 const PARTITIONS: i32 = 4;
+/// The log index standing for the group's offsets (`__consumer_offsets`): a TxnOffsetCommit
+/// is a pending write there, materialised or dropped by the transaction's marker.
+const OFFSETS: i32 = PARTITIONS;
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
 const COORD_TXN_TIMEOUT: Duration = Duration::from_millis(3000);
 
@@ -117,9 +124,13 @@ impl Coordinator {
         self.expire(now);
         let fenced = |e: i16, cur: i16| e < cur;
         match body {
-            TxnRequestBody::FindCoordinator { .. } => TxnResponse::FindCoordinator {
+            TxnRequestBody::FindCoordinator { kind, .. } => TxnResponse::FindCoordinator {
                 error: E::NONE,
-                node_id: 1,
+                node_id: if *kind == CoordinatorKind::Group {
+                    2
+                } else {
+                    1
+                },
             },
             TxnRequestBody::InitProducerId { .. } => {
                 self.markers(false);
@@ -147,8 +158,38 @@ impl Coordinator {
                     results: partitions.iter().map(|t| (t.clone(), error)).collect(),
                 }
             }
-            TxnRequestBody::AddOffsetsToTxn { .. } | TxnRequestBody::TxnOffsetCommit { .. } => {
-                unreachable!("the sim sends no offsets")
+            TxnRequestBody::AddOffsetsToTxn { producer_epoch, .. } => {
+                let error = if fenced(*producer_epoch, self.epoch) {
+                    E::PRODUCER_FENCED
+                } else {
+                    self.add(&[OFFSETS], now);
+                    E::NONE
+                };
+                TxnResponse::AddOffsetsToTxn { error }
+            }
+            TxnRequestBody::TxnOffsetCommit {
+                producer_epoch,
+                offsets,
+                ..
+            } => {
+                let error = if fenced(*producer_epoch, self.epoch) {
+                    E::PRODUCER_FENCED
+                } else {
+                    if self.protocol == TxnProtocol::V2 {
+                        self.add(&[OFFSETS], now);
+                    }
+                    for o in offsets {
+                        // The offset carries the transaction's tag.
+                        self.logs[OFFSETS as usize].push(Entry::Data(o.offset as u64));
+                    }
+                    E::NONE
+                };
+                TxnResponse::TxnOffsetCommit {
+                    results: offsets
+                        .iter()
+                        .map(|o| (o.partition.clone(), error))
+                        .collect(),
+                }
             }
             TxnRequestBody::EndTxn {
                 producer_epoch: e,
@@ -223,6 +264,8 @@ enum Phase {
         sent: BTreeSet<i32>,
         acked: BTreeSet<i32>,
         abort: bool,
+        /// send_offsets called and not yet answered.
+        offsets_pending: bool,
     },
     Ending {
         tag: u64,
@@ -326,7 +369,14 @@ impl Sim {
                     }
                     TxnEvent::EpochBumped { producer_epoch, .. } => c.epoch = producer_epoch,
                     TxnEvent::PartitionsAdded(_) => {}
-                    TxnEvent::OffsetsCommitted => unreachable!(),
+                    TxnEvent::OffsetsCommitted => {
+                        if let Phase::Producing {
+                            offsets_pending, ..
+                        } = &mut c.phase
+                        {
+                            *offsets_pending = false;
+                        }
+                    }
                     TxnEvent::CommitOutcomeUnknown => {
                         let e =
                             c.m.abort(self.now)
@@ -388,12 +438,31 @@ impl Sim {
                     parts.truncate(2 + self.rng.below(2) as usize);
                     self.records.insert(tag, BTreeSet::new());
                     let abort = self.rng.below(100) < 15;
+                    let offsets_pending = self.rng.below(2) == 0;
+                    if offsets_pending {
+                        // Consume-transform-produce: the input offsets go with the output.
+                        let offsets = vec![TxnOffset {
+                            partition: TopicPartition::new("in", 0),
+                            offset: tag as i64,
+                            leader_epoch: None,
+                            metadata: None,
+                        }];
+                        let group = GroupMetadata {
+                            group_id: "g".into(),
+                            generation_id: 1,
+                            member_id: "m".into(),
+                            instance_id: None,
+                        };
+                        c.m.send_offsets(offsets, group).unwrap();
+                        self.records.get_mut(&tag).unwrap().insert(OFFSETS);
+                    }
                     c.phase = Phase::Producing {
                         tag,
                         parts,
                         sent: BTreeSet::new(),
                         acked: BTreeSet::new(),
                         abort,
+                        offsets_pending,
                     };
                     progressed = true;
                 }
@@ -403,6 +472,7 @@ impl Sim {
                     sent,
                     acked,
                     abort,
+                    offsets_pending,
                 } => {
                     for &p in parts.iter() {
                         if sent.contains(&p) {
@@ -426,7 +496,7 @@ impl Sim {
                             progressed = true;
                         }
                     }
-                    if acked.len() == parts.len() {
+                    if acked.len() == parts.len() && !*offsets_pending {
                         let tag = *tag;
                         if *abort {
                             c.m.abort(self.now).unwrap();
@@ -477,6 +547,17 @@ impl Sim {
                         TxnRequestBody::AddPartitionsToTxn { partitions, .. } => {
                             TxnResponse::AddPartitionsToTxn {
                                 results: partitions.iter().map(|t| (t.clone(), error)).collect(),
+                            }
+                        }
+                        TxnRequestBody::AddOffsetsToTxn { .. } => {
+                            TxnResponse::AddOffsetsToTxn { error }
+                        }
+                        TxnRequestBody::TxnOffsetCommit { offsets, .. } => {
+                            TxnResponse::TxnOffsetCommit {
+                                results: offsets
+                                    .iter()
+                                    .map(|o| (o.partition.clone(), error))
+                                    .collect(),
                             }
                         }
                         _ => TxnResponse::EndTxn {
@@ -645,8 +726,10 @@ impl Sim {
                     Entry::Data(tag) => pending.push(*tag),
                     Entry::Marker(true) => {
                         for tag in pending.drain(..) {
+                            // A retried TxnOffsetCommit overwrites: duplicates are fine there.
                             assert!(
-                                committed.entry(tag).or_default().insert(p as i32),
+                                committed.entry(tag).or_default().insert(p as i32)
+                                    || p as i32 == OFFSETS,
                                 "seed {seed}: duplicate record of txn {tag} in p{p}"
                             );
                         }
@@ -692,7 +775,7 @@ fn run_seed(seed: u64, protocol: TxnProtocol) -> (usize, usize) {
             epoch: -1,
             status: Status::Empty,
             last_end: None,
-            logs: vec![Vec::new(); PARTITIONS as usize],
+            logs: vec![Vec::new(); PARTITIONS as usize + 1],
         },
         client: None,
         restart_at: None,
