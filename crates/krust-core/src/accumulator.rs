@@ -433,10 +433,16 @@ impl<R> PartitionBuffer<R> {
         ready.then_some(idx)
     }
 
-    /// When this buffer next changes on its own.
-    fn next_check(&self, cfg: &AccumulatorConfig) -> Option<Instant> {
+    /// When this buffer next changes on its own, after `now`. Past deadlines are skipped: a
+    /// linger that ended while a retry backoff blocks the partition must not hide the
+    /// backoff's end (the driver would sleep past it and, with nothing in flight, forever).
+    fn next_check(&self, cfg: &AccumulatorConfig, now: Instant) -> Option<Instant> {
         let mut t: Option<Instant> = None;
-        let mut consider = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        let mut consider = |x: Instant| {
+            if x > now {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
         if let Some(r) = self.retry_at {
             consider(r);
         }
@@ -552,8 +558,8 @@ impl<R> Accumulator<R> {
     }
 
     /// Idempotence: partitions whose sequence reset is pending and that have nothing in flight
-    /// any more (drained): each needs a fresh producer identity, given with
-    /// [`Accumulator::reset_partition`].
+    /// any more (drained): each needs a new producer identity (the next epoch, or a fresh id),
+    /// given with [`Accumulator::reset_partition`].
     pub fn partitions_awaiting_reset(&self) -> Vec<TopicPartition> {
         self.partitions
             .values()
@@ -727,7 +733,7 @@ impl<R> Accumulator<R> {
             if b.batches.is_empty() {
                 continue;
             }
-            if let Some(t) = b.next_check(&self.cfg) {
+            if let Some(t) = b.next_check(&self.cfg, now) {
                 r.next_check = Some(r.next_check.map_or(t, |x| x.min(t)));
             }
             match b.leader {

@@ -28,7 +28,7 @@ use krust_core::accumulator::{
 };
 use krust_core::backoff::BackoffPolicy;
 use krust_core::idempotence::{
-    classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
+    bumped, classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
 use krust_wire::record::{BatchBuilder, Compression};
@@ -852,8 +852,8 @@ impl Driver {
     /// Asks for a producer identity when one is wanted, resets drained partitions, and stops
     /// everything that waits once the producer is fatal. Returns when to look again.
     fn drive_idempotence(&mut self, now: Instant) -> Option<Instant> {
-        let idem = self.idem.as_mut()?;
-        if let Some(reason) = idem.fatal().map(|r| r.to_string()) {
+        let first = self.idem.as_ref()?.first_sequence();
+        if let Some(reason) = self.fatal() {
             let batches = self.acc.abort_waiting();
             for b in batches {
                 self.fail_batch(b, ProduceErrorKind::Fatal(reason.clone()));
@@ -870,18 +870,53 @@ impl Driver {
             return None;
         }
         for tp in self.acc.partitions_awaiting_reset() {
-            if !self.resets_waiting.contains(&tp) {
-                debug!(%tp, "partition drained: sequence reset, asking for a fresh producer id");
-                self.resets_waiting.push(tp);
-                idem.request_fresh(now);
+            if self.resets_waiting.contains(&tp) {
+                continue;
+            }
+            let current = self.acc.partition(&tp).map(|b| b.producer());
+            match current.and_then(bumped) {
+                Some(bumped) => {
+                    // KIP-360: the same producer id with the next epoch, for this partition.
+                    // The broker then refuses any late request of the old epoch (a zombie
+                    // retry held somewhere) instead of writing it after newer records.
+                    debug!(%tp, epoch = bumped.epoch, "partition drained: epoch bump");
+                    if let Some(unknown) = self.acc.reset_partition(&tp, bumped, first) {
+                        self.fail_unknown_after_reset(&tp, unknown);
+                    }
+                }
+                None => {
+                    debug!(%tp, "partition drained: epoch exhausted, asking for a fresh id");
+                    self.resets_waiting.push(tp);
+                    if let Some(idem) = self.idem.as_mut() {
+                        idem.request_fresh(now);
+                    }
+                }
             }
         }
+        let idem = self.idem.as_mut()?;
         match idem.poll_request(now) {
             Ok(()) => {
                 self.start_init_producer_id();
                 None
             }
             Err(next) => next,
+        }
+    }
+
+    /// Batches whose outcome was unknown when their partition's sequence state was reset: not
+    /// re-sent (that could write them twice), reported possibly persisted.
+    fn fail_unknown_after_reset(
+        &mut self,
+        tp: &TopicPartition,
+        unknown: Vec<ProducerBatch<Pending>>,
+    ) {
+        for b in unknown {
+            let why = self
+                .last_error
+                .get(&*tp.topic)
+                .cloned()
+                .unwrap_or_else(|| "sequence state lost".into());
+            self.fail_batch(b, ProduceErrorKind::SequenceReset(why));
         }
     }
 
@@ -928,16 +963,7 @@ impl Driver {
                 self.acc.set_default_producer(id, first);
                 for tp in std::mem::take(&mut self.resets_waiting) {
                     match self.acc.reset_partition(&tp, id, first) {
-                        Some(unknown) => {
-                            for b in unknown {
-                                let why = self
-                                    .last_error
-                                    .get(&*tp.topic)
-                                    .cloned()
-                                    .unwrap_or_else(|| "sequence state lost".into());
-                                self.fail_batch(b, ProduceErrorKind::SequenceReset(why));
-                            }
-                        }
+                        Some(unknown) => self.fail_unknown_after_reset(&tp, unknown),
                         // Something went in flight meanwhile (cannot happen: a pending reset
                         // blocks sending); ask again once it is back.
                         None => self.resets_waiting.push(tp),
