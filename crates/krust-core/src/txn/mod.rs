@@ -65,11 +65,18 @@
 //!    epoch (and reset sequences); `PartitionsAdded` wakes the accumulator; `OffsetsCommitted`,
 //!    `Completed` and `Failed` complete the application's pending futures. A fatal error stops
 //!    the producer: every queued record fails with it.
+//!    In V2 mode every `EpochBumped` after `Completed` starts the next transaction on a new
+//!    epoch: sequences restart at 0 on every partition.
 //! 7. Application calls map one to one: `init_transactions` -> `init`, `begin_transaction` ->
 //!    `begin`, `send_offsets_to_transaction` -> `send_offsets`, `commit_transaction` -> flush
 //!    then `commit`, `abort_transaction` -> `abort`. A `commit_transaction` that times out on
 //!    the application side leaves the machine committing; calling it again waits for the same
-//!    commit.
+//!    commit. `CommitOutcomeUnknown` is not a failure of the future: the machine keeps
+//!    retrying; `abort_transaction` returns the usage error until the commit resolves, and
+//!    `init_transactions` is the other way out (the outcome is then decided by the
+//!    coordinator, and reported to the application as unknown).
+//! 8. Stage-2 tests to add on the fake cluster: T7 (coordinator down / moved mid-transaction),
+//!    T8 (EndTxn held until the next transaction began: fenced under V2), the copier.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -872,6 +879,18 @@ impl TransactionManager {
                 c => (c, Some(code)),
             },
         };
+        let in_txn = matches!(
+            self.state,
+            TxnState::InTransaction
+                | TxnState::Committing
+                | TxnState::Aborting
+                | TxnState::AbortableError
+        );
+        if !in_txn && class != TxnErrorClass::Fatal {
+            // No transaction is open (EndTxn waits for every batch, so this is a late report
+            // of an already-ended one): nothing to abort.
+            return;
+        }
         let err = TxnError {
             class,
             api: Some(TxnApi::Produce),

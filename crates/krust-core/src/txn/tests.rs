@@ -54,6 +54,7 @@
 //! | 47 | classify              | every fenced/auth code is fatal for every API                   | fatal      |
 //! | 48 | abort                 | after AddOffsetsToTxn only: EndTxn(abort) still sent            | -          |
 //! | 49 | abort                 | abort while AddOffsetsToTxn in flight waits for it              | -          |
+//! | 50 | Produce               | a late failure report outside a transaction: ignored unless fatal| -          |
 
 use std::time::{Duration, Instant};
 
@@ -1223,4 +1224,15 @@ fn abort_while_add_offsets_in_flight_waits_for_it() {
     ));
     h.resp(&r, end(E::NONE));
     assert_eq!(h.ev(), Some(TxnEvent::Completed { committed: false }));
+}
+
+// 50
+#[test]
+fn late_produce_failure_outside_a_transaction_is_ignored_unless_fatal() {
+    let mut h = H::ready(TxnProtocol::Classic);
+    h.m.handle_produce_failure(&tp(0), ProduceFailure::Timeout);
+    assert_eq!(h.ev(), None);
+    assert_eq!(h.m.state(), TxnState::Ready);
+    h.m.handle_produce_failure(&tp(0), ProduceFailure::Error(E::PRODUCER_FENCED));
+    assert!(h.failed().is_fenced());
 }
