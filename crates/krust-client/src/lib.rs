@@ -1,9 +1,13 @@
 //! krust-client: the tokio driver of krust.
 //!
-//! - [`Cluster`]: connections (one multiplexed, pipelined connection per broker), version
-//!   negotiation, the metadata cache, bootstrap and re-bootstrap;
+//! - [`Producer`]: batching, compression, partitioning, retries, backpressure;
+//! - [`Consumer`]: assign mode with bounded prefetch, and consumer groups through
+//!   [`Consumer::subscribe`] (see [`group`]);
+//! - [`Admin`]: topics, partitions, configs, offsets, records, groups, transactions;
+//! - [`Cluster`]: connections (one multiplexed, pipelined connection per broker and [`Lane`]),
+//!   version negotiation, the metadata cache, bootstrap and re-bootstrap;
 //! - [`ClientConfig`] and [`Properties`]: typed configuration, also built from Kafka property
-//!   names;
+//!   names; [`security`] for SASL and TLS;
 //! - [`Error`]: one error type with context and predicates.
 #![warn(missing_docs)]
 
@@ -19,7 +23,7 @@ pub mod security;
 
 pub use admin::{Admin, NewTopic};
 pub use cluster::{
-    BrokerAddress, Cluster, ClusterMetadata, NodeId, PartitionMetadata, TopicMetadata,
+    BrokerAddress, Cluster, ClusterMetadata, Lane, NodeId, PartitionMetadata, TopicMetadata,
 };
 pub use config::{ClientConfig, Properties};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
