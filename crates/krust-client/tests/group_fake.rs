@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use group_common::*;
-use krust_client::consumer::{ConsumerConfig, OffsetReset};
+use krust_client::consumer::ConsumerConfig;
 use krust_client::group::{GroupSettings, Subscription};
-use krust_client::{ClientConfig, Cluster, Consumer};
+use krust_client::{ClientConfig, Cluster, Consumer, Properties};
 use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
 use krust_testkit::{ClusterConfig, FakeCluster};
 
@@ -191,20 +191,26 @@ async fn group_consumer_reads_every_record_and_commits() {
     let first = std::sync::Arc::new(std::sync::Mutex::new(None::<Duration>));
     let mut tasks = Vec::new();
     for i in 0..3 {
-        let consumer = Consumer::with_cluster(
-            cluster.clone(),
-            ConsumerConfig {
-                client: cluster.config().clone(),
-                auto_offset_reset: OffsetReset::Earliest,
-                fetch_max_wait: Duration::from_millis(50),
-                ..ConsumerConfig::default()
-            },
+        // A Kafka-style property list, group settings included, used as it is.
+        let config = ConsumerConfig::from_properties(
+            Properties::new()
+                .with("bootstrap.servers", fake.bootstrap())
+                .with("request.timeout.ms", "2000")
+                .with("retry.backoff.ms", "20")
+                .with("group.id", "readers")
+                .with("partition.assignment.strategy", "cooperative-sticky")
+                .with("session.timeout.ms", "6000")
+                .with("heartbeat.interval.ms", "200")
+                .with("max.poll.interval.ms", "6000")
+                .with("enable.auto.commit", "true")
+                .with("auto.commit.interval.ms", "200")
+                .with("krust.revoke.timeout.ms", "3000")
+                .with("auto.offset.reset", "earliest")
+                .with("fetch.max.wait.ms", "50"),
         )
         .unwrap();
-        let mut s = settings("readers", "cooperative-sticky");
-        s.auto_commit_interval = Duration::from_millis(200);
-        s.group.max_poll_interval = Some(Duration::from_millis(6_000));
-        let mut gc = consumer.subscribe(s, Subscription::topics(["t"])).unwrap();
+        let consumer = Consumer::with_cluster(cluster.clone(), config).unwrap();
+        let mut gc = consumer.subscribe(Subscription::topics(["t"])).unwrap();
         let seen = seen.clone();
         let first = first.clone();
         tasks.push(tokio::spawn(async move {

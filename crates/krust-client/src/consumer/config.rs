@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ms, ClientConfig, Properties};
 use crate::error::{Error, Result};
+use crate::group::GroupSettings;
 
 /// Settings of a [`Consumer`](super::Consumer).
 ///
@@ -20,9 +21,13 @@ pub struct ConsumerConfig {
     /// Connection settings shared with the other clients (`bootstrap.servers`, `client.id`,
     /// `request.timeout.ms`, ...).
     pub client: ClientConfig,
-    /// `group.id`: accepted so that configs port as they are; assign mode does not use it
-    /// (consumer groups come later). Default none.
-    pub group_id: Option<String>,
+    /// The consumer-group settings, present when `group.id` is set: `group.id`,
+    /// `group.instance.id`, `session.timeout.ms`, `heartbeat.interval.ms`,
+    /// `max.poll.interval.ms`, `partition.assignment.strategy`, `enable.auto.commit`,
+    /// `auto.commit.interval.ms`, `client.rack`, `krust.revoke.timeout.ms`,
+    /// `krust.require.stable.offsets` (see [`GroupSettings`]). Used by
+    /// [`Consumer::subscribe`](super::Consumer::subscribe); assign mode ignores it. Default none.
+    pub group: Option<GroupSettings>,
     /// `auto.offset.reset`: where to restart when the position is out of range on the broker:
     /// `earliest`, `latest` or `none` (report an error and stop the partition until a seek).
     /// Default `latest`.
@@ -72,7 +77,7 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             client: ClientConfig::default(),
-            group_id: None,
+            group: None,
             auto_offset_reset: OffsetReset::Latest,
             fetch_min_bytes: 1,
             fetch_max_bytes: 52_428_800,
@@ -140,6 +145,17 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets the consumer-group settings ([`ConsumerConfig::group`]).
+    pub fn with_group(mut self, group: GroupSettings) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// The `group.id`, if the consumer has group settings.
+    pub fn group_id(&self) -> Option<&str> {
+        self.group.as_ref().map(|g| g.group.group_id.as_str())
+    }
+
     /// Sets `enable.partition.eof`.
     pub fn with_partition_eof(mut self, yes: bool) -> Self {
         self.enable_partition_eof = yes;
@@ -154,8 +170,10 @@ impl ConsumerConfig {
             client,
             ..ConsumerConfig::default()
         };
-        if let Some(g) = props.take("group.id") {
-            c.group_id = Some(g).filter(|g| !g.is_empty());
+        c.group = GroupSettings::take_optional(&mut props)?;
+        if let Some(g) = c.group.as_mut() {
+            g.group.retry_backoff = c.client.retry_backoff;
+            g.group.retry_backoff_max = c.client.retry_backoff_max;
         }
         if let Some(r) = props.take_parsed("auto.offset.reset", parse_reset)? {
             c.auto_offset_reset = r;
@@ -201,6 +219,9 @@ impl ConsumerConfig {
     /// Checks the values are usable, naming the first bad property.
     pub fn validate(&self) -> Result<()> {
         self.client.validate()?;
+        if let Some(g) = &self.group {
+            g.validate()?;
+        }
         if self.fetch_min_bytes < 0 {
             return Err(Error::config("fetch.min.bytes", "must not be negative"));
         }
@@ -287,7 +308,7 @@ mod tests {
                 .with("client.id", "c1"),
         )
         .unwrap();
-        assert_eq!(c.group_id.as_deref(), Some("g"));
+        assert_eq!(c.group_id(), Some("g"));
         assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
         assert_eq!(c.fetch_min_bytes, 10);
         assert_eq!(c.fetch_max_bytes, 1_000_000);
@@ -302,6 +323,74 @@ mod tests {
         let none =
             ConsumerConfig::from_properties(base().with("auto.offset.reset", "none")).unwrap();
         assert_eq!(none.auto_offset_reset, OffsetReset::None);
+    }
+
+    #[test]
+    fn group_properties_port_as_they_are() {
+        let c = ConsumerConfig::from_properties(
+            base()
+                .with("group.id", "orders")
+                .with("group.instance.id", "host-1")
+                .with("session.timeout.ms", "6000")
+                .with("heartbeat.interval.ms", "500")
+                .with("max.poll.interval.ms", "60000")
+                .with("partition.assignment.strategy", "cooperative-sticky")
+                .with("enable.auto.commit", "false")
+                .with("auto.commit.interval.ms", "1000")
+                .with("client.rack", "r1")
+                .with("retry.backoff.ms", "50")
+                .with("auto.offset.reset", "earliest"),
+        )
+        .unwrap();
+        let g = c.group.as_ref().expect("group settings");
+        assert_eq!(g.group.group_id, "orders");
+        assert_eq!(g.group.instance_id.as_deref(), Some("host-1"));
+        assert_eq!(g.group.session_timeout, Duration::from_millis(6000));
+        assert_eq!(g.group.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(g.group.rebalance_timeout, Duration::from_millis(60_000));
+        assert_eq!(
+            g.group.max_poll_interval,
+            Some(Duration::from_millis(60_000))
+        );
+        assert_eq!(g.group.assignors.len(), 1);
+        assert_eq!(g.group.assignors[0].name(), "cooperative-sticky");
+        assert!(!g.enable_auto_commit);
+        assert_eq!(g.auto_commit_interval, Duration::from_millis(1000));
+        assert_eq!(g.group.rack.as_deref(), Some("r1"));
+        assert_eq!(g.group.retry_backoff, Duration::from_millis(50));
+        // Group properties without a group: checked, then ignored (assign mode).
+        let c =
+            ConsumerConfig::from_properties(base().with("enable.auto.commit", "false")).unwrap();
+        assert!(c.group.is_none());
+        // Still named when wrong.
+        let e = ConsumerConfig::from_properties(
+            base()
+                .with("group.id", "g")
+                .with("session.timeout.ms", "6000")
+                .with("heartbeat.interval.ms", "6000"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("heartbeat.interval.ms"), "{e}");
+        let e = ConsumerConfig::from_properties(
+            base()
+                .with("group.id", "g")
+                .with("partition.assignment.strategy", "fair"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("partition.assignment.strategy"), "{e}");
+        let e = ConsumerConfig::from_properties(
+            base()
+                .with("group.id", "g")
+                .with("session.timeout.msec", "1"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("session.timeout.msec") && e.contains("unknown"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -348,5 +437,12 @@ mod tests {
             serde_json::from_str(r#"{"isolation_level":"read_committed"}"#).unwrap();
         assert_eq!(partial.isolation_level, IsolationLevel::ReadCommitted);
         assert_eq!(partial.max_poll_records, 500);
+        assert!(partial.group.is_none());
+        let grouped = ConsumerConfig::new("127.0.0.1:9092")
+            .with_group(GroupSettings::new("g").with_instance_id("i"));
+        let json = serde_json::to_string(&grouped).unwrap();
+        let back: ConsumerConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, grouped);
+        assert_eq!(back.group_id(), Some("g"));
     }
 }

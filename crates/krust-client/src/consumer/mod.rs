@@ -102,12 +102,29 @@ impl Drop for Consumer {
 
 // --- Consumer groups (crates/krust-client/src/group/): the only group glue in this file. ---
 impl Consumer {
-    /// Joins the consumer group `settings.group.group_id` and subscribes to `subscription`
-    /// (topics or a regex): the group decides the partitions; positions start at the committed
-    /// offsets, or at `auto.offset.reset` where nothing is committed. The returned
+    /// Joins the consumer group of the config's group settings ([`ConsumerConfig::group`],
+    /// filled from `group.id`, `session.timeout.ms`, ... by
+    /// [`ConsumerConfig::from_properties`]) and subscribes to `subscription` (topics or a
+    /// regex): the group decides the partitions; positions start at the committed offsets, or
+    /// at `auto.offset.reset` where nothing is committed. The returned
     /// [`GroupConsumer`](crate::group::GroupConsumer) polls records and handles rebalances; see
     /// [`crate::group`] for the rebalance events, commits and cancel safety.
+    ///
+    /// Fails naming `group.id` when the config has no group settings.
     pub fn subscribe(
+        self,
+        subscription: crate::group::Subscription,
+    ) -> Result<crate::group::GroupConsumer> {
+        let settings = self
+            .config
+            .group
+            .clone()
+            .ok_or_else(|| crate::error::Error::config("group.id", "required to subscribe"))?;
+        crate::group::GroupConsumer::subscribe(self, settings, subscription)
+    }
+
+    /// As [`Consumer::subscribe`] with explicit group settings (the config's are not used).
+    pub fn subscribe_with(
         self,
         settings: crate::group::GroupSettings,
         subscription: crate::group::Subscription,

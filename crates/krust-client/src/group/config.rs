@@ -5,11 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use krust_core::group::{builtin, Assignor, GroupConfig};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::Properties;
+use crate::config::{ms, Properties};
 use crate::error::{Error, Result};
 
 /// Everything a group member needs besides the connection settings.
+///
+/// Part of a [`ConsumerConfig`](crate::consumer::ConsumerConfig) (its `group` field), filled from
+/// the Kafka property names by [`ConsumerConfig::from_properties`](crate::consumer::ConsumerConfig::from_properties).
+/// Serialized flat, durations in integer milliseconds and assignors by protocol name
+/// (`{"group_id":"g","session_timeout":6000,"partition_assignment_strategy":["range"],...}`);
+/// missing fields take their defaults. Two settings are equal when every value is and their
+/// assignors have the same names in the same order.
 #[derive(Debug, Clone)]
 pub struct GroupSettings {
     /// The membership machine's settings (group id, timeouts, assignors, static id).
@@ -76,11 +84,16 @@ impl GroupSettings {
     /// Consumes the group properties from `props` (others are left for the caller). Fails,
     /// naming the property, on a bad value; `group.id` must be present.
     pub fn take_from(props: &mut Properties) -> Result<Self> {
-        let id = props
-            .take("group.id")
-            .filter(|g| !g.is_empty())
-            .ok_or_else(|| Error::config("group.id", "required to join a group"))?;
-        let mut s = GroupSettings::new(id);
+        Self::take_optional(props)?
+            .ok_or_else(|| Error::config("group.id", "required to join a group"))
+    }
+
+    /// As [`GroupSettings::take_from`], but a missing or empty `group.id` gives `None`: the
+    /// other group properties are still consumed and their values checked, then ignored (an
+    /// assign-mode consumer; Java and librdkafka accept them there too).
+    pub fn take_optional(props: &mut Properties) -> Result<Option<Self>> {
+        let id = props.take("group.id").filter(|g| !g.is_empty());
+        let mut s = GroupSettings::new(id.clone().unwrap_or_default());
         if let Some(i) = props.take("group.instance.id") {
             s.group.instance_id = Some(i).filter(|i| !i.is_empty());
         }
@@ -112,8 +125,11 @@ impl GroupSettings {
         if let Some(v) = props.take_bool("krust.require.stable.offsets")? {
             s.require_stable = v;
         }
+        if id.is_none() {
+            return Ok(None);
+        }
         s.validate()?;
-        Ok(s)
+        Ok(Some(s))
     }
 
     /// Checks the values, naming the first bad property.
@@ -138,6 +154,130 @@ impl GroupSettings {
             return Err(Error::config("auto.commit.interval.ms", "must be positive"));
         }
         Ok(())
+    }
+}
+
+/// The flat, serializable form of [`GroupSettings`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+struct Repr {
+    group_id: String,
+    group_instance_id: Option<String>,
+    #[serde(with = "ms")]
+    session_timeout: Duration,
+    #[serde(with = "ms")]
+    heartbeat_interval: Duration,
+    #[serde(with = "ms")]
+    rebalance_timeout: Duration,
+    #[serde(with = "opt_ms")]
+    max_poll_interval: Option<Duration>,
+    #[serde(with = "ms")]
+    retry_backoff: Duration,
+    #[serde(with = "ms")]
+    retry_backoff_max: Duration,
+    partition_assignment_strategy: Vec<String>,
+    client_rack: Option<String>,
+    #[serde(with = "ms")]
+    revoke_timeout: Duration,
+    enable_auto_commit: bool,
+    #[serde(with = "ms")]
+    auto_commit_interval: Duration,
+    require_stable: bool,
+    #[serde(with = "ms")]
+    topic_refresh: Duration,
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::from(&GroupSettings::new(""))
+    }
+}
+
+impl From<&GroupSettings> for Repr {
+    fn from(s: &GroupSettings) -> Self {
+        let g = &s.group;
+        Repr {
+            group_id: g.group_id.clone(),
+            group_instance_id: g.instance_id.clone(),
+            session_timeout: g.session_timeout,
+            heartbeat_interval: g.heartbeat_interval,
+            rebalance_timeout: g.rebalance_timeout,
+            max_poll_interval: g.max_poll_interval,
+            retry_backoff: g.retry_backoff,
+            retry_backoff_max: g.retry_backoff_max,
+            partition_assignment_strategy: g
+                .assignors
+                .iter()
+                .map(|a| a.name().to_string())
+                .collect(),
+            client_rack: g.rack.clone(),
+            revoke_timeout: g.revoke_timeout,
+            enable_auto_commit: s.enable_auto_commit,
+            auto_commit_interval: s.auto_commit_interval,
+            require_stable: s.require_stable,
+            topic_refresh: s.topic_refresh,
+        }
+    }
+}
+
+impl PartialEq for GroupSettings {
+    fn eq(&self, other: &Self) -> bool {
+        Repr::from(self) == Repr::from(other)
+    }
+}
+
+impl Eq for GroupSettings {}
+
+impl Serialize for GroupSettings {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        Repr::from(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupSettings {
+    /// Assignors are looked up by name among the built-in ones (a custom assignor cannot be
+    /// deserialized: set it in code).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let r = Repr::deserialize(d)?;
+        let assignors = parse_strategies(&r.partition_assignment_strategy.join(","))
+            .map_err(serde::de::Error::custom)?;
+        let mut s = GroupSettings::new(r.group_id);
+        let g = &mut s.group;
+        g.instance_id = r.group_instance_id;
+        g.session_timeout = r.session_timeout;
+        g.heartbeat_interval = r.heartbeat_interval;
+        g.rebalance_timeout = r.rebalance_timeout;
+        g.max_poll_interval = r.max_poll_interval;
+        g.retry_backoff = r.retry_backoff;
+        g.retry_backoff_max = r.retry_backoff_max;
+        g.assignors = assignors;
+        g.rack = r.client_rack;
+        g.revoke_timeout = r.revoke_timeout;
+        s.enable_auto_commit = r.enable_auto_commit;
+        s.auto_commit_interval = r.auto_commit_interval;
+        s.require_stable = r.require_stable;
+        s.topic_refresh = r.topic_refresh;
+        Ok(s)
+    }
+}
+
+/// `Option<Duration>` as integer milliseconds or null.
+mod opt_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes as milliseconds or null.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes from milliseconds or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 
@@ -184,5 +324,50 @@ mod tests {
             "{e}"
         );
         assert!(GroupSettings::take_from(&mut Properties::new()).is_err());
+    }
+
+    #[test]
+    fn without_group_id_values_are_checked_then_ignored() {
+        let mut p = Properties::new()
+            .with("enable.auto.commit", "false")
+            .with("session.timeout.ms", "6000");
+        assert!(GroupSettings::take_optional(&mut p).unwrap().is_none());
+        assert!(!p.contains("session.timeout.ms"), "consumed");
+        let mut bad = Properties::new().with("session.timeout.ms", "soon");
+        let e = GroupSettings::take_optional(&mut bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session.timeout.ms"), "{e}");
+    }
+
+    #[test]
+    fn serde_round_trip_flat_with_defaults() {
+        let mut s = GroupSettings::new("g")
+            .with_instance_id("i")
+            .with_assignors(vec![builtin("cooperative-sticky").unwrap()])
+            .with_auto_commit(false);
+        s.group.max_poll_interval = None;
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            json.contains("\"partition_assignment_strategy\":[\"cooperative-sticky\"]"),
+            "{json}"
+        );
+        assert!(json.contains("\"session_timeout\":45000"), "{json}");
+        let back: GroupSettings = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+        let partial: GroupSettings =
+            serde_json::from_str(r#"{"group_id":"h","heartbeat_interval":500}"#).unwrap();
+        assert_eq!(partial.group.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(partial, {
+            let mut d = GroupSettings::new("h");
+            d.group.heartbeat_interval = Duration::from_millis(500);
+            d
+        });
+        let e = serde_json::from_str::<GroupSettings>(
+            r#"{"group_id":"h","partition_assignment_strategy":["fair"]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("fair"), "{e}");
     }
 }
