@@ -81,6 +81,30 @@ pub struct ProduceArgs {
     /// Acknowledgements to wait for: 0, 1 or all.
     #[arg(long = "acks", default_value = "all", allow_hyphen_values = true)]
     pub acks: Acks,
+    /// Idempotent producer (enable.idempotence=true; needs --acks all). Without this flag or
+    /// --no-idempotent it is on with --acks all and off with 0 or 1.
+    #[arg(long = "idempotent", conflicts_with = "no_idempotent")]
+    pub idempotent: bool,
+    /// Not idempotent (enable.idempotence=false).
+    #[arg(long = "no-idempotent")]
+    pub no_idempotent: bool,
+}
+
+impl ProduceArgs {
+    /// The `enable.idempotence` property the flags ask for, if any.
+    pub fn idempotence(&self) -> Option<bool> {
+        idempotence_flag(self.idempotent, self.no_idempotent)
+    }
+}
+
+/// `--idempotent` / `--no-idempotent` as an explicit `enable.idempotence`, or `None` (the
+/// producer's default).
+fn idempotence_flag(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
 }
 
 /// `krust consume`.
@@ -217,6 +241,23 @@ pub struct BenchProduceArgs {
     /// Seconds between progress lines.
     #[arg(long = "progress-secs", default_value_t = 5)]
     pub progress_secs: u64,
+    /// Idempotent producer (needs --acks all).
+    #[arg(long = "idempotent", conflicts_with = "no_idempotent")]
+    pub idempotent: bool,
+    /// Not idempotent.
+    #[arg(long = "no-idempotent")]
+    pub no_idempotent: bool,
+    /// Run twice in one invocation, idempotent and not (both with acks=all), and print the
+    /// cost of idempotence (records/s of each, and the ratio).
+    #[arg(long = "idempotence-cost", conflicts_with_all = ["idempotent", "no_idempotent"])]
+    pub idempotence_cost: bool,
+}
+
+impl BenchProduceArgs {
+    /// The `enable.idempotence` property the flags ask for, if any.
+    pub fn idempotence(&self) -> Option<bool> {
+        idempotence_flag(self.idempotent, self.no_idempotent)
+    }
 }
 
 /// `krust bench consume`.

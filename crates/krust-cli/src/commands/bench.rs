@@ -34,17 +34,46 @@ struct Outcome {
 }
 
 async fn produce(args: BenchProduceArgs) -> Result<ExitCode, CliError> {
+    if !args.idempotence_cost {
+        produce_run(&args, args.idempotence(), None).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The cost of idempotence: the same run twice, both with acks=all, in one invocation.
+    let with = produce_run(&args, Some(true), Some("all")).await?;
+    let without = produce_run(&args, Some(false), Some("all")).await?;
+    println!(
+        "idempotence cost: {with:.0} records/s idempotent, {without:.0} records/s not \
+         (acks=all both): {:.1}% {}",
+        ((without - with) / without * 100.0).abs(),
+        if with <= without { "slower" } else { "faster" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One produce benchmark; returns acknowledged records per second.
+async fn produce_run(
+    args: &BenchProduceArgs,
+    idempotence: Option<bool>,
+    acks: Option<&str>,
+) -> Result<f64, CliError> {
     let topic = args.topic.clone();
-    let defaults = [
-        ("acks", args.acks.as_property().to_string()),
+    let acks = acks
+        .map(str::to_string)
+        .unwrap_or_else(|| args.acks.as_property().to_string());
+    let mut defaults = vec![
+        ("acks", acks.clone()),
         (
             "compression.type",
             args.compression.as_property().to_string(),
         ),
         ("linger.ms", args.linger_ms.to_string()),
     ];
+    if let Some(on) = idempotence {
+        defaults.push(("enable.idempotence", on.to_string()));
+    }
     let config = ProducerConfig::from_properties(properties(&args.conn, &defaults))
         .map_err(|e| client_error(e, Some(&topic)))?;
+    let idempotent = config.idempotence();
     let producer = Producer::new(config)
         .await
         .map_err(|e| client_error(e, Some(&topic)))?;
@@ -62,10 +91,11 @@ async fn produce(args: BenchProduceArgs) -> Result<ExitCode, CliError> {
     let collector = tokio::spawn(collect(rx, args.records, record_bytes, progress));
 
     eprintln!(
-        "krust: producing {} records of {} bytes to '{topic}' (acks {}, compression {}, linger.ms {}{})",
+        "krust: producing {} records of {} bytes to '{topic}' (acks {}, idempotent {}, compression {}, linger.ms {}{})",
         args.records,
         args.record_size,
-        args.acks,
+        acks,
+        idempotent,
         args.compression,
         args.linger_ms,
         if args.throughput > 0 {
@@ -101,10 +131,15 @@ async fn produce(args: BenchProduceArgs) -> Result<ExitCode, CliError> {
     let elapsed = start.elapsed();
     producer.close().await;
 
+    let rate = outcome.acked as f64 / elapsed.as_secs_f64().max(1e-9);
     println!(
         "{}",
         summary_line(
-            "produce",
+            if idempotent {
+                "produce (idempotent)"
+            } else {
+                "produce"
+            },
             outcome.acked,
             outcome.acked * record_bytes,
             elapsed,
@@ -120,7 +155,7 @@ async fn produce(args: BenchProduceArgs) -> Result<ExitCode, CliError> {
             one_line(&why)
         )));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(rate)
 }
 
 /// Awaits deliveries as they complete (in any order), measuring send-to-ack latency, and

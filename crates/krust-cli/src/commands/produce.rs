@@ -18,13 +18,16 @@ const SHOWN_FAILURES: u64 = 5;
 /// Runs `krust produce`.
 pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, CliError> {
     let topic = args.topic.clone();
-    let defaults = [
+    let mut defaults = vec![
         ("acks", args.acks.as_property().to_string()),
         (
             "compression.type",
             args.compression.as_property().to_string(),
         ),
     ];
+    if let Some(on) = args.idempotence() {
+        defaults.push(("enable.idempotence", on.to_string()));
+    }
     let config = ProducerConfig::from_properties(properties(&args.conn, &defaults))
         .map_err(|e| client_error(e, Some(&topic)))?;
     let producer = Producer::new(config)
