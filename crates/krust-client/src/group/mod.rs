@@ -40,8 +40,7 @@ use krust_core::group::offsets::{
 };
 use krust_core::group::requests::find_coordinator_request;
 use krust_core::group::{
-    GroupEvent, GroupMetadata, GroupRequest, Membership, OffsetAndMetadata, OffsetBook,
-    RequestFailure,
+    GroupEvent, GroupMetadata, GroupRequest, Membership, OffsetBook, RequestFailure,
 };
 use krust_wire::{ApiKey, ErrorCode, KafkaRequest};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -56,7 +55,7 @@ mod consumer;
 
 pub use config::GroupSettings;
 pub use consumer::GroupConsumer;
-pub use krust_core::group::{Assignor, GroupMetadata as ConsumerGroupMetadata};
+pub use krust_core::group::{Assignor, GroupMetadata as ConsumerGroupMetadata, OffsetAndMetadata};
 
 /// What a member subscribes to.
 #[derive(Debug, Clone)]
