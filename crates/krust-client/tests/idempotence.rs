@@ -610,6 +610,75 @@ async fn s6_delivery_timeout_shorter_than_a_stall() {
     );
 }
 
+/// A fatal error (PRODUCER_FENCED) stops the producer: every pending record and every later
+/// one fails with a clear error saying so; nothing hangs.
+#[tokio::test]
+async fn fatal_error_fails_every_pending_record() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("fatal", 2, 1).unwrap();
+    cluster.set_rtt(0, Duration::from_millis(20));
+    let mut cfg = config(&cluster.bootstrap());
+    cfg.batch_size = 200;
+    let producer = Producer::new(cfg).await.unwrap();
+    let mut s = Sender::new("fatal", 2);
+    s.send(&producer, 0).await;
+    assert!(s
+        .results()
+        .await
+        .values()
+        .all(|p| *p == Persistence::Persisted));
+    cluster.fail_next(ApiKey::Produce, errors::PRODUCER_FENCED);
+    let mut futs = Vec::new();
+    for i in 0..200 {
+        futs.push(
+            producer
+                .send(
+                    ProducerRecord::new("fatal")
+                        .with_partition(i % 2)
+                        .with_value(format!("{}:x", i % 2)),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let mut fatal = 0;
+    for f in futs {
+        let r = tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("no record hangs");
+        if let Err(e) = r {
+            if matches!(e.kind(), ProduceErrorKind::Fatal(m) if m.contains("PRODUCER_FENCED")) {
+                fatal += 1;
+            }
+        }
+    }
+    assert!(fatal > 0, "records failed with the fatal error");
+    // Later records fail at once, with the same reason.
+    let later = producer
+        .send(
+            ProducerRecord::new("fatal")
+                .with_partition(0)
+                .with_value("0:y"),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(later.kind(), ProduceErrorKind::Fatal(_)),
+        "{later}"
+    );
+    assert_eq!(later.persistence(), Persistence::NotPersisted);
+    assert!(later.to_string().contains("PRODUCER_FENCED"), "{later}");
+    tokio::time::timeout(Duration::from_secs(10), producer.close())
+        .await
+        .expect("close does not hang");
+    assert!(
+        cluster.requests_of(ApiKey::Produce).len() >= 2,
+        "the fenced request was sent"
+    );
+}
+
 // ---------------------------------------------------------------------------- tansu
 
 /// The broker to test against, or `None` (test skipped with a notice) outside CI.

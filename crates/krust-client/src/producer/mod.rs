@@ -31,6 +31,21 @@
 //! record back. [`Producer::flush`] waits for every record sent before it; [`Producer::close`]
 //! for every record; dropping the last handle fails records not yet sent
 //! ([`ProduceErrorKind::Closed`]) and lets in-flight requests finish, so no future hangs.
+//!
+//! # Idempotence (on by default)
+//!
+//! With `enable.idempotence` (the default unless `acks` is 0 or 1) the producer gets an id
+//! (InitProducerId) and every batch carries per-partition sequence numbers fixed at its first
+//! send, so a retry after a lost acknowledgement is deduplicated by the broker, and up to 5
+//! batches per partition stay in order in flight. The rules (in [`krust_core::idempotence`]):
+//! DUPLICATE_SEQUENCE_NUMBER is success; OUT_OF_ORDER_SEQUENCE_NUMBER behind an earlier failed
+//! batch is retried in order; a lost sequence state (UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH,
+//! OUT_OF_ORDER at the head of the line, or a batch that left with a sequence but without
+//! success) drains the partition and bumps its epoch; a batch whose outcome is unknown is
+//! retried, never failed before `delivery.timeout.ms`, and never re-sent under a new epoch.
+//! [`Persistence::of`] a result says `Persisted`, `NotPersisted` or `PossiblyPersisted`. A
+//! fatal error (for example PRODUCER_FENCED) stops the producer: every pending and later record
+//! fails with [`ProduceErrorKind::Fatal`].
 
 pub mod bench;
 mod config;
