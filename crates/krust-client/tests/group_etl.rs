@@ -157,7 +157,7 @@ async fn chained_etl_through_three_groups_with_members_coming_and_going() {
     let n = records();
     let mut cfg = ClusterConfig::new().with_brokers(1);
     for l in 1..=LEVELS + 1 {
-        cfg = cfg.with_topic(&topic(l), PARTITIONS, 1);
+        cfg = cfg.with_topic(topic(l), PARTITIONS, 1);
     }
     let fake = FakeCluster::with_config(cfg).await.expect("fake cluster");
     let bootstrap = fake.bootstrap();
