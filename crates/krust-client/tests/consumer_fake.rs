@@ -11,7 +11,7 @@ use consumer_common::*;
 use krust_client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartOffset, TopicPartition};
 use krust_client::{ClientConfig, Cluster};
 use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
-use krust_testkit::{ClusterConfig, FakeCluster};
+use krust_testkit::{Action, ClusterConfig, FakeCluster, Intercept};
 use krust_wire::record::Compression;
 use krust_wire::ErrorCode;
 
@@ -399,4 +399,68 @@ async fn read_committed_skips_aborted_transactions() {
         vec![0, 1, 2, 4, 5, 7, 9, 10],
         "read_uncommitted sees aborted records; control records are never delivered"
     );
+}
+
+/// Three partitions led by three different brokers: returns, for each partition, its leader.
+async fn three_leaders() -> (FakeCluster, Cluster, [i32; 3]) {
+    let (fake, cluster) = fake(ClusterConfig::new().with_brokers(3).with_topic("fc", 3, 1)).await;
+    let leaders = [0, 1, 2].map(|p| fake.leader("fc", p).expect("leader").0);
+    let mut distinct = leaders.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "one partition per broker: {leaders:?}");
+    (fake, cluster, leaders)
+}
+
+/// Regression: with three leaders and the default budgets (64 MiB prefetch, 50 MiB
+/// `fetch.max.bytes`), the long-polling fetches of two leaders used to reserve the whole
+/// prefetch budget between them (50 MiB + 14 MiB), and the third leader's source, finding the
+/// budget exhausted, was never woken while the other two re-planned at once after each
+/// response: its partition was looked up (ListOffsets) and then never fetched (`krust consume
+/// -e` hung about 1 run in 3 on `krust fake-cluster --brokers 3`).
+///
+/// Here the third leader's ListOffsets is refused (UNKNOWN_LEADER_EPOCH, retried after a
+/// backoff) until the other two leaders have received their fetches, which long-poll empty
+/// partitions for 4 s: the third partition must be read well before they answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_leader_is_fetched_while_two_fetches_hold_the_budget() {
+    let (fake, cluster, leaders) = three_leaders().await;
+    produce_n_to(&cluster, "fc", 2, 10).await;
+    let weak = fake.downgrade();
+    let (a, b) = (leaders[0], leaders[1]);
+    fake.intercept(
+        Intercept::api(FakeApi::ListOffsets).on_broker(leaders[2]),
+        move |_| {
+            let fetched = weak.upgrade().is_some_and(|f| {
+                let fetches = f.requests_of(FakeApi::Fetch);
+                [a, b]
+                    .iter()
+                    .all(|n| fetches.iter().any(|r| r.broker == *n))
+            });
+            (!fetched).then_some(Action::Error(ErrorCode::UNKNOWN_LEADER_EPOCH.0))
+        },
+    );
+
+    let mut cfg = config(&cluster);
+    cfg.fetch_max_wait = Duration::from_secs(4);
+    let mut consumer = Consumer::with_cluster(cluster.clone(), cfg).unwrap();
+    consumer
+        .assign((0..3).map(|p| (TopicPartition::new("fc", p), StartOffset::Earliest)))
+        .await
+        .unwrap();
+    let got = poll_n(&mut consumer, 10, Duration::from_secs(3)).await;
+    assert!(got.iter().all(|r| r.partition == 2));
+    assert_eq!(got.last().unwrap().offset, 9);
+}
+
+/// Produces records `0..n` to `topic`-`partition` as one batch.
+async fn produce_n_to(cluster: &Cluster, topic: &str, partition: i32, n: usize) {
+    cluster
+        .refresh_metadata(&[topic.to_string()])
+        .await
+        .unwrap();
+    let recs: Vec<TestRecord> = (0..n)
+        .map(|i| TestRecord::new(i, BASE_TS + i as i64))
+        .collect();
+    produce(cluster, topic, partition, Compression::None, &recs).await;
 }

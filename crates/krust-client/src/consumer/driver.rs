@@ -403,11 +403,15 @@ impl BrokerSource {
                     shared.lock().handle_fetch_failed(&plan, now)
                 }
             };
+            // The fetch released its reservation: a source parked on the prefetch budget must
+            // plan again now (this source re-plans at once and would otherwise take the freed
+            // budget back every time, starving the parked one).
+            let budget_freed = shared.lock().take_budget_wakeup();
             if followup.refresh_metadata {
                 shared.cluster.request_metadata_refresh();
                 shared.lock().request_metadata();
                 shared.notify_changed();
-            } else if followup.lookup_needed {
+            } else if followup.lookup_needed || budget_freed {
                 shared.notify_changed();
             }
             if followup.data_ready {

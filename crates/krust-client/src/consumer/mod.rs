@@ -460,11 +460,10 @@ impl Consumer {
             let mut f = self.shared.lock();
             let errors = f.take_errors();
             let err = errors.into_iter().next();
-            let was_exhausted = f.is_budget_exhausted();
             if err.is_none() {
                 f.poll_records(self.config.max_poll_records, out);
             }
-            let freed = was_exhausted && !f.is_budget_exhausted();
+            let freed = f.take_budget_wakeup();
             let eofs = if self.config.enable_partition_eof {
                 f.take_eof()
             } else {
@@ -473,7 +472,8 @@ impl Consumer {
             (err, freed, eofs)
         };
         // Only the prefetch budget gates fetching on the application's side: wake the sources
-        // when a poll reopens it (waking them on every poll would cost a re-plan per poll).
+        // when a poll reopens it for a source that found it exhausted (waking them on every
+        // poll would cost a re-plan per poll).
         if freed {
             self.shared.notify_changed();
         }

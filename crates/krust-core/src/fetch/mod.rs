@@ -22,7 +22,11 @@
 //!
 //! Fetched records are counted in bytes. A fetch is only planned while the bytes buffered plus
 //! the bytes *reserved* by fetches in flight stay under [`FetchConfig::max_prefetch_bytes`]; a
-//! fetch reserves its `max_bytes`, which is clamped to the remaining budget. Batches stay
+//! fetch reserves its `max_bytes`, which is clamped to the remaining budget, to what its
+//! partitions can return, and to a fair share of the budget per leader (so that the fetches of
+//! some leaders can never hold the whole budget while another leader's partitions wait; see
+//! [`Fetcher::plan_fetch`]). A leader that finds the budget exhausted is woken when it has room
+//! again ([`Fetcher::take_budget_wakeup`]). Batches stay
 //! compressed in the buffer and are inflated one at a time as the application polls, so memory
 //! is the fetched bytes plus, per partition being delivered, one inflated batch, whatever the
 //! compression ratio. A slow application therefore stops fetching instead of growing memory. The
@@ -659,6 +663,8 @@ pub struct Fetcher {
     deliver_from: Option<TopicPartition>,
     /// Rotation of the partition order in fetch requests.
     fetch_rotation: usize,
+    /// A fetch was not planned because the prefetch budget was exhausted.
+    budget_waiting: bool,
 }
 
 impl Fetcher {
@@ -674,6 +680,7 @@ impl Fetcher {
             needs_metadata: false,
             deliver_from: None,
             fetch_rotation: 0,
+            budget_waiting: false,
         }
     }
 
@@ -1089,28 +1096,51 @@ impl Fetcher {
     /// Plans a fetch from `node` at `now`: every ready, unpaused partition it leads that has no
     /// fetch in flight and no pending backoff, within the prefetch budget. `None` when there is
     /// nothing to fetch (see [`next_retry`](Self::next_retry) for when to look again).
+    ///
+    /// The fetch reserves its `max_bytes`: at most what its partitions can return
+    /// (`partitions x max.partition.fetch.bytes`), what remains of the budget, and a fair share
+    /// of the budget (the budget divided by the number of leaders). A fetch can therefore never
+    /// reserve the budget that another leader's fetch needs: with 3 leaders and the defaults
+    /// (64 MiB budget, 50 MiB `fetch.max.bytes`), two long-polling fetches used to reserve the
+    /// whole budget between them, and the third leader's partitions were never fetched.
+    ///
+    /// A `None` caused by an exhausted budget is remembered: once a fetch's reservation is
+    /// released or a poll frees buffered bytes, [`take_budget_wakeup`](Self::take_budget_wakeup)
+    /// says so, and the caller must wake the waiting sources.
     pub fn plan_fetch(&mut self, node: NodeId, now: Instant) -> Option<FetchPlan> {
+        let eligible = |p: &PartitionState| {
+            p.leader == Some(node)
+                && p.phase == Phase::Ready
+                && !p.paused
+                && p.in_flight.is_none()
+                && p.retry_at.is_none_or(|t| t <= now)
+        };
+        let count = self.partitions.values().filter(|p| eligible(p)).count();
+        if count == 0 {
+            return None;
+        }
         let used = self.buffered_bytes + self.reserved_bytes;
         if used >= self.config.max_prefetch_bytes {
+            self.budget_waiting = true;
             return None;
         }
         let remaining = self.config.max_prefetch_bytes - used;
-        let max_bytes = self
-            .config
-            .max_bytes
-            .min(remaining.min(i32::MAX as usize) as i32)
-            .max(1);
+        let leaders = self.leaders().len().max(1);
+        let share = (self.config.max_prefetch_bytes / leaders).max(1);
+        let part_cap = self.config.partition_max_bytes.max(1) as usize;
+        let by_partitions = count.saturating_mul(part_cap);
+        let max_bytes = (self.config.max_bytes.max(1) as usize)
+            .min(remaining)
+            .min(share)
+            .min(by_partitions)
+            .min(i32::MAX as usize)
+            .max(1) as i32;
         let reserve = max_bytes as usize;
         let part_max = self.config.partition_max_bytes.min(max_bytes).max(1);
         let token = self.next_token;
-        let mut partitions = Vec::new();
+        let mut partitions = Vec::with_capacity(count);
         for p in self.partitions.values_mut() {
-            if p.leader != Some(node)
-                || p.phase != Phase::Ready
-                || p.paused
-                || p.in_flight.is_some()
-                || p.retry_at.is_some_and(|t| t > now)
-            {
+            if !eligible(p) {
                 continue;
             }
             p.in_flight = Some(token);
@@ -1121,9 +1151,6 @@ impl Fetcher {
                 last_fetched_epoch: p.fetch_cursor.leader_epoch.unwrap_or(-1),
                 max_bytes: part_max,
             });
-        }
-        if partitions.is_empty() {
-            return None;
         }
         // Rotate the order so that, under a tight byte limit, the first partitions of the
         // request do not take the whole response every time (starving the others).
@@ -1142,6 +1169,20 @@ impl Fetcher {
             isolation: self.config.isolation,
             partitions,
         })
+    }
+
+    /// Whether a source found the prefetch budget exhausted and the budget has room again (a
+    /// reservation was released, a poll freed buffered bytes). Clears the flag when it returns
+    /// true: the caller must then wake every source so the waiting ones plan again. (Without
+    /// this, a source parked on the budget slept until an unrelated event while the other
+    /// sources took the freed budget back at once.)
+    pub fn take_budget_wakeup(&mut self) -> bool {
+        if self.budget_waiting && !self.is_budget_exhausted() {
+            self.budget_waiting = false;
+            true
+        } else {
+            false
+        }
     }
 
     /// The earliest time a partition in backoff becomes due again.

@@ -664,3 +664,61 @@ fn crc32c_of(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Three leaders, default budgets (64 MiB prefetch, 50 MiB `fetch.max.bytes`): the fetches of
+/// two leaders must leave budget for the third (they used to reserve 50 MiB + 14 MiB, and the
+/// third leader's partition was never fetched).
+#[test]
+fn every_leader_gets_a_share_of_the_prefetch_budget() {
+    let mut f = Fetcher::new(FetchConfig::default());
+    for p in 0..3 {
+        f.assign(tp(p), StartOffset::Offset(0));
+        f.handle_leader(&tp(p), Some(p), 0);
+    }
+    let now = Instant::now();
+    let plans: Vec<FetchPlan> = (0..3).map(|n| f.plan_fetch(n, now).unwrap()).collect();
+    for plan in &plans {
+        // One partition: at most what it can return.
+        assert_eq!(plan.max_bytes, 1_048_576);
+    }
+    assert!(!f.is_budget_exhausted());
+
+    // Many partitions per leader: the fair share (budget / leaders) caps each fetch.
+    let config = FetchConfig {
+        max_prefetch_bytes: 3 << 20,
+        ..FetchConfig::default()
+    };
+    let mut f = Fetcher::new(config);
+    for p in 0..30 {
+        f.assign(tp(p), StartOffset::Offset(0));
+        f.handle_leader(&tp(p), Some(p % 3), 0);
+    }
+    for n in 0..3 {
+        let plan = f.plan_fetch(n, now).expect("each leader can fetch");
+        assert_eq!(plan.max_bytes, 1 << 20);
+    }
+}
+
+/// A leader that found the budget exhausted is reported once the budget has room again.
+#[test]
+fn a_source_parked_on_the_budget_is_woken_when_it_is_freed() {
+    let config = FetchConfig {
+        max_prefetch_bytes: 2,
+        ..FetchConfig::default()
+    };
+    let mut f = Fetcher::new(config);
+    for p in 0..3 {
+        f.assign(tp(p), StartOffset::Offset(0));
+        f.handle_leader(&tp(p), Some(p), 0);
+    }
+    let now = Instant::now();
+    let a = f.plan_fetch(0, now).unwrap();
+    let _b = f.plan_fetch(1, now).unwrap();
+    assert!(!f.take_budget_wakeup(), "nobody waits");
+    assert!(f.plan_fetch(2, now).is_none(), "budget exhausted");
+    assert!(!f.take_budget_wakeup(), "still exhausted");
+    f.handle_fetch_failed(&a, now);
+    assert!(f.take_budget_wakeup(), "the reservation was released");
+    assert!(!f.take_budget_wakeup(), "reported once");
+    assert!(f.plan_fetch(2, now).is_some());
+}
