@@ -247,8 +247,8 @@ pub struct BenchProduceArgs {
     /// Not idempotent.
     #[arg(long = "no-idempotent")]
     pub no_idempotent: bool,
-    /// Run twice in one invocation, idempotent and not (both with acks=all), and print the
-    /// cost of idempotence (records/s of each, and the ratio).
+    /// Run four times in one invocation, idempotent, not, not, idempotent (all with acks=all),
+    /// and print the cost of idempotence (mean records/s of each, and the ratio).
     #[arg(long = "idempotence-cost", conflicts_with_all = ["idempotent", "no_idempotent"])]
     pub idempotence_cost: bool,
 }
