@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     /// Counters for observability and tests.
     pub(crate) stats: Mutex<SourceStats>,
     pub(crate) sources: Mutex<HashMap<NodeId, JoinHandle<()>>>,
+    /// Set when a background task ended abnormally (a panic): the consumer can no longer make
+    /// progress, and `poll` returns this error instead of waiting forever.
+    pub(crate) failed: Mutex<Option<String>>,
 }
 
 /// Counters kept by the broker sources.
@@ -67,6 +70,45 @@ impl Shared {
     fn stats(&self) -> MutexGuard<'_, SourceStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Why the consumer stopped, if a background task died.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Spawns one of the consumer's background tasks so that it cannot die silently: a panic is
+/// recorded in [`Shared::failed`] and wakes `poll`, which reports it. (A lookup task that
+/// panicked used to leave its partitions "looking up" forever, and a panicked driver left
+/// `poll` waiting forever.)
+pub(crate) fn spawn_task(
+    shared: &Arc<Shared>,
+    what: &'static str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    use futures::FutureExt;
+    let weak = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(task = what, panic = %msg, "consumer task panicked");
+            if let Some(shared) = weak.upgrade() {
+                shared
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert_with(|| format!("consumer {what} task panicked: {msg}"));
+                shared.notify_data();
+            }
+        }
+    })
 }
 
 /// Feeds the leaders from `md` into the fetcher. A topic the metadata reports as unknown, or
@@ -156,12 +198,14 @@ pub(crate) async fn run_driver(shared: Arc<Shared>) {
             (f.poll_lookups(now), f.poll_validations(now))
         };
         for lookup in lookups {
-            let shared = shared.clone();
-            tokio::spawn(async move { run_lookup(shared, lookup).await });
+            spawn_task(&shared, "offset lookup", run_lookup(shared.clone(), lookup));
         }
         for v in validations {
-            let shared = shared.clone();
-            tokio::spawn(async move { run_validation(shared, v).await });
+            spawn_task(
+                &shared,
+                "position validation",
+                run_validation(shared.clone(), v),
+            );
         }
         // One source per leader.
         {
@@ -170,8 +214,11 @@ pub(crate) async fn run_driver(shared: Arc<Shared>) {
             sources.retain(|_, h| !h.is_finished());
             for node in leaders {
                 sources.entry(node).or_insert_with(|| {
-                    let shared = shared.clone();
-                    tokio::spawn(BrokerSource { shared, node }.run())
+                    let source = BrokerSource {
+                        shared: shared.clone(),
+                        node,
+                    };
+                    spawn_task(&shared, "fetch source", source.run())
                 });
             }
         }

@@ -154,8 +154,9 @@ impl Consumer {
             data,
             stats: Mutex::new(SourceStats::default()),
             sources: Mutex::new(HashMap::new()),
+            failed: Mutex::new(None),
         });
-        let driver = tokio::spawn(driver::run_driver(shared.clone()));
+        let driver = driver::spawn_task(&shared, "driver", driver::run_driver(shared.clone()));
         Ok(Consumer {
             shared,
             config,
@@ -392,6 +393,10 @@ impl Consumer {
     /// partition; the consumer stays usable. With `enable.partition.eof`, also returns (maybe
     /// with no records) when a partition reaches its end.
     ///
+    /// If a background task of the consumer died (a panic: a bug), the consumer cannot make
+    /// progress any more, and this and every later poll fail with that error instead of waiting
+    /// forever.
+    ///
     /// Cancel safety: cancel-safe. Records are only taken from the buffer when the future
     /// completes; a dropped `poll` loses nothing.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
@@ -456,6 +461,9 @@ impl Consumer {
 
     /// Moves ready records into `out`; returns whether end-of-partition events were taken.
     fn take_ready(&mut self, out: &mut Vec<ConsumerRecord>) -> Result<bool> {
+        if let Some(why) = self.shared.failure() {
+            return Err(Error::Other(why));
+        }
         let (err, freed, eofs) = {
             let mut f = self.shared.lock();
             let errors = f.take_errors();
@@ -564,5 +572,26 @@ fn fetch_error(e: krust_core::fetch::FetchError) -> Error {
             Error::Other(krust_core::fetch::FetchError { tp: e.tp, kind }.to_string())
         }
         other => Error::Other(format!("partition {}: {other:?}", e.tp)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A background task that panics is reported by `poll`, not left to hang it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicked_background_task_fails_poll() {
+        let fake = krust_testkit::FakeCluster::start(1).await.unwrap();
+        let mut consumer = Consumer::connect(ConsumerConfig::new(&fake.bootstrap()))
+            .await
+            .unwrap();
+        let task = driver::spawn_task(&consumer.shared, "test", async {
+            panic!("boom");
+        });
+        let _ = task.await;
+        let err = consumer.poll().await.unwrap_err().to_string();
+        assert!(err.contains("consumer test task panicked: boom"), "{err}");
+        assert!(consumer.try_poll().is_err(), "the failure is sticky");
     }
 }
