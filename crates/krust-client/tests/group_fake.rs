@@ -146,30 +146,41 @@ async fn static_member_restart_keeps_partitions_without_a_rebalance() {
         .await;
     let generation = fake.group("static").unwrap().generation;
     let before = world.snapshot();
-    let a_rebalances = world.assigned_events(0);
-    // Member 1 goes away without LeaveGroup (static) and comes back as member 2.
-    b.member.close().await;
+    world.clear_revoked();
+    // The follower restarts. (A restarted static *leader* gets KIP-814 `skip_assignment` and
+    // krust-core then rebalances once on purpose, because it cannot tell whether partitions
+    // were added while it was away: that case is not KIP-345-silent by design.)
+    let leader = fake.group("static").unwrap().leader.unwrap();
+    let (stay, go, stay_app, go_app) = if leader.starts_with("s0") {
+        (0, 1, a, b)
+    } else {
+        (1, 0, b, a)
+    };
+    let go_id = format!("s{go}");
+    let stay_rebalances = world.assigned_events(stay);
+    // The follower goes away without LeaveGroup (static) and comes back as member 2.
+    go_app.member.close().await;
     let c = world.spawn(
         2,
         &cluster,
-        settings("static", "range").with_instance_id("s1"),
+        settings("static", "range").with_instance_id(go_id),
         Subscription::topics(["t"]),
     );
-    world.wait(|w| w.complete_with(&[0, 2])).await;
+    world.wait(|w| w.complete_with(&[stay, 2])).await;
     let after = world.snapshot();
-    assert_eq!(after[&2], before[&1], "same partitions back");
+    assert_eq!(after[&2], before[&go], "same partitions back");
     assert_eq!(
         fake.group("static").unwrap().generation,
         generation,
         "no new generation"
     );
     assert_eq!(
-        world.assigned_events(0),
-        a_rebalances,
-        "member 0 saw no rebalance"
+        world.assigned_events(stay),
+        stay_rebalances,
+        "member {stay} saw no rebalance"
     );
-    assert!(world.revoked(0).is_empty());
-    a.member.close().await;
+    assert!(world.revoked(stay).is_empty());
+    stay_app.member.close().await;
     c.member.close().await;
 }
 
