@@ -34,6 +34,9 @@ pub enum Command {
     Topics(TopicsCommand),
     /// Print the earliest and latest offset of every partition of a topic.
     Offsets(OffsetsArgs),
+    /// List, describe, reset the offsets of, or delete consumer groups.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
     /// Measure producer or consumer throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -113,13 +116,18 @@ pub struct ConsumeArgs {
     /// Broker and client properties.
     #[command(flatten)]
     pub conn: Connection,
-    /// Topic to read.
-    #[arg(short = 't', long = "topic")]
-    pub topic: String,
-    /// Partition(s) to read (repeatable; default: all).
+    /// Topic to read; with -G repeatable, and a topic starting with ^ is a regex.
+    #[arg(short = 't', long = "topic", required = true)]
+    pub topics: Vec<String>,
+    /// Join this consumer group (kcat's -G): the group assigns the partitions, reading starts
+    /// at its committed offsets, and consumed offsets are committed (enable.auto.commit).
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Partition(s) to read (repeatable; default: all). Not with -G.
     #[arg(short = 'p', long = "partition")]
     pub partitions: Vec<i32>,
-    /// Start: beginning, end, OFFSET, -N (N before the end) or @TIMESTAMP_MS.
+    /// Start: beginning, end, OFFSET, -N (N before the end) or @TIMESTAMP_MS. With -G, where a
+    /// partition without a committed offset starts: beginning or end.
     #[arg(
         short = 'o',
         long = "offset",
@@ -200,6 +208,81 @@ pub struct OffsetsArgs {
     pub conn: Connection,
     /// Topic name.
     pub topic: String,
+}
+
+/// `krust groups ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// List consumer groups.
+    List(GroupListArgs),
+    /// Show a group's members, assignments, committed offsets and lag.
+    Describe(GroupNameArgs),
+    /// Move a group's committed offsets (the group must have no active member).
+    ResetOffsets(GroupResetArgs),
+    /// Delete groups (they must have no active member).
+    Delete(GroupNamesArgs),
+}
+
+/// `krust groups list`.
+#[derive(Debug, Args)]
+pub struct GroupListArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// `krust groups describe`.
+#[derive(Debug, Args)]
+pub struct GroupNameArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Group id.
+    pub group: String,
+}
+
+/// `krust groups delete`.
+#[derive(Debug, Args)]
+pub struct GroupNamesArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Group ids.
+    #[arg(required = true)]
+    pub groups: Vec<String>,
+}
+
+/// `krust groups reset-offsets`.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("to")
+        .required(true)
+        .args(["to_earliest", "to_latest", "to_offset", "to_timestamp"])
+))]
+pub struct GroupResetArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Group id.
+    pub group: String,
+    /// Topic whose offsets move.
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Partition(s) to move (repeatable; default: all).
+    #[arg(short = 'p', long = "partition")]
+    pub partitions: Vec<i32>,
+    /// To the log start of each partition.
+    #[arg(long = "to-earliest")]
+    pub to_earliest: bool,
+    /// To the log end of each partition.
+    #[arg(long = "to-latest")]
+    pub to_latest: bool,
+    /// To this offset.
+    #[arg(long = "to-offset", value_name = "N")]
+    pub to_offset: Option<i64>,
+    /// To the first record at or after this timestamp (ms since the epoch).
+    #[arg(long = "to-timestamp", value_name = "MS")]
+    pub to_timestamp: Option<i64>,
 }
 
 /// `krust bench ...`.
@@ -397,6 +480,57 @@ mod tests {
             panic!("not bench produce")
         };
         assert_eq!((b.records, b.record_size), (10, 1024));
+    }
+
+    #[test]
+    fn group_consume_and_groups_flags() {
+        let cli = parse(&[
+            "consume", "-b", "h:1", "-G", "g1", "-t", "a", "-t", "^b.*", "-e",
+        ])
+        .unwrap();
+        let Command::Consume(c) = cli.command else {
+            panic!("not consume")
+        };
+        assert_eq!(c.group.as_deref(), Some("g1"));
+        assert_eq!(c.topics, ["a", "^b.*"]);
+        let cli = parse(&[
+            "groups",
+            "reset-offsets",
+            "-b",
+            "h:1",
+            "g1",
+            "-t",
+            "a",
+            "-p",
+            "2",
+            "--to-offset",
+            "7",
+        ])
+        .unwrap();
+        let Command::Groups(GroupsCommand::ResetOffsets(r)) = cli.command else {
+            panic!("not reset-offsets")
+        };
+        assert_eq!((r.group.as_str(), r.topic.as_str()), ("g1", "a"));
+        assert_eq!((r.partitions.as_slice(), r.to_offset), (&[2][..], Some(7)));
+        assert!(parse(&["groups", "reset-offsets", "-b", "h:1", "g", "-t", "a"]).is_err());
+        assert!(parse(&[
+            "groups",
+            "reset-offsets",
+            "-b",
+            "h:1",
+            "g",
+            "-t",
+            "a",
+            "--to-earliest",
+            "--to-latest"
+        ])
+        .is_err());
+        assert!(parse(&["groups", "delete", "-b", "h:1"]).is_err());
+        let cli = parse(&["groups", "delete", "-b", "h:1", "g1", "g2"]).unwrap();
+        let Command::Groups(GroupsCommand::Delete(d)) = cli.command else {
+            panic!("not delete")
+        };
+        assert_eq!(d.groups, ["g1", "g2"]);
     }
 
     #[test]

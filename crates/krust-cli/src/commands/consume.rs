@@ -16,7 +16,15 @@ use crate::format::{Format, RecordView};
 
 /// Runs `krust consume`.
 pub(crate) async fn run(args: ConsumeArgs) -> Result<ExitCode, CliError> {
-    let topic = args.topic.as_str();
+    if args.group.is_some() {
+        return super::group_consume::run(args).await;
+    }
+    let [topic] = args.topics.as_slice() else {
+        return Err(CliError::Usage(
+            "several -t topics need a group (-G GROUP)".into(),
+        ));
+    };
+    let topic = topic.as_str();
     let format = args.format.clone().unwrap_or_default();
     let defaults = [
         ("allow.auto.create.topics", "false".to_string()),
@@ -109,7 +117,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<ExitCode, CliError> {
 }
 
 /// A reader that went away (`| head`) ends the command quietly; other write errors fail it.
-fn broken_pipe_or(e: std::io::Error) -> Result<ExitCode, CliError> {
+pub(crate) fn broken_pipe_or(e: std::io::Error) -> Result<ExitCode, CliError> {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -4,6 +4,8 @@
 mod bench;
 mod consume;
 mod fake_cluster;
+mod group_consume;
+mod groups;
 mod offsets;
 mod produce;
 mod topics;
@@ -25,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Produce(args) => block_on(produce::run(args)),
         Command::Bench(cmd) => block_on(bench::run(cmd)),
         Command::Offsets(args) => block_on(offsets::run(args)),
+        Command::Groups(cmd) => block_on(groups::run(cmd)),
         Command::FakeCluster(args) => block_on(fake_cluster::run(args)),
     }
 }
