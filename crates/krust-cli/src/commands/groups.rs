@@ -64,12 +64,16 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<ExitCode, CliError> {
         }
         GroupsCommand::Describe(args) => {
             let cluster = connect(&args.conn).await?;
-            let d = describe_group(&cluster, &args.group)
+            let mut d = describe_group(&cluster, &args.group)
                 .await
                 .map_err(|e| group_error(e, &args.group))?;
-            if d.state == "Dead" && d.members.is_empty() && d.offsets.is_empty() {
+            // Kafka says Dead for a group it does not know; tansu says Empty. Either way, a
+            // group with no member, no protocol and no committed offset is not there.
+            let nothing = d.members.is_empty() && d.offsets.is_empty();
+            if nothing && (d.state == "Dead" || d.protocol_type.is_empty()) {
                 return Err(unknown_group(&args.group));
             }
+            exact_ends(&cluster, &mut d).await;
             print!("{}", render_description(&d));
             cluster.close();
             Ok(ExitCode::SUCCESS)
@@ -111,6 +115,52 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<ExitCode, CliError> {
                 Some(e) => Err(e),
                 None => Ok(ExitCode::SUCCESS),
             }
+        }
+    }
+}
+
+/// Corrects the end offsets (and so the lag) of `d` with the high watermarks a Fetch reports:
+/// ListOffsets LATEST is not exact on every broker (tansu's can trail by a batch, see `krust
+/// offsets`). Best effort: a partition whose watermark is not seen within 5 s keeps its listed
+/// end.
+async fn exact_ends(cluster: &Cluster, d: &mut GroupDescription) {
+    use krust_client::consumer::StartOffset;
+    use krust_client::{Consumer, ConsumerConfig};
+    if d.offsets.is_empty() {
+        return;
+    }
+    let mut config = ConsumerConfig::default();
+    config.client = cluster.config().clone();
+    // Only the watermarks are wanted: fetch as little as possible.
+    config.max_partition_fetch_bytes = 1024;
+    let Ok(mut consumer) = Consumer::with_cluster(cluster.clone(), config) else {
+        return;
+    };
+    let tps: Vec<TopicPartition> = d.offsets.keys().cloned().collect();
+    if consumer
+        .assign(tps.iter().map(|tp| (tp.clone(), StartOffset::Earliest)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < tps.len() && std::time::Instant::now() < deadline {
+        let _ = consumer
+            .poll_timeout(std::time::Duration::from_millis(200))
+            .await;
+        for tp in &tps {
+            if let Some(w) = consumer.watermarks(tp) {
+                seen.insert(tp.clone(), w.high_watermark);
+            }
+        }
+    }
+    for (tp, l) in d.offsets.iter_mut() {
+        if let Some(hw) = seen.get(tp) {
+            let end = l.end.map_or(*hw, |e| e.max(*hw));
+            l.end = Some(end);
+            l.lag = l.committed.map(|c| (end - c).max(0));
         }
     }
 }
