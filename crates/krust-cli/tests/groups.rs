@@ -356,6 +356,18 @@ fn interrupt_leaves_the_group_on_fake_cluster() {
 }
 
 #[test]
+fn help_names_the_group_commands() {
+    let out = ok(&run(&["--help"]), "--help");
+    assert!(out.contains("groups"), "{out}");
+    let out = ok(&run(&["consume", "--help"]), "consume --help");
+    assert!(out.contains("-G, --group <GROUP>"), "{out}");
+    let out = ok(&run(&["groups", "--help"]), "groups --help");
+    for sub in ["list", "describe", "reset-offsets", "delete"] {
+        assert!(out.contains(sub), "{sub}: {out}");
+    }
+}
+
+#[test]
 fn group_errors_are_one_line() {
     let fc = FakeCluster::start(&["--topic", "t:2"]);
     let b = fc.bootstrap.as_str();
@@ -379,7 +391,7 @@ fn group_errors_are_one_line() {
         (
             &["consume", "-b", b, "-G", "g", "-t", "^(", "-e"],
             2,
-            "regex",
+            "bad topic regex '^(': unclosed group",
         ),
         (
             &[

@@ -90,8 +90,20 @@ fn subscription(topics: &[String]) -> Result<Subscription, CliError> {
     let patterns: Vec<&String> = topics.iter().filter(|t| t.starts_with('^')).collect();
     match patterns.as_slice() {
         [] => Ok(Subscription::topics(topics.iter().cloned())),
-        [p] if topics.len() == 1 => Subscription::pattern(p)
-            .map_err(|e| CliError::Usage(format!("bad topic regex '{p}': {e}"))),
+        [p] if topics.len() == 1 => Subscription::pattern(p).map_err(|e| {
+            // The regex crate's message ends with its reason ("error: unclosed group").
+            let why = match &e {
+                krust_client::Error::Config { message, .. } => message
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string(),
+                other => other.to_string(),
+            };
+            CliError::Usage(format!("bad topic regex '{p}': {why}"))
+        }),
         _ => Err(CliError::Usage(
             "a topic regex (-t '^...') must be the only -t".into(),
         )),
