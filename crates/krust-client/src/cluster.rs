@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use krust_wire::{ApiKey, ErrorCode, KafkaRequest};
@@ -113,6 +114,32 @@ pub struct TopicMetadata {
 }
 
 impl TopicMetadata {
+    /// The metadata of one topic of a Metadata response, partitions sorted by id; `None` for a
+    /// topic the broker identified by id only.
+    pub fn from_response(t: MetadataResponseTopic) -> Option<TopicMetadata> {
+        let name = t.name?.0.to_string();
+        let mut partitions: Vec<PartitionMetadata> = t
+            .partitions
+            .into_iter()
+            .map(|p| PartitionMetadata {
+                partition: p.partition_index,
+                leader: Some(p.leader_id.0).filter(|l| *l >= 0),
+                leader_epoch: p.leader_epoch,
+                replicas: p.replica_nodes.into_iter().map(|n| n.0).collect(),
+                isr: p.isr_nodes.into_iter().map(|n| n.0).collect(),
+                error: ErrorCode(p.error_code).err(),
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        Some(TopicMetadata {
+            name,
+            topic_id: t.topic_id,
+            is_internal: t.is_internal,
+            error: ErrorCode(t.error_code).err(),
+            partitions,
+        })
+    }
+
     /// The partition with id `p`.
     pub fn partition(&self, p: i32) -> Option<&PartitionMetadata> {
         usize::try_from(p).ok().and_then(|i| self.partitions.get(i))
@@ -580,43 +607,21 @@ impl Cluster {
             );
         }
         for t in resp.topics {
-            let Some(name) = t.name.map(|n| n.0.to_string()) else {
+            let Some(topic) = TopicMetadata::from_response(t) else {
                 continue;
             };
-            let mut partitions: Vec<PartitionMetadata> = t
-                .partitions
-                .into_iter()
-                .map(|p| PartitionMetadata {
-                    partition: p.partition_index,
-                    leader: Some(p.leader_id.0).filter(|l| *l >= 0),
-                    leader_epoch: p.leader_epoch,
-                    replicas: p.replica_nodes.into_iter().map(|n| n.0).collect(),
-                    isr: p.isr_nodes.into_iter().map(|n| n.0).collect(),
-                    error: ErrorCode(p.error_code).err(),
-                })
-                .collect();
-            partitions.sort_by_key(|p| p.partition);
             // Partition ids are dense 0..n in Kafka; a hole means a broken answer, which is
             // recorded as a missing partition rather than trusted.
-            let dense = partitions
+            let dense = topic
+                .partitions
                 .iter()
                 .enumerate()
                 .all(|(i, p)| p.partition == i as i32);
-            let error = ErrorCode(t.error_code).err();
             if !dense {
-                warn!(topic = %name, "metadata with non-contiguous partition ids ignored");
+                warn!(topic = %topic.name, "metadata with non-contiguous partition ids ignored");
                 continue;
             }
-            md.topics.insert(
-                name.clone(),
-                TopicMetadata {
-                    name,
-                    topic_id: t.topic_id,
-                    is_internal: t.is_internal,
-                    error,
-                    partitions,
-                },
-            );
+            md.topics.insert(topic.name.clone(), topic);
         }
         // Update the broker pool: new brokers get slots, moved brokers lose their connection.
         {

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use krust_client::consumer::{StartOffset, TopicPartition};
 use krust_client::producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
-use krust_client::{Admin, Consumer, ConsumerConfig, NewTopic};
+use krust_client::{Admin, NewTopic};
 use krust_wire::ErrorCode;
 use tokio::sync::mpsc;
 
-use super::{client_error, ensure_topic, properties};
+use super::{client_error, properties, topic_consumer};
 use crate::cli::{BenchCommand, BenchConsumeArgs, BenchProduceArgs};
 use crate::error::{one_line, CliError};
 use crate::stats::{pace, payload, summary_line, Latencies, Window};
@@ -222,17 +222,7 @@ async fn consume(args: BenchConsumeArgs) -> Result<ExitCode, CliError> {
         ("allow.auto.create.topics", "false".to_string()),
         ("enable.partition.eof", "true".to_string()),
     ];
-    let config = ConsumerConfig::from_properties(properties(&args.conn, &defaults))
-        .map_err(|e| client_error(e, Some(topic)))?;
-    let mut consumer = Consumer::connect(config)
-        .await
-        .map_err(|e| client_error(e, Some(topic)))?;
-    ensure_topic(consumer.cluster(), topic).await?;
-    let meta = consumer
-        .cluster()
-        .topic(topic)
-        .await
-        .map_err(|e| client_error(e, Some(topic)))?;
+    let (mut consumer, meta) = topic_consumer(&args.conn, topic, &defaults).await?;
     let tps: Vec<TopicPartition> = (0..meta.partitions.len() as i32)
         .map(|p| TopicPartition::new(topic, p))
         .collect();

@@ -6,9 +6,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use krust_client::consumer::{ConsumerRecord, StartOffset, TopicPartition};
-use krust_client::{Consumer, ConsumerConfig};
+use krust_client::Consumer;
 
-use super::{client_error, ensure_topic, properties};
+use super::{client_error, topic_consumer};
 use crate::args::StartAt;
 use crate::cli::ConsumeArgs;
 use crate::error::CliError;
@@ -30,17 +30,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<ExitCode, CliError> {
         ("allow.auto.create.topics", "false".to_string()),
         ("enable.partition.eof", args.exit_at_end.to_string()),
     ];
-    let config = ConsumerConfig::from_properties(properties(&args.conn, &defaults))
-        .map_err(|e| client_error(e, Some(topic)))?;
-    let mut consumer = Consumer::connect(config)
-        .await
-        .map_err(|e| client_error(e, Some(topic)))?;
-    ensure_topic(consumer.cluster(), topic).await?;
-    let meta = consumer
-        .cluster()
-        .topic(topic)
-        .await
-        .map_err(|e| client_error(e, Some(topic)))?;
+    let (mut consumer, meta) = topic_consumer(&args.conn, topic, &defaults).await?;
     let count = meta.partitions.len() as i32;
     let partitions: Vec<i32> = if args.partitions.is_empty() {
         (0..count).collect()

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use kafka_protocol::messages::MetadataRequest;
-use krust_client::{Cluster, Properties};
+use krust_client::{Cluster, Consumer, ConsumerConfig, Properties, TopicMetadata};
 
 use crate::cli::{Cli, Command, Connection};
 use crate::error::CliError;
@@ -121,4 +121,25 @@ pub(crate) fn client_error(e: krust_client::Error, topic: Option<&str>) -> CliEr
         }
         other => CliError::failed(other.to_string()),
     }
+}
+
+/// A consumer for `topic` built from the user's connection flags over `defaults`, with the
+/// topic's metadata. An unknown topic is a one-line error (the topic is never auto-created).
+pub(crate) async fn topic_consumer(
+    conn: &Connection,
+    topic: &str,
+    defaults: &[(&str, String)],
+) -> Result<(Consumer, TopicMetadata), CliError> {
+    let config = ConsumerConfig::from_properties(properties(conn, defaults))
+        .map_err(|e| client_error(e, Some(topic)))?;
+    let consumer = Consumer::connect(config)
+        .await
+        .map_err(|e| client_error(e, Some(topic)))?;
+    ensure_topic(consumer.cluster(), topic).await?;
+    let meta = consumer
+        .cluster()
+        .topic(topic)
+        .await
+        .map_err(|e| client_error(e, Some(topic)))?;
+    Ok((consumer, meta))
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use krust_client::admin::OffsetSpec;
 use krust_client::consumer::{StartOffset, TopicPartition};
-use krust_client::{Admin, Consumer, ConsumerConfig};
+use krust_client::Admin;
 
-use super::{client_error, ensure_topic, properties};
+use super::{client_error, topic_consumer};
 use crate::cli::OffsetsArgs;
 use crate::error::CliError;
 
@@ -24,17 +24,7 @@ pub(crate) async fn run(args: OffsetsArgs) -> Result<ExitCode, CliError> {
         // Only the watermarks are wanted: fetch as little as possible.
         ("max.partition.fetch.bytes", "1024".to_string()),
     ];
-    let config = ConsumerConfig::from_properties(properties(&args.conn, &defaults))
-        .map_err(|e| client_error(e, Some(topic)))?;
-    let mut consumer = Consumer::connect(config)
-        .await
-        .map_err(|e| client_error(e, Some(topic)))?;
-    ensure_topic(consumer.cluster(), topic).await?;
-    let meta = consumer
-        .cluster()
-        .topic(topic)
-        .await
-        .map_err(|e| client_error(e, Some(topic)))?;
+    let (mut consumer, meta) = topic_consumer(&args.conn, topic, &defaults).await?;
     let tps: Vec<TopicPartition> = (0..meta.partitions.len() as i32)
         .map(|p| TopicPartition::new(topic, p))
         .collect();

@@ -42,7 +42,7 @@ use krust_wire::kafka_protocol::protocol::StrBytes;
 use krust_wire::{ApiKey, ErrorCode, KafkaRequest};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Cluster, NodeId, PartitionMetadata, TopicMetadata};
+use crate::cluster::{Cluster, NodeId, TopicMetadata};
 use crate::config::ClientConfig;
 use crate::consumer::list_offsets;
 pub use crate::consumer::{ListedOffset, OffsetSpec};
@@ -500,33 +500,11 @@ impl Admin {
             })
             .await?;
         self.cluster.note_throttle(node, resp.throttle_time_ms);
-        let mut out = Vec::new();
-        for t in resp.topics {
-            let Some(name) = t.name.map(|n| n.0.to_string()) else {
-                continue;
-            };
-            let mut partitions: Vec<PartitionMetadata> = t
-                .partitions
-                .into_iter()
-                .map(|p| PartitionMetadata {
-                    partition: p.partition_index,
-                    leader: Some(p.leader_id.0).filter(|l| *l >= 0),
-                    leader_epoch: p.leader_epoch,
-                    replicas: p.replica_nodes.into_iter().map(|n| n.0).collect(),
-                    isr: p.isr_nodes.into_iter().map(|n| n.0).collect(),
-                    error: ErrorCode(p.error_code).err(),
-                })
-                .collect();
-            partitions.sort_by_key(|p| p.partition);
-            out.push(TopicMetadata {
-                name,
-                topic_id: t.topic_id,
-                is_internal: t.is_internal,
-                error: ErrorCode(t.error_code).err(),
-                partitions,
-            });
-        }
-        Ok(out)
+        Ok(resp
+            .topics
+            .into_iter()
+            .filter_map(TopicMetadata::from_response)
+            .collect())
     }
 
     /// Lists topic names (internal topics excluded), sorted.
