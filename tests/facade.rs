@@ -87,12 +87,7 @@ async fn facade_round_trip_on_the_fake_cluster() {
 
 #[tokio::test]
 async fn facade_round_trip_on_the_real_broker() {
-    let Some(addr) = std::env::var("KRUST_BROKER").ok().filter(|s| !s.is_empty()) else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true requires KRUST_BROKER (start one with scripts/broker.sh)"
-        );
-        eprintln!("skipped: KRUST_BROKER is not set");
+    let Some(addr) = krust_testkit::real_broker() else {
         return;
     };
     let topic = format!("facade-{}", std::process::id());

@@ -2,88 +2,9 @@
 //! round trips need a broker named by `KRUST_BROKER` (scripts/test.sh starts one). Without it
 //! they are skipped, except under `CI=true`, where a missing broker fails them.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn krust() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_krust"));
-    // Tests say which broker they mean; an inherited KRUST_BROKER must not leak into them.
-    cmd.env_remove("KRUST_BROKER");
-    cmd.env("RUST_BACKTRACE", "1");
-    cmd
-}
-
-/// Longest any single `krust` run may take in these tests; a hung command fails its test
-/// instead of hanging the suite.
-const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(90);
-
-fn run(args: &[&str]) -> Output {
-    run_with_stdin(args, b"")
-}
-
-fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
-    use std::io::Read;
-    let mut child = krust()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn krust");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for krust") {
-            break st;
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err_reader.join().unwrap_or_default();
-            panic!(
-                "krust {args:?} did not finish within {RUN_LIMIT:?}; stderr: {}",
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a failure with exactly one line on stderr, starting with "krust: ".
-fn assert_one_line_failure(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "status; stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected, got: {err:?}");
-    assert!(err.starts_with("krust: "), "{err:?}");
-    assert!(!err.contains("backtrace"), "{err:?}");
-    err
-}
+use common::*;
 
 #[test]
 fn help_and_version() {
@@ -171,38 +92,12 @@ fn unknown_property_is_one_line() {
     assert!(err.contains("no.such.property"), "{err}");
 }
 
-/// The broker for tests that need one, or `None` (skip) outside CI.
-fn broker() -> Option<String> {
-    match std::env::var("KRUST_BROKER") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            let ci = matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"));
-            assert!(
-                !ci,
-                "KRUST_BROKER is not set, and CI=true forbids skipping broker tests"
-            );
-            eprintln!("skipped: KRUST_BROKER is not set (bash scripts/test.sh sets it)");
-            None
-        }
-    }
-}
-
 fn unique_topic(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     format!("krust-cli-{name}-{}-{nanos}", std::process::id())
-}
-
-fn ok(o: &Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): {}",
-        o.status,
-        stderr(o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn create_topic(b: &str, topic: &str, partitions: u32) {
@@ -396,40 +291,6 @@ fn bench_produce_and_consume() {
         "bench consume",
     );
     assert!(out.contains("consume: 2000 records"), "{out}");
-}
-
-/// `krust fake-cluster` as a child process, killed on drop.
-struct FakeCluster {
-    child: std::process::Child,
-    bootstrap: String,
-}
-
-impl FakeCluster {
-    fn start(args: &[&str]) -> FakeCluster {
-        use std::io::BufRead;
-        let mut child = krust()
-            .arg("fake-cluster")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn krust fake-cluster");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the bootstrap line");
-        let bootstrap = line.trim().to_string();
-        assert!(bootstrap.contains(':'), "bootstrap line: {line:?}");
-        FakeCluster { child, bootstrap }
-    }
-}
-
-impl Drop for FakeCluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn fake_cluster_round_trip(brokers: &str) {

@@ -3,18 +3,12 @@
 //! `CI=true`).
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn krust() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_krust"));
-    cmd.env_remove("KRUST_BROKER");
-    cmd
-}
-
-/// Longest any single `krust` run may take here.
-const RUN_LIMIT: Duration = Duration::from_secs(90);
+mod common;
+use common::*;
 
 /// Fast group timeouts (joins on tansu take about 3 s with these).
 const GROUP_PROPS: [&str; 6] = [
@@ -25,82 +19,6 @@ const GROUP_PROPS: [&str; 6] = [
     "-X",
     "max.poll.interval.ms=6000",
 ];
-
-fn run(args: &[&str]) -> Output {
-    run_with_stdin(args, b"")
-}
-
-fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut child = krust()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn krust");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for krust") {
-            break st;
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err_reader.join().unwrap_or_default();
-            panic!(
-                "krust {args:?} did not finish within {RUN_LIMIT:?}; stderr: {}",
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): {}",
-        o.status,
-        stderr(o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Asserts a failure with exactly one line on stderr, starting with "krust: ".
-fn one_line_failure(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "status; stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected, got: {err:?}");
-    assert!(err.starts_with("krust: "), "{err:?}");
-    err
-}
 
 /// `krust consume -G` with the fast group timeouts and `extra` flags; the printed lines.
 fn group_consume(b: &str, group: &str, topics: &[&str], extra: &[&str]) -> Vec<String> {
@@ -250,42 +168,8 @@ fn group_lifecycle(b: &str, topic: &str, group: &str) {
         !list.lines().any(|l| l.split('\t').next() == Some(group)),
         "{list}"
     );
-    let err = one_line_failure(&run(&["groups", "describe", "-b", b, group]), 1);
+    let err = assert_one_line_failure(&run(&["groups", "describe", "-b", b, group]), 1);
     assert!(err.contains("unknown group"), "{err}");
-}
-
-/// `krust fake-cluster` as a child process, killed on drop.
-struct FakeCluster {
-    child: std::process::Child,
-    bootstrap: String,
-}
-
-impl FakeCluster {
-    fn start(args: &[&str]) -> FakeCluster {
-        use std::io::BufRead;
-        let mut child = krust()
-            .arg("fake-cluster")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn krust fake-cluster");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the bootstrap line");
-        let bootstrap = line.trim().to_string();
-        assert!(bootstrap.contains(':'), "bootstrap line: {line:?}");
-        FakeCluster { child, bootstrap }
-    }
-}
-
-impl Drop for FakeCluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -455,7 +339,7 @@ fn group_errors_are_one_line() {
         ),
     ];
     for (args, code, needle) in cases {
-        let err = one_line_failure(&run(args), *code);
+        let err = assert_one_line_failure(&run(args), *code);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
@@ -479,9 +363,9 @@ fn busy_group_is_refused_on_fake_cluster() {
         assert!(started.elapsed() < Duration::from_secs(30), "never joined");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let err = one_line_failure(&run(&["groups", "delete", "-b", b, "gb"]), 1);
+    let err = assert_one_line_failure(&run(&["groups", "delete", "-b", b, "gb"]), 1);
     assert!(err.contains("active members"), "{err}");
-    let err = one_line_failure(
+    let err = assert_one_line_failure(
         &run(&[
             "groups",
             "reset-offsets",
@@ -501,22 +385,6 @@ fn busy_group_is_refused_on_fake_cluster() {
 
 fn describe_text(b: &str, group: &str) -> String {
     String::from_utf8_lossy(&run(&["groups", "describe", "-b", b, group]).stdout).into_owned()
-}
-
-/// The broker for tests that need one, or `None` (skip) outside CI.
-fn broker() -> Option<String> {
-    match std::env::var("KRUST_BROKER") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            let ci = matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"));
-            assert!(
-                !ci,
-                "KRUST_BROKER is not set, and CI=true forbids skipping broker tests"
-            );
-            eprintln!("skipped: KRUST_BROKER is not set (bash scripts/test.sh sets it)");
-            None
-        }
-    }
 }
 
 #[test]

@@ -681,19 +681,10 @@ async fn fatal_error_fails_every_pending_record() {
 
 // ---------------------------------------------------------------------------- tansu
 
-/// The broker to test against, or `None` (test skipped with a notice) outside CI.
-fn broker() -> Option<String> {
-    match std::env::var("KRUST_BROKER") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but KRUST_BROKER is not set: scenario 7 needs tansu");
-            }
-            eprintln!("KRUST_BROKER not set: skipping the tansu chaos scenario");
-            None
-        }
-    }
-}
+use krust_testkit::real_broker as broker;
+
+mod producer_common;
+use producer_common::read_partition;
 
 async fn tansu_create_topic(cluster: &krust_client::Cluster, topic: &str, partitions: i32) {
     use krust_testkit::kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -715,72 +706,6 @@ async fn tansu_create_topic(cluster: &krust_client::Cluster, topic: &str, partit
             t.error_code == 0 || t.error_code == 36,
             "create: {}",
             t.error_code
-        );
-    }
-}
-
-/// Every record value of a partition, in offset order, read with raw Fetch requests (no proxy).
-async fn tansu_values(
-    cluster: &krust_client::Cluster,
-    topic: &str,
-    partition: i32,
-) -> Vec<Option<bytes::Bytes>> {
-    use krust_testkit::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use krust_testkit::kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
-    use krust_testkit::kafka_protocol::protocol::StrBytes;
-    let leader = cluster
-        .topic(topic)
-        .await
-        .expect("metadata")
-        .partition(partition)
-        .and_then(|p| p.leader)
-        .expect("leader");
-    let mut out = Vec::new();
-    let mut offset = 0i64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_v, resp) = cluster
-            .send(leader, |_v| {
-                FetchRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_max_wait_ms(100)
-                    .with_min_bytes(1)
-                    .with_max_bytes(64 << 20)
-                    .with_session_id(0)
-                    .with_session_epoch(-1)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_current_leader_epoch(-1)
-                            .with_last_fetched_epoch(-1)
-                            .with_log_start_offset(-1)
-                            .with_partition_max_bytes(32 << 20)])])
-            })
-            .await
-            .expect("fetch");
-        let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else {
-            return out;
-        };
-        assert_eq!(p.error_code, 0, "fetch error");
-        if let Some(records) = p.records.clone() {
-            for batch in krust_wire::record::batches(records) {
-                let batch = batch.expect("batch");
-                for r in batch.inflate().unwrap().into_records().unwrap() {
-                    if r.offset >= offset {
-                        out.push(r.value.clone());
-                    }
-                }
-                offset = offset.max(batch.next_offset());
-            }
-        }
-        if offset >= p.high_watermark {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fetch did not reach the high watermark"
         );
     }
 }
@@ -876,7 +801,13 @@ async fn s7_tansu_through_the_chaos_proxy() {
         .unwrap();
     let mut in_log = 0;
     for p in 0..4 {
-        let ks = log_ks(tansu_values(&reader, topic, p).await, p);
+        let ks = log_ks(
+            read_partition(&reader, topic, p)
+                .await
+                .into_iter()
+                .map(|r| r.value),
+            p,
+        );
         in_log += check_partition(p, &ks, &results);
     }
     let persisted = count(&results, Persistence::Persisted);

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, TopicName};
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krust_client::producer::bench::{run_produce_bench, ProduceBench};
 use krust_client::producer::{
@@ -24,21 +23,12 @@ use krust_client::producer::{
     ProducerRecord, RecordHeader, TrySendReason,
 };
 use krust_client::{ClientConfig, Cluster};
-use krust_wire::record::{batches, Record};
+use krust_wire::record::Record;
 
-/// The broker to test against, or `None` (test skipped) outside CI.
-fn broker() -> Option<String> {
-    match std::env::var("KRUST_BROKER") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but KRUST_BROKER is not set: the producer tests need a broker");
-            }
-            eprintln!("KRUST_BROKER not set: skipping producer integration test");
-            None
-        }
-    }
-}
+use krust_testkit::real_broker as broker;
+
+mod producer_common;
+use producer_common::read_partition;
 
 fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -85,71 +75,6 @@ async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
     }
     let md = cluster.topic(topic).await.expect("topic metadata");
     assert_eq!(md.partitions.len(), partitions as usize);
-}
-
-/// Every record of `topic`/`partition`, read with raw Fetch requests from offset 0 up to the
-/// high watermark.
-async fn read_partition(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Record> {
-    let md = cluster.topic(topic).await.expect("metadata");
-    let leader = md
-        .partition(partition)
-        .and_then(|p| p.leader)
-        .expect("leader");
-    let mut out = Vec::new();
-    let mut offset = 0i64;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_v, resp) = cluster
-            .send(leader, |_v| {
-                FetchRequest::default()
-                    .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                    .with_max_wait_ms(100)
-                    .with_min_bytes(1)
-                    .with_max_bytes(64 << 20)
-                    .with_session_id(0)
-                    .with_session_epoch(-1)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_current_leader_epoch(-1)
-                            .with_last_fetched_epoch(-1)
-                            .with_log_start_offset(-1)
-                            .with_partition_max_bytes(32 << 20)])])
-            })
-            .await
-            .expect("fetch");
-        // tansu answers a fetch of an empty partition with no partition at all.
-        let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else {
-            return out;
-        };
-        assert_eq!(p.error_code, 0, "fetch error");
-        let hw = p.high_watermark;
-        if let Some(records) = p.records.clone() {
-            for batch in batches(records) {
-                let batch = batch.expect("batch");
-                for r in batch
-                    .inflate()
-                    .expect("inflate")
-                    .into_records()
-                    .expect("records")
-                {
-                    if r.offset >= offset {
-                        out.push(r);
-                    }
-                }
-                offset = offset.max(batch.next_offset());
-            }
-        }
-        if offset >= hw {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fetch did not reach the high watermark"
-        );
-    }
 }
 
 fn record_for(topic: &str, i: usize) -> ProducerRecord {

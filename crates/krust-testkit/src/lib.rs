@@ -200,6 +200,7 @@ pub mod hooks;
 mod log;
 pub mod proxy;
 pub mod raw;
+pub mod real_broker;
 mod state;
 mod txn;
 
@@ -208,6 +209,7 @@ pub use group::GroupInfo;
 pub use hooks::{Action, HookId, Intercept, LoggedRequest, ProducedBatch, Request};
 pub use kafka_protocol;
 pub use proxy::{FaultProxy, ProxyStats};
+pub use real_broker::real_broker;
 pub use state::{ClusterConfig, TxnProtocol};
 
 #[cfg(test)]

@@ -18,20 +18,9 @@ use krust_wire::kafka_protocol::protocol::StrBytes;
 use krust_wire::record::{BatchBuilder, Compression, RecordHeader};
 use krust_wire::ErrorCode;
 
-/// The broker address from `KRUST_BROKER`. Without it the test is skipped with a notice,
-/// except under `CI=true`, where a missing broker is a failure.
-pub fn broker() -> Option<String> {
-    match std::env::var("KRUST_BROKER") {
-        Ok(b) if !b.trim().is_empty() => Some(b.trim().to_string()),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("KRUST_BROKER is not set, and under CI=true a real broker is required");
-            }
-            eprintln!("NOTICE: KRUST_BROKER not set; skipping this real-broker test");
-            None
-        }
-    }
-}
+/// The broker for tests that need one (the project-wide rule in krust-testkit).
+#[allow(unused_imports)] // not every test binary sharing this module needs a broker
+pub use krust_testkit::real_broker as broker;
 
 /// A topic name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
