@@ -13,17 +13,13 @@ use krust_testkit::raw::{RawClient, RawError};
 use krust_testkit::FaultProxy;
 
 fn broker() -> Option<std::net::SocketAddr> {
-    match std::env::var("KRUST_BROKER") {
-        Ok(b) => b.to_socket_addrs().ok()?.next(),
-        Err(_) => {
-            assert!(
-                !matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1")),
-                "CI=true but KRUST_BROKER is not set"
-            );
-            eprintln!("KRUST_BROKER not set; skipping the real-broker proxy test");
-            None
-        }
-    }
+    let b = krust_testkit::real_broker()?;
+    Some(
+        b.to_socket_addrs()
+            .expect("KRUST_BROKER resolves")
+            .next()
+            .expect("an address"),
+    )
 }
 
 #[tokio::test]
