@@ -42,6 +42,9 @@ pub enum Command {
     Bench(BenchCommand),
     /// Run an in-process fake Kafka cluster until interrupted (for tests and demos).
     FakeCluster(FakeClusterArgs),
+    /// List, describe, abort or complete transactions; copy a topic exactly once.
+    #[command(subcommand)]
+    Txn(TxnCommand),
 }
 
 /// Connection flags shared by every command that talks to a broker.
@@ -91,6 +94,26 @@ pub struct ProduceArgs {
     /// Not idempotent (enable.idempotence=false).
     #[arg(long = "no-idempotent")]
     pub no_idempotent: bool,
+    /// Produce in transactions with this transactional.id (idempotent, acks all).
+    #[arg(long = "transactional-id", value_name = "ID")]
+    pub transactional_id: Option<String>,
+    /// Records per transaction (with --transactional-id); the last one may be smaller.
+    #[arg(
+        long = "txn-size",
+        value_name = "N",
+        default_value_t = 1000,
+        requires = "transactional_id",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub txn_size: u64,
+    /// Abort every K-th transaction instead of committing it (for testing readers); 0 never.
+    #[arg(
+        long = "abort-every",
+        value_name = "K",
+        default_value_t = 0,
+        requires = "transactional_id"
+    )]
+    pub abort_every: u64,
 }
 
 impl ProduceArgs {
@@ -144,6 +167,31 @@ pub struct ConsumeArgs {
     /// Output format (kcat tokens: %t %p %o %k %K %s %S %T %h %%, escapes \n \t \r \0 \\).
     #[arg(short = 'f', long = "format", value_name = "FORMAT")]
     pub format: Option<Format>,
+    /// Which records of transactions to read: read_committed (committed only, up to the last
+    /// stable offset) or read_uncommitted (everything, the default). Same as -X isolation.level.
+    #[arg(long = "isolation", value_name = "LEVEL")]
+    pub isolation: Option<Isolation>,
+}
+
+/// `--isolation`: the consumer's `isolation.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Only records of committed transactions (and non-transactional ones), up to the LSO.
+    #[value(name = "read_committed")]
+    ReadCommitted,
+    /// Every record up to the high watermark, aborted ones included.
+    #[value(name = "read_uncommitted")]
+    ReadUncommitted,
+}
+
+impl Isolation {
+    /// The `isolation.level` property value.
+    pub fn as_property(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
 }
 
 /// `krust topics ...`.
@@ -377,6 +425,130 @@ pub struct FakeClusterArgs {
     pub topics: Vec<TopicSpec>,
 }
 
+/// `krust txn ...`.
+#[derive(Debug, Subcommand)]
+pub enum TxnCommand {
+    /// List transactions (ListTransactions; Kafka 3.0+): id, state, producer id, coordinator.
+    List(TxnListArgs),
+    /// Describe transactions by transactional id.
+    Describe(TxnIdsArgs),
+    /// Abort open transactions, by id or every Ongoing one with an id prefix, by
+    /// re-initialising each id: fences any producer still running with it.
+    Abort(TxnAbortArgs),
+    /// Commit or abort the transaction a producer left open, given the producer id and epoch
+    /// it recorded (resume after a crash).
+    Complete(TxnCompleteArgs),
+    /// Copy a topic to another exactly once: a consumer-group member that writes each batch of
+    /// input records and its input offsets in one transaction (consume-transform-produce).
+    Copy(TxnCopyArgs),
+}
+
+/// `krust txn list`.
+#[derive(Debug, Args)]
+pub struct TxnListArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Only transactional ids starting with this.
+    #[arg(long = "prefix", value_name = "P")]
+    pub prefix: Option<String>,
+    /// Only transactions in this coordinator state (repeatable): Empty, Ongoing,
+    /// PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, ...
+    #[arg(long = "state", value_name = "S")]
+    pub states: Vec<String>,
+}
+
+/// `krust txn describe`.
+#[derive(Debug, Args)]
+pub struct TxnIdsArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Transactional ids.
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+/// `krust txn abort`.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("which").required(true).args(["prefix", "ids"])
+))]
+pub struct TxnAbortArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Abort every Ongoing transaction whose id starts with this (needs ListTransactions).
+    #[arg(long = "prefix", value_name = "P")]
+    pub prefix: Option<String>,
+    /// Transactional ids to abort (works on every broker with transactions).
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+/// `krust txn complete`.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("outcome").required(true).args(["commit", "abort"])
+))]
+pub struct TxnCompleteArgs {
+    /// Broker and client properties.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Transactional id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// The producer id the transaction's producer had.
+    #[arg(long = "producer-id", value_name = "N")]
+    pub producer_id: i64,
+    /// The producer epoch the transaction's producer had.
+    #[arg(long = "epoch", value_name = "E")]
+    pub epoch: i16,
+    /// Commit the transaction.
+    #[arg(long = "commit")]
+    pub commit: bool,
+    /// Abort the transaction.
+    #[arg(long = "abort")]
+    pub abort: bool,
+}
+
+/// `krust txn copy`.
+#[derive(Debug, Args)]
+pub struct TxnCopyArgs {
+    /// Broker and client properties (-X applies to the consumer and the producer).
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic to read.
+    #[arg(long = "from", value_name = "TOPIC")]
+    pub from: String,
+    /// Topic to write (records keep their key, value, headers and timestamp).
+    #[arg(long = "to", value_name = "TOPIC")]
+    pub to: String,
+    /// Consumer group that owns the input offsets.
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    pub group: String,
+    /// transactional.id of the producer; a restarted copier must use the same one, which
+    /// fences the previous instance and aborts what it left open.
+    #[arg(long = "transactional-id", value_name = "ID")]
+    pub transactional_id: String,
+    /// Records per transaction at most.
+    #[arg(
+        long = "batch",
+        value_name = "N",
+        default_value_t = 750,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub batch: u64,
+    /// Exit (status 0) after this many seconds without an input record; default: run until
+    /// SIGINT or SIGTERM.
+    #[arg(long = "idle-exit-secs", value_name = "S")]
+    pub idle_exit_secs: Option<u64>,
+    /// Hold each transaction open this long after its records are sent and before its offsets
+    /// and commit (simulates slow processing; for tests of fencing and crashes).
+    #[arg(long = "hold-ms", value_name = "MS", default_value_t = 0)]
+    pub hold_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +703,144 @@ mod tests {
             panic!("not delete")
         };
         assert_eq!(d.groups, ["g1", "g2"]);
+    }
+
+    #[test]
+    fn txn_flags() {
+        let cli = parse(&[
+            "produce",
+            "-b",
+            "h:1",
+            "-t",
+            "t",
+            "--transactional-id",
+            "tx",
+            "--txn-size",
+            "10",
+            "--abort-every",
+            "3",
+        ])
+        .unwrap();
+        let Command::Produce(p) = cli.command else {
+            panic!("not produce")
+        };
+        assert_eq!(p.transactional_id.as_deref(), Some("tx"));
+        assert_eq!((p.txn_size, p.abort_every), (10, 3));
+        // Transaction flags need a transactional id; a size of 0 is refused.
+        assert!(parse(&["produce", "-b", "h:1", "-t", "t", "--abort-every", "2"]).is_err());
+        assert!(parse(&[
+            "produce",
+            "-b",
+            "h:1",
+            "-t",
+            "t",
+            "--transactional-id",
+            "x",
+            "--txn-size",
+            "0"
+        ])
+        .is_err());
+        let cli = parse(&[
+            "consume",
+            "-b",
+            "h:1",
+            "-t",
+            "t",
+            "--isolation",
+            "read_committed",
+        ])
+        .unwrap();
+        let Command::Consume(c) = cli.command else {
+            panic!("not consume")
+        };
+        assert_eq!(c.isolation, Some(Isolation::ReadCommitted));
+        assert!(parse(&["consume", "-b", "h:1", "-t", "t", "--isolation", "dirty"]).is_err());
+
+        let cli = parse(&[
+            "txn", "list", "-b", "h:1", "--prefix", "app-", "--state", "Ongoing",
+        ])
+        .unwrap();
+        let Command::Txn(TxnCommand::List(l)) = cli.command else {
+            panic!("not txn list")
+        };
+        assert_eq!(
+            (l.prefix.as_deref(), l.states.as_slice()),
+            (Some("app-"), &["Ongoing".to_string()][..])
+        );
+        assert!(parse(&["txn", "abort", "-b", "h:1"]).is_err());
+        assert!(parse(&["txn", "abort", "-b", "h:1", "--prefix", "p", "id1"]).is_err());
+        assert!(parse(&["txn", "describe", "-b", "h:1"]).is_err());
+        let cli = parse(&[
+            "txn",
+            "complete",
+            "-b",
+            "h:1",
+            "tx",
+            "--producer-id",
+            "7",
+            "--epoch",
+            "2",
+            "--commit",
+        ])
+        .unwrap();
+        let Command::Txn(TxnCommand::Complete(c)) = cli.command else {
+            panic!("not txn complete")
+        };
+        assert_eq!(
+            (c.id.as_str(), c.producer_id, c.epoch, c.commit),
+            ("tx", 7, 2, true)
+        );
+        assert!(parse(&[
+            "txn",
+            "complete",
+            "-b",
+            "h:1",
+            "tx",
+            "--producer-id",
+            "7",
+            "--epoch",
+            "2"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "txn",
+            "complete",
+            "-b",
+            "h:1",
+            "tx",
+            "--producer-id",
+            "7",
+            "--epoch",
+            "2",
+            "--commit",
+            "--abort"
+        ])
+        .is_err());
+        let cli = parse(&[
+            "txn",
+            "copy",
+            "-b",
+            "h:1",
+            "--from",
+            "in",
+            "--to",
+            "out",
+            "-G",
+            "g",
+            "--transactional-id",
+            "c1",
+        ])
+        .unwrap();
+        let Command::Txn(TxnCommand::Copy(c)) = cli.command else {
+            panic!("not txn copy")
+        };
+        assert_eq!(
+            (c.from.as_str(), c.to.as_str(), c.batch),
+            ("in", "out", 750)
+        );
+        assert!(
+            parse(&["txn", "copy", "-b", "h:1", "--from", "in", "--to", "out", "-G", "g"]).is_err()
+        );
     }
 
     #[test]

@@ -26,10 +26,13 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<ExitCode, CliError> {
     };
     let topic = topic.as_str();
     let format = args.format.clone().unwrap_or_default();
-    let defaults = [
+    let mut defaults = vec![
         ("allow.auto.create.topics", "false".to_string()),
         ("enable.partition.eof", args.exit_at_end.to_string()),
     ];
+    if let Some(level) = args.isolation {
+        defaults.push(("isolation.level", level.as_property().to_string()));
+    }
     let (mut consumer, meta) = topic_consumer(&args.conn, topic, &defaults).await?;
     let count = meta.partitions.len() as i32;
     let partitions: Vec<i32> = if args.partitions.is_empty() {

@@ -44,11 +44,14 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<ExitCode, CliError> {
     };
     let subscription = subscription(&args.topics)?;
     let format = args.format.clone().unwrap_or_default();
-    let defaults = [
+    let mut defaults = vec![
         ("allow.auto.create.topics", "false".to_string()),
         ("enable.partition.eof", args.exit_at_end.to_string()),
         ("auto.offset.reset", reset.to_string()),
     ];
+    if let Some(level) = args.isolation {
+        defaults.push(("isolation.level", level.as_property().to_string()));
+    }
     let mut props = properties(&args.conn, &defaults);
     props.set("group.id", group.clone());
     // The group settings (group.id, session.timeout.ms, enable.auto.commit, ...) land in

@@ -9,6 +9,8 @@ mod groups;
 mod offsets;
 mod produce;
 mod topics;
+mod txn;
+mod txn_copy;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -29,6 +31,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Offsets(args) => block_on(offsets::run(args)),
         Command::Groups(cmd) => block_on(groups::run(cmd)),
         Command::FakeCluster(args) => block_on(fake_cluster::run(args)),
+        Command::Txn(cmd) => block_on(txn::run(cmd)),
     }
 }
 

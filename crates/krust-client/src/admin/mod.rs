@@ -50,7 +50,8 @@ use crate::error::{Error, Result};
 
 mod transactions;
 pub use transactions::{
-    describe_transactions, list_transactions, ListedTransaction, TransactionDescription,
+    abort_lingering, abort_transactions, complete_transaction, describe_transactions,
+    list_transactions, AbortedTransaction, ListedTransaction, TransactionDescription,
     TransactionFilter,
 };
 
