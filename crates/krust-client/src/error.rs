@@ -121,9 +121,53 @@ pub enum Error {
     /// The client (or producer/consumer) was closed.
     #[error("client closed")]
     Closed,
+    /// A transactional producer call failed. `class` says what the application may do next
+    /// (see [`TxnClass`]); [`Error::is_fatal`], [`Error::is_abortable`], [`Error::is_fenced`]
+    /// and [`Error::is_commit_outcome_unknown`] ask the same questions.
+    #[error("{} transaction error: {message}", class.name())]
+    Transaction {
+        /// What the application may do next.
+        class: TxnClass,
+        /// The broker's error code, if a broker answer caused it.
+        code: Option<ErrorCode>,
+        /// What happened.
+        message: String,
+    },
     /// Something else, with a description.
     #[error("{0}")]
     Other(String),
+}
+
+/// The class of a [`Error::Transaction`]: what a transactional producer's application may do
+/// after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TxnClass {
+    /// The transaction cannot commit: call `abort_transaction`, then go on with a new one.
+    Abortable,
+    /// The producer is unusable (fenced by a newer instance with the same `transactional.id`,
+    /// not authorised, invalid state on the coordinator): every later call and every queued
+    /// record fails with this error. Close it; a new producer may take over.
+    Fatal,
+    /// The call was not legal in the producer's state (for example `send` outside a
+    /// transaction, `commit_transaction` twice, `abort_transaction` while a commit's outcome is
+    /// unknown). Nothing changed.
+    Usage,
+    /// `commit_transaction` gave up waiting: the commit was sent but its outcome is not known
+    /// yet (it is still being retried and may land). Abort is refused; call
+    /// `commit_transaction` again to keep waiting, or `init_transactions` to re-initialise.
+    CommitOutcomeUnknown,
+}
+
+impl TxnClass {
+    fn name(self) -> &'static str {
+        match self {
+            TxnClass::Abortable => "abortable",
+            TxnClass::Fatal => "fatal",
+            TxnClass::Usage => "invalid-call",
+            TxnClass::CommitOutcomeUnknown => "commit-outcome-unknown",
+        }
+    }
 }
 
 impl Error {
@@ -189,11 +233,68 @@ impl Error {
         matches!(self, Error::Transport { .. })
     }
 
-    /// The broker's error code, if this is a broker error.
+    /// The broker's error code, if this is a broker error (or a transaction error caused by
+    /// one).
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Broker { code, .. } => Some(*code),
+            Error::Transaction { code, .. } => *code,
             _ => None,
         }
+    }
+
+    /// A transaction error of class `class`.
+    pub fn transaction(
+        class: TxnClass,
+        code: Option<ErrorCode>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Transaction {
+            class,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The class, if this is a transaction error.
+    pub fn txn_class(&self) -> Option<TxnClass> {
+        match self {
+            Error::Transaction { class, .. } => Some(*class),
+            _ => None,
+        }
+    }
+
+    /// A fatal transaction error: the producer is unusable ([`TxnClass::Fatal`]).
+    pub fn is_fatal(&self) -> bool {
+        self.txn_class() == Some(TxnClass::Fatal)
+    }
+
+    /// An abortable transaction error: abort the transaction and go on
+    /// ([`TxnClass::Abortable`]).
+    pub fn is_abortable(&self) -> bool {
+        self.txn_class() == Some(TxnClass::Abortable)
+    }
+
+    /// A transactional call made in the wrong state ([`TxnClass::Usage`]).
+    pub fn is_txn_usage(&self) -> bool {
+        self.txn_class() == Some(TxnClass::Usage)
+    }
+
+    /// The commit's outcome is not known yet ([`TxnClass::CommitOutcomeUnknown`]).
+    pub fn is_commit_outcome_unknown(&self) -> bool {
+        self.txn_class() == Some(TxnClass::CommitOutcomeUnknown)
+    }
+
+    /// Fenced: a newer producer with the same `transactional.id` took over (fatal).
+    pub fn is_fenced(&self) -> bool {
+        self.is_fatal()
+            && matches!(
+                self.code(),
+                Some(
+                    ErrorCode::PRODUCER_FENCED
+                        | ErrorCode::INVALID_PRODUCER_EPOCH
+                        | ErrorCode::TRANSACTION_COORDINATOR_FENCED
+                )
+            )
     }
 }

@@ -27,6 +27,6 @@ pub use cluster::{
 };
 pub use config::{ClientConfig, Properties};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TxnClass};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use security::{SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol};

@@ -327,6 +327,9 @@ pub struct PartitionBuffer<R> {
     /// track of the producer): send nothing until the in-flight batches are back, then take a
     /// new producer identity ([`Accumulator::reset_partition`]).
     reset_pending: bool,
+    /// Transactions: the partition is not yet part of the open transaction
+    /// (AddPartitionsToTxn pending); nothing is sent ([`Accumulator::set_held`]).
+    held: bool,
 }
 
 impl<R> fmt::Debug for PartitionBuffer<R> {
@@ -356,6 +359,7 @@ impl<R> PartitionBuffer<R> {
             producer,
             next_sequence,
             reset_pending: false,
+            held: false,
         }
     }
 
@@ -400,6 +404,9 @@ impl<R> PartitionBuffer<R> {
     /// The first batch not in flight, if it may be sent now to `leader`.
     fn sendable(&self, now: Instant, cfg: &AccumulatorConfig, flushing: bool) -> Option<usize> {
         let leader = self.leader?;
+        if self.held {
+            return None;
+        }
         if cfg.idempotent && (self.reset_pending || !self.producer.is_some()) {
             return None;
         }
@@ -541,6 +548,25 @@ impl<R> Accumulator<R> {
         let b = self.buffer_mut(tp);
         b.producer = producer;
         b.next_sequence = next_sequence;
+    }
+
+    /// Transactions: while `held`, nothing of `tp` is sent (its AddPartitionsToTxn has not been
+    /// answered yet: a batch must never reach a partition before the coordinator knows it is
+    /// part of the transaction). Records are still appended.
+    pub fn set_held(&mut self, tp: &TopicPartition, held: bool) {
+        self.buffer_mut(tp).held = held;
+    }
+
+    /// Transactions: releases every held partition (the transaction ended).
+    pub fn release_all_held(&mut self) {
+        for b in self.partitions.values_mut() {
+            b.held = false;
+        }
+    }
+
+    /// Whether `tp` is held (see [`Accumulator::set_held`]).
+    pub fn is_held(&self, tp: &TopicPartition) -> bool {
+        self.partitions.get(tp).is_some_and(|b| b.held)
     }
 
     /// Idempotence: the identity (from InitProducerId) and first sequence number (Kafka: 0) of

@@ -110,7 +110,22 @@ pub struct ProducerConfig {
     /// (murmur2 on keys, uniform sticky otherwise). Not serialized.
     #[serde(skip)]
     pub partitioner: Option<Arc<dyn Partitioner>>,
+    /// `transactional.id`: makes the producer transactional (implies idempotence; an explicit
+    /// `enable.idempotence=false` is an error). Records may then only be sent inside a
+    /// transaction (`begin_transaction` .. `commit_transaction` / `abort_transaction`), after
+    /// `init_transactions`. Default none.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: how long the coordinator lets a transaction stay open before
+    /// it aborts it (and fences this producer). Must be at least `delivery.timeout.ms` (a
+    /// record must not be retried after its transaction was aborted). Default 60000. For a
+    /// transactional producer whose `delivery.timeout.ms` was left at its default (120000),
+    /// `delivery.timeout.ms` becomes `transaction.timeout.ms`.
+    #[serde(with = "ms")]
+    pub transaction_timeout: Duration,
 }
+
+/// The default `delivery.timeout.ms`.
+const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_millis(120_000);
 
 impl fmt::Debug for ProducerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,6 +144,8 @@ impl fmt::Debug for ProducerConfig {
             .field("enable_idempotence", &self.enable_idempotence)
             .field("first_sequence", &self.first_sequence)
             .field("partitioner", &self.partitioner)
+            .field("transactional_id", &self.transactional_id)
+            .field("transaction_timeout", &self.transaction_timeout)
             .finish()
     }
 }
@@ -150,6 +167,8 @@ impl Default for ProducerConfig {
             enable_idempotence: None,
             first_sequence: 0,
             partitioner: None,
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
         }
     }
 }
@@ -160,6 +179,37 @@ impl ProducerConfig {
         ProducerConfig {
             client: ClientConfig::new(bootstrap_servers),
             ..ProducerConfig::default()
+        }
+    }
+
+    /// Makes the producer transactional with `id` (`transactional.id`). Lowers a default
+    /// `delivery.timeout.ms` to `transaction.timeout.ms` (see
+    /// [`ProducerConfig::transaction_timeout`]).
+    pub fn with_transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self.fit_delivery_timeout();
+        self
+    }
+
+    /// Sets `transaction.timeout.ms`. Lowers a default `delivery.timeout.ms` to it for a
+    /// transactional producer.
+    pub fn with_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout;
+        self.fit_delivery_timeout();
+        self
+    }
+
+    /// Whether `transactional.id` is set.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional_id.is_some()
+    }
+
+    fn fit_delivery_timeout(&mut self) {
+        if self.transactional_id.is_some()
+            && self.delivery_timeout == DEFAULT_DELIVERY_TIMEOUT
+            && self.transaction_timeout < self.delivery_timeout
+        {
+            self.delivery_timeout = self.transaction_timeout;
         }
     }
 
@@ -213,6 +263,19 @@ impl ProducerConfig {
         if let Some(v) = props.take_bool("enable.idempotence")? {
             c.enable_idempotence = Some(v);
         }
+        if let Some(v) = props.take_ms("transaction.timeout.ms")? {
+            c.transaction_timeout = v;
+        }
+        if let Some(v) = props.take_parsed("transactional.id", |s| {
+            if s.is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(s.to_string())
+            }
+        })? {
+            c.transactional_id = Some(v);
+        }
+        c.fit_delivery_timeout();
         props.finish()?;
         c.validate()?;
         Ok(c)
@@ -222,6 +285,9 @@ impl ProducerConfig {
     /// setting conflicts with it (`acks` 0 or 1, `retries=0`, more than 5 in flight), as in
     /// the Java client.
     pub fn idempotence(&self) -> bool {
+        if self.transactional_id.is_some() {
+            return self.enable_idempotence != Some(false);
+        }
         self.enable_idempotence
             .unwrap_or(self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= 5)
     }
@@ -229,6 +295,38 @@ impl ProducerConfig {
     /// Checks the values are usable together.
     pub fn validate(&self) -> Result<()> {
         self.client.validate()?;
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() {
+                return Err(Error::config("transactional.id", "must not be empty"));
+            }
+            if self.enable_idempotence == Some(false) {
+                return Err(Error::config(
+                    "enable.idempotence",
+                    "must not be false with transactional.id (a transactional producer is \
+                     idempotent); remove enable.idempotence=false or transactional.id",
+                ));
+            }
+            if self.acks != Acks::All {
+                return Err(Error::config(
+                    "acks",
+                    "must be all with transactional.id (a transactional producer is idempotent)",
+                ));
+            }
+            if self.retries == 0 {
+                return Err(Error::config(
+                    "retries",
+                    "must be > 0 with transactional.id (a transactional producer is idempotent)",
+                ));
+            }
+            if self.max_in_flight > 5 {
+                return Err(Error::config(
+                    "max.in.flight.requests.per.connection",
+                    "must be at most 5 with transactional.id",
+                ));
+            }
+            krust_core::txn::validate_timeouts(self.transaction_timeout, self.delivery_timeout)
+                .map_err(|e| Error::config("transaction.timeout.ms", e.to_string()))?;
+        }
         if self.enable_idempotence == Some(true) {
             if self.acks != Acks::All {
                 return Err(Error::config(
@@ -404,6 +502,53 @@ mod tests {
                 .to_string();
             assert!(e.contains(k) && e.contains(needle), "{k}={v}: {e}");
         }
+    }
+
+    #[test]
+    fn transactional_properties() {
+        let c = ProducerConfig::from_properties(base().with("transactional.id", "tx-1")).unwrap();
+        assert_eq!(c.transactional_id.as_deref(), Some("tx-1"));
+        assert_eq!(c.transaction_timeout, Duration::from_secs(60));
+        // The default delivery timeout follows the transaction timeout.
+        assert_eq!(c.delivery_timeout, Duration::from_secs(60));
+        assert!(c.idempotence());
+        let c = ProducerConfig::from_properties(
+            base()
+                .with("transactional.id", "tx-1")
+                .with("transaction.timeout.ms", "90000"),
+        )
+        .unwrap();
+        assert_eq!(c.transaction_timeout, Duration::from_secs(90));
+        assert_eq!(c.delivery_timeout, Duration::from_secs(90));
+        for (k, v, needle) in [
+            (
+                "enable.idempotence",
+                "false",
+                "transactional producer is idempotent",
+            ),
+            ("acks", "1", "must be all"),
+            (
+                "delivery.timeout.ms",
+                "100000",
+                "must be <= transaction.timeout.ms",
+            ),
+            ("transaction.timeout.ms", "0", "at least 1"),
+        ] {
+            let e =
+                ProducerConfig::from_properties(base().with("transactional.id", "t").with(k, v))
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains(needle), "{k}={v}: {e}");
+        }
+        let e = ProducerConfig::from_properties(base().with("transactional.id", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("transactional.id") && e.contains("empty"), "{e}");
+        let c = ProducerConfig::new("127.0.0.1:9092")
+            .with_transaction_timeout(Duration::from_secs(45))
+            .with_transactional_id("b");
+        assert_eq!(c.delivery_timeout, Duration::from_secs(45));
+        c.validate().unwrap();
     }
 
     #[test]

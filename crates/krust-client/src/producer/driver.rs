@@ -20,6 +20,7 @@ use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use krust_core::accumulator::{
@@ -41,6 +42,11 @@ use super::record::{Persistence, ProduceError, ProduceErrorKind, ProducerRecord,
 use crate::cluster::{Cluster, ClusterMetadata};
 use crate::error::Error;
 
+#[path = "txn.rs"]
+pub(crate) mod txn;
+
+use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
+
 /// The result a [`DeliveryFuture`](super::DeliveryFuture) resolves to.
 pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
 
@@ -60,6 +66,8 @@ pub(crate) enum Command {
     Send(Pending),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
+    /// A transactional call (transactional producers only).
+    Txn(TxnCommand, TxnReply),
 }
 
 /// Counters, shared with the handles.
@@ -96,6 +104,13 @@ enum Event {
     Refreshed(Result<Arc<ClusterMetadata>, Error>),
     /// InitProducerId finished: the identity, or why not.
     ProducerId(Result<(i64, i16), (InitFailure, String)>),
+    /// A transaction request (its machine id) finished.
+    Txn {
+        id: u64,
+        result: Result<krust_core::txn::TxnResponse, krust_core::txn::TransportFailure>,
+    },
+    /// The transaction protocol was chosen (or the cluster could not be asked).
+    TxnProtocol(Result<krust_core::txn::TxnProtocol, String>),
 }
 
 #[derive(Debug, Clone)]
@@ -132,10 +147,18 @@ pub(crate) struct Driver {
     idem: Option<IdempotenceState>,
     /// Drained partitions waiting for a fresh identity (sequence reset).
     resets_waiting: Vec<TopicPartition>,
+    /// Transactions (`None` without `transactional.id`). The producer identity then comes
+    /// from the transaction machine, producer-wide, and `idem` is `None`.
+    txn: Option<TxnDriver>,
 }
 
 impl Driver {
-    pub(crate) fn new(cluster: Cluster, cfg: ProducerConfig, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(
+        cluster: Cluster,
+        cfg: ProducerConfig,
+        stats: Arc<Stats>,
+        txn_shared: Arc<TxnShared>,
+    ) -> Self {
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -151,7 +174,17 @@ impl Driver {
             backoff: BackoffPolicy::new(cfg.client.retry_backoff, cfg.client.retry_backoff_max),
             idempotent: cfg.idempotence(),
         };
-        let idem = cfg.idempotence().then(|| {
+        let backoff = BackoffPolicy::new(cfg.client.retry_backoff, cfg.client.retry_backoff_max);
+        let txn = cfg.transactional_id.as_deref().map(|id| {
+            TxnDriver::new(
+                id,
+                cfg.transaction_timeout,
+                backoff,
+                seed.rotate_left(47),
+                txn_shared,
+            )
+        });
+        let idem = (cfg.idempotence() && txn.is_none()).then(|| {
             IdempotenceState::new(
                 BackoffPolicy::new(cfg.client.retry_backoff, cfg.client.retry_backoff_max),
                 seed.rotate_left(33),
@@ -184,6 +217,7 @@ impl Driver {
             stats,
             idem,
             resets_waiting: Vec::new(),
+            txn,
         }
     }
 
@@ -198,10 +232,11 @@ impl Driver {
                 self.abort_unsent("producer dropped");
             }
             let idem_next = self.drive_idempotence(now);
-            let next = match (self.send_ready(now), idem_next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let txn_next = self.drive_txn(now);
+            let next = [self.send_ready(now), idem_next, txn_next]
+                .into_iter()
+                .flatten()
+                .min();
             self.check_flushes();
             if (self.closing || self.dropped) && self.is_idle() {
                 break;
@@ -282,8 +317,13 @@ impl Driver {
                     );
                     return;
                 }
+                if let Some(kind) = self.txn_refuse() {
+                    self.fail(p, None, kind, Persistence::NotPersisted);
+                    return;
+                }
                 self.route(p, Instant::now());
             }
+            Command::Txn(cmd, reply) => self.handle_txn_command(cmd, reply),
             Command::Flush(w) => {
                 let target = self.gen;
                 self.gen += 1;
@@ -348,6 +388,10 @@ impl Driver {
             .get_key_value(p.record.topic.as_str())
             .expect("looked up above");
         let tp = TopicPartition::new(topic_arc.clone(), partition);
+        if let Err(kind) = self.txn_record_partition(&tp) {
+            self.fail(p, Some(partition), kind, Persistence::NotPersisted);
+            return;
+        }
         let size = p.size;
         let appended = self.acc.append(&tp, p, size, now);
         if sticky {
@@ -489,6 +533,7 @@ impl Driver {
             self.start_lookup(&t, now);
         }
         let compression = self.cfg.compression;
+        let transactional = self.txn.is_some();
         for node in ready.nodes {
             loop {
                 let in_flight = self.node_in_flight.get(&node).copied().unwrap_or(0);
@@ -496,7 +541,7 @@ impl Driver {
                     break;
                 }
                 let drained = self.acc.drain(node, now, self.cfg.max_request_size, |b| {
-                    encode_batch(b, compression)
+                    encode_batch(b, compression, transactional)
                 });
                 if drained.is_empty() {
                     break;
@@ -539,6 +584,10 @@ impl Driver {
         let batches: Vec<(TopicPartition, BatchId)> =
             drained.into_iter().map(|d| (d.tp, d.id)).collect();
         let acks = self.cfg.acks;
+        let transactional_id = self
+            .txn
+            .as_ref()
+            .map(|t| TransactionalId(StrBytes::from_string(t.transactional_id().to_string())));
         let timeout_ms = self
             .cfg
             .client
@@ -560,6 +609,7 @@ impl Driver {
                     ProduceRequest::default()
                         .with_acks(acks.wire())
                         .with_timeout_ms(timeout_ms)
+                        .with_transactional_id(transactional_id)
                         .with_topic_data(topic_data)
                 };
                 let outcome = if acks == Acks::None {
@@ -625,6 +675,8 @@ impl Driver {
                 }
             }
             Event::ProducerId(result) => self.handle_producer_id(result, now),
+            Event::Txn { id, result } => self.handle_txn_answer(id, result),
+            Event::TxnProtocol(result) => self.handle_txn_protocol(result),
             Event::Refreshed(result) => {
                 self.refresh_in_flight = false;
                 match result {
@@ -716,12 +768,32 @@ impl Driver {
         drop(results);
         for (tp, id, r) in work {
             let r = match r {
-                Err((code, message, false)) if self.idem.is_some() => {
+                Err((code, message, false)) if self.idem.is_some() || self.txn.is_some() => {
                     match classify_produce(code) {
                         ProduceVerdict::Persisted { .. } => {
                             // DUPLICATE_SEQUENCE_NUMBER: an earlier attempt was written; the
                             // broker no longer knows its offset.
                             Ok((-1, -1))
+                        }
+                        ProduceVerdict::Sequence(_) if self.txn.is_some() => {
+                            // In a transaction a sequence fault is final for the batch (never
+                            // re-sent under new sequence numbers): the transaction must abort,
+                            // and the abort bumps the epoch.
+                            debug!(%tp, %code, "sequence error in a transaction");
+                            self.last_error
+                                .insert(tp.topic.to_string(), code.to_string());
+                            let failure = Failure {
+                                retriable: false,
+                                outcome_unknown: false,
+                            };
+                            self.batch_failed(
+                                &tp,
+                                id,
+                                failure,
+                                ProduceErrorKind::Broker { code, message },
+                                now,
+                            );
+                            continue;
                         }
                         ProduceVerdict::Sequence(fault) => {
                             debug!(%tp, %code, "sequence error");
@@ -810,6 +882,7 @@ impl Driver {
                     kind
                 };
                 warn!(%tp, records = b.record_count(), error = %kind, "batch failed");
+                self.txn_produce_failed(tp, &kind);
                 self.fail_batch(b, kind);
             }
             FailureOutcome::Unknown => {}
@@ -820,6 +893,9 @@ impl Driver {
 
     /// The fatal reason, once the idempotent producer has stopped.
     fn fatal(&self) -> Option<String> {
+        if let Some(reason) = self.txn.as_ref().and_then(|t| t.fatal()) {
+            return Some(reason);
+        }
         self.idem
             .as_ref()
             .and_then(|i| i.fatal())
@@ -982,7 +1058,9 @@ impl Driver {
     fn expire(&mut self, now: Instant) {
         for b in self.acc.expire(now) {
             let last = self.last_error.get(&*b.topic_partition().topic).cloned();
-            self.fail_batch(b, ProduceErrorKind::DeliveryTimeout { last_error: last });
+            let kind = ProduceErrorKind::DeliveryTimeout { last_error: last };
+            self.txn_produce_failed(&b.topic_partition().clone(), &kind);
+            self.fail_batch(b, kind);
         }
         let timeout = self.cfg.delivery_timeout;
         let topics: Vec<String> = self.waiting.keys().cloned().collect();
@@ -996,6 +1074,10 @@ impl Driver {
                 self.waiting.remove(&t);
             }
             let last = self.last_error.get(&t).cloned();
+            if !expired.is_empty() {
+                let kind = ProduceErrorKind::DeliveryTimeout { last_error: None };
+                self.txn_produce_failed(&TopicPartition::new(t.as_str(), -1), &kind);
+            }
             for p in expired {
                 self.fail(
                     p,
@@ -1114,14 +1196,21 @@ impl Driver {
                 i += 1;
             }
         }
-        if self.flush_waiters.is_empty() && !self.closing {
+        let committing = self.txn.as_ref().is_some_and(|t| {
+            t.commit_requested() || t.tm_state() == krust_core::txn::TxnState::Committing
+        });
+        if self.flush_waiters.is_empty() && !self.closing && !committing {
             self.acc.set_flushing(false);
         }
     }
 }
 
 /// Encodes a batch for its first send, with the identity and sequence the accumulator fixed.
-fn encode_batch(b: &ProducerBatch<Pending>, compression: Compression) -> Bytes {
+fn encode_batch(
+    b: &ProducerBatch<Pending>,
+    compression: Compression,
+    transactional: bool,
+) -> Bytes {
     let mut builder = BatchBuilder::new(compression).with_capacity(b.estimated_size());
     for p in b.records() {
         let r = &p.record;
@@ -1136,7 +1225,7 @@ fn encode_batch(b: &ProducerBatch<Pending>, compression: Compression) -> Bytes {
         }
     }
     let id = b.producer();
-    match builder.finish(id.producer_id, id.epoch, b.base_sequence(), false) {
+    match builder.finish(id.producer_id, id.epoch, b.base_sequence(), transactional) {
         Ok(bytes) => bytes,
         Err(e) => {
             // An empty record set: the broker rejects it and the records fail with its error.

@@ -70,10 +70,17 @@ pub use record::{
     TrySendReason,
 };
 
+use driver::txn::{TxnCommand, TxnShared};
 use driver::{Command, Delivery, Driver, Pending, Stats};
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use krust_core::fetch::TopicPartition;
+pub use krust_core::group::{GroupMetadata, OffsetAndMetadata};
+
 use crate::cluster::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result, TxnClass};
 
 /// Bytes a batch adds around its records (magic v2 header).
 const BATCH_OVERHEAD: usize = krust_wire::record::BATCH_HEADER_LEN;
@@ -85,6 +92,7 @@ struct Shared {
     closed: AtomicBool,
     stats: Arc<Stats>,
     owns_cluster: bool,
+    txn: Arc<TxnShared>,
 }
 
 /// An asynchronous Kafka producer. Cheap to clone: clones share one background task.
@@ -147,7 +155,8 @@ impl Producer {
         let memory = Arc::new(Semaphore::new(
             config.buffer_memory.min(Semaphore::MAX_PERMITS),
         ));
-        let driver = Driver::new(cluster.clone(), config.clone(), stats.clone());
+        let txn = Arc::new(TxnShared::default());
+        let driver = Driver::new(cluster.clone(), config.clone(), stats.clone(), txn.clone());
         let span = tracing::info_span!("krust_producer", client_id = %config.client.client_id);
         let mem = memory.clone();
         tokio::spawn(
@@ -166,6 +175,7 @@ impl Producer {
                 closed: AtomicBool::new(false),
                 stats,
                 owns_cluster,
+                txn,
             }),
             tx,
         })
@@ -229,6 +239,14 @@ impl Producer {
         if record.topic.is_empty() {
             return Err(TrySendReason::Invalid(ProduceErrorKind::InvalidRecord(
                 "empty topic name".into(),
+            )));
+        }
+        if cfg.transactional_id.is_some() && !self.shared.txn.in_txn.load(Ordering::Acquire) {
+            return Err(TrySendReason::Invalid(ProduceErrorKind::Transaction(
+                "send outside a transaction: a producer with transactional.id sends only \
+                 between begin_transaction and commit_transaction/abort_transaction (after \
+                 init_transactions)"
+                    .into(),
             )));
         }
         Ok(size)
@@ -362,6 +380,164 @@ impl Producer {
         if self.shared.owns_cluster {
             self.shared.cluster.close();
         }
+    }
+}
+
+/// # Transactions
+///
+/// With `transactional.id` set ([`ProducerConfig::with_transactional_id`]) records are sent
+/// in transactions: all of a transaction's records (on any number of partitions) and the
+/// consumer offsets given to [`Producer::send_offsets_to_transaction`] become visible to
+/// `read_committed` consumers together at [`Producer::commit_transaction`], or never
+/// ([`Producer::abort_transaction`]).
+///
+/// ```no_run
+/// # async fn demo() -> krust_client::Result<()> {
+/// use krust_client::producer::{Producer, ProducerConfig, ProducerRecord};
+///
+/// let producer =
+///     Producer::new(ProducerConfig::new("127.0.0.1:9092").with_transactional_id("copier-1"))
+///         .await?;
+/// producer.init_transactions().await?;
+/// producer.begin_transaction().await?;
+/// let _ = producer.send(ProducerRecord::new("out").with_value("a")).await;
+/// match producer.commit_transaction().await {
+///     Ok(()) => {}
+///     Err(e) if e.is_abortable() => producer.abort_transaction().await?,
+///     Err(e) => return Err(e), // fatal: fenced by a newer instance, ...
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Errors are [`Error::Transaction`] with a [`TxnClass`]: `Abortable` (abort, then go on),
+/// `Fatal` (the producer is unusable: every later call and queued record fails with it),
+/// `Usage` (a call in the wrong state; nothing changed), `CommitOutcomeUnknown`
+/// (`commit_transaction` stopped waiting; the commit may still land: call it again or
+/// re-initialise; abort is refused). Retriable broker errors are retried inside.
+impl Producer {
+    async fn txn_call(&self, cmd: TxnCommand, wait: Option<Duration>) -> Result<()> {
+        if self.shared.config.transactional_id.is_none() {
+            return Err(Error::transaction(
+                TxnClass::Usage,
+                None,
+                "not a transactional producer: set transactional.id",
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Txn(cmd, tx))
+            .map_err(|_| Error::Closed)?;
+        match wait {
+            None => rx.await.map_err(|_| Error::Closed)?,
+            Some(d) => match tokio::time::timeout(d, rx).await {
+                Ok(r) => r.map_err(|_| Error::Closed)?,
+                Err(_) => Err(Error::transaction(
+                    TxnClass::CommitOutcomeUnknown,
+                    None,
+                    format!(
+                        "no outcome within {} ms (transaction.timeout.ms); the call goes on in \
+                         the background: call it again to keep waiting",
+                        d.as_millis()
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn txn_wait(&self) -> Duration {
+        self.shared
+            .config
+            .transaction_timeout
+            .max(self.shared.config.client.request_timeout)
+    }
+
+    /// Initialises the transactional producer: finds the transaction coordinator, gets the
+    /// producer id and a new epoch for `transactional.id` (InitProducerId). This fences every
+    /// older producer with the same id (their later requests fail with a fatal fenced error)
+    /// and makes the coordinator complete or abort what they left open. Call once, before the
+    /// first transaction; calling it again is legal only while a commit's outcome is unknown
+    /// (it then resolves it: the pending `commit_transaction` fails with
+    /// [`TxnClass::CommitOutcomeUnknown`]).
+    ///
+    /// Waits at most `transaction.timeout.ms` (then [`TxnClass::CommitOutcomeUnknown`]-class
+    /// error: initialisation goes on; call again to keep waiting).
+    pub async fn init_transactions(&self) -> Result<()> {
+        let r = self.txn_call(TxnCommand::Init, Some(self.txn_wait())).await;
+        match r {
+            Err(Error::Transaction {
+                class: TxnClass::CommitOutcomeUnknown,
+                message,
+                ..
+            }) => Err(Error::Other(format!("init_transactions: {message}"))),
+            r => r,
+        }
+    }
+
+    /// Starts a transaction: `send` is legal until `commit_transaction` or
+    /// `abort_transaction`.
+    pub async fn begin_transaction(&self) -> Result<()> {
+        self.txn_call(TxnCommand::Begin, None).await
+    }
+
+    /// Commits `offsets` of the consumer group `group` as part of the transaction (KIP-447):
+    /// they become the group's committed offsets only if the transaction commits. `group`
+    /// is the consumer's current [`GroupMetadata`] (generation and member id): the group
+    /// coordinator rejects the commit of a member that is no longer in that generation (a
+    /// zombie), which makes the transaction abortable.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        group: &GroupMetadata,
+    ) -> Result<()> {
+        let offsets = offsets
+            .into_iter()
+            .map(|(tp, o)| krust_core::txn::TxnOffset {
+                partition: tp,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+            })
+            .collect();
+        let cmd = TxnCommand::SendOffsets {
+            offsets,
+            group: group.clone(),
+        };
+        self.txn_call(cmd, None).await
+    }
+
+    /// Sends every record of the transaction (flush), waits for all of them, then commits
+    /// (EndTxn). Any record that failed makes the commit fail with an abortable error.
+    ///
+    /// If the commit's outcome is unknown (the coordinator did not answer) it is retried
+    /// inside; after `transaction.timeout.ms` this returns a
+    /// [`TxnClass::CommitOutcomeUnknown`] error: call `commit_transaction` again (it waits for
+    /// the same commit) or `init_transactions`. `abort_transaction` is refused meanwhile.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        self.shared.txn.in_txn.store(false, Ordering::Release);
+        self.txn_call(TxnCommand::Commit, Some(self.txn_wait()))
+            .await
+    }
+
+    /// Aborts the transaction: records not yet sent fail, the coordinator writes abort
+    /// markers (`read_committed` consumers never see the transaction's records) and discards
+    /// its offsets. Legal after an abortable error; refused while a commit's outcome is
+    /// unknown.
+    pub async fn abort_transaction(&self) -> Result<()> {
+        self.shared.txn.in_txn.store(false, Ordering::Release);
+        self.txn_call(TxnCommand::Abort, Some(self.txn_wait()))
+            .await
+    }
+
+    /// The producer id and epoch in use (transactional producers, after
+    /// `init_transactions`): record them to resume or fence this producer's transactions
+    /// later.
+    pub fn producer_id_and_epoch(&self) -> Option<(i64, i16)> {
+        *self.shared.txn.identity.lock().unwrap()
+    }
+
+    /// `transactional.id`, if set.
+    pub fn transactional_id(&self) -> Option<&str> {
+        self.shared.config.transactional_id.as_deref()
     }
 }
 

@@ -172,6 +172,12 @@ pub enum ProduceErrorKind {
     /// an earlier batch failed) while this record's outcome was unknown. It is not re-sent (that
     /// could write it twice); it is [`Persistence::PossiblyPersisted`].
     SequenceReset(String),
+    /// Transactional producer: the record is not part of a committed transaction. Sent outside
+    /// a transaction (a usage error), still queued when the transaction was aborted, or its
+    /// transaction failed (abortable: the application aborts and may send it again in a new
+    /// transaction). A record in an aborted transaction is never visible to `read_committed`
+    /// consumers, whatever its persistence says about the log.
+    Transaction(String),
 }
 
 impl fmt::Display for ProduceErrorKind {
@@ -207,6 +213,7 @@ impl fmt::Display for ProduceErrorKind {
                 "sequence reset while the outcome was unknown (not re-sent, to avoid a \
                  duplicate): {m}"
             ),
+            ProduceErrorKind::Transaction(m) => write!(f, "transaction: {m}"),
         }
     }
 }
