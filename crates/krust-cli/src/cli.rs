@@ -45,6 +45,9 @@ pub enum Command {
     /// List, describe, abort or complete transactions; copy a topic exactly once.
     #[command(subcommand)]
     Txn(TxnCommand),
+    /// Run a stream job: read a topic, transform each value, write another topic, with a
+    /// delivery guarantee (krust-stream). Scale out by starting more with the same -G.
+    Pipe(PipeArgs),
 }
 
 /// Connection flags shared by every command that talks to a broker.
@@ -852,4 +855,62 @@ mod tests {
         assert!(parse(&["produce", "-b", "h:1", "-t", "t", "-X", "novalue"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
     }
+}
+
+/// `krust pipe`.
+#[derive(Debug, Args)]
+pub struct PipeArgs {
+    /// Broker and client properties (-X applies to the consumer and the producer, so only
+    /// client-wide ones fit there; see --consumer-property and --producer-property).
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Topic to read.
+    #[arg(long = "from", value_name = "TOPIC")]
+    pub from: String,
+    /// Topic to write.
+    #[arg(long = "to", value_name = "TOPIC")]
+    pub to: String,
+    /// Consumer group: instances with one group share the partitions; offsets commit there.
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    pub group: String,
+    /// Delivery guarantee: none, at-least-once or exactly-once.
+    #[arg(long = "guarantee", default_value = "at-least-once", value_name = "G")]
+    pub guarantee: String,
+    /// What to do to each value: upper, lower or identity (values are UTF-8 text except
+    /// with identity, which copies bytes).
+    #[arg(long = "map", default_value = "identity", value_name = "OP")]
+    pub map: String,
+    /// Commit interval in milliseconds (default: 100 exactly-once, 1000 at-least-once, 5000
+    /// none).
+    #[arg(long = "commit-interval-ms", value_name = "N")]
+    pub commit_interval_ms: Option<u64>,
+    /// Stop by itself once every partition reached the end it had at start.
+    #[arg(long = "bounded")]
+    pub bounded: bool,
+    /// Where a partition without a committed offset starts: earliest or latest.
+    #[arg(long = "start", default_value = "earliest", value_name = "WHERE")]
+    pub start: String,
+    /// This instance's id, stable across its restarts (exactly-once: the transactional id is
+    /// <prefix>-<id>; a restart fences the previous run and aborts its open transaction).
+    /// Default: the host name and -G.
+    #[arg(long = "instance-id", value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// Transactional id prefix (exactly-once). Default: krust-pipe-<GROUP>.
+    #[arg(long = "transactional-id-prefix", value_name = "P")]
+    pub transactional_id_prefix: Option<String>,
+    /// transaction.timeout.ms (exactly-once; default 60000).
+    #[arg(long = "transaction-timeout-ms", value_name = "N")]
+    pub transaction_timeout_ms: Option<u64>,
+    /// A value that cannot be processed (invalid UTF-8): fail, skip, or dead-letter:TOPIC.
+    #[arg(long = "on-error", default_value = "fail", value_name = "POLICY")]
+    pub on_error: String,
+    /// Consumer-only property (repeatable), e.g. --consumer-property session.timeout.ms=6000.
+    #[arg(long = "consumer-property", value_name = "PROP=VALUE")]
+    pub consumer_properties: Vec<Property>,
+    /// Producer-only property (repeatable), e.g. --producer-property linger.ms=20.
+    #[arg(long = "producer-property", value_name = "PROP=VALUE")]
+    pub producer_properties: Vec<Property>,
+    /// Print the job's metrics on stderr every S seconds (0: only the summary at the end).
+    #[arg(long = "progress-secs", value_name = "S", default_value_t = 0)]
+    pub progress_secs: u64,
 }

@@ -7,6 +7,7 @@ mod fake_cluster;
 mod group_consume;
 mod groups;
 mod offsets;
+mod pipe;
 mod produce;
 mod topics;
 mod txn;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Groups(cmd) => block_on(groups::run(cmd)),
         Command::FakeCluster(args) => block_on(fake_cluster::run(args)),
         Command::Txn(cmd) => block_on(txn::run(cmd)),
+        Command::Pipe(args) => block_on(pipe::run(args)),
     }
 }
 
