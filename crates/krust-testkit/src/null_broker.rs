@@ -4,7 +4,8 @@
 //! It answers ApiVersions, Metadata (any topic exists, with the configured number of
 //! partitions, led by this broker), InitProducerId, Produce (acknowledged at once, nothing
 //! stored; base offsets count the records acknowledged per partition, so they are correct and
-//! increasing), ListOffsets (earliest 0, latest the configured end), OffsetForLeaderEpoch, and
+//! increasing), ListOffsets (earliest 0, latest the configured end), OffsetForLeaderEpoch,
+//! FindCoordinator (itself), and
 //! Fetch: every partition holds `fetch_end` records, served from one pre-built valid batch whose
 //! base offset is rewritten for each answer (the base offset is outside the batch CRC, so no
 //! checksum is recomputed). A fetch at the end waits up to the request's `max_wait_ms` (capped)
@@ -36,6 +37,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -47,10 +49,10 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
-    ProducerId, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ProduceRequest, ProduceResponse, ProducerId, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use krust_wire::record::{BatchBuilder, Compression};
@@ -349,6 +351,7 @@ fn served(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::ListOffsets => (1, 7),
         ApiKey::InitProducerId => (0, 4),
         ApiKey::OffsetForLeaderEpoch => (2, 4),
+        ApiKey::FindCoordinator => (0, 4),
         _ => return None,
     })
 }
@@ -450,6 +453,11 @@ async fn handle(inner: &Arc<Inner>, mut frame: Bytes, out: &mut BytesMut) -> Res
             let resp = offset_for_leader_epoch(inner, req);
             encode(out, api, version, correlation_id, &resp)
         }
+        ApiKey::FindCoordinator => {
+            let req = FindCoordinatorRequest::decode(&mut frame, version).map_err(bad)?;
+            let resp = find_coordinator(inner, req, version);
+            encode(out, api, version, correlation_id, &resp)
+        }
         ApiKey::Fetch => {
             let req = FetchRequest::decode(&mut frame, version).map_err(bad)?;
             let resp = fetch(inner, req, version).await;
@@ -468,6 +476,7 @@ fn api_versions() -> ApiVersionsResponse {
         ApiKey::ListOffsets,
         ApiKey::InitProducerId,
         ApiKey::OffsetForLeaderEpoch,
+        ApiKey::FindCoordinator,
     ];
     ApiVersionsResponse::default().with_api_keys(
         keys.iter()
@@ -516,6 +525,34 @@ fn metadata(inner: &Inner, req: MetadataRequest, version: i16) -> MetadataRespon
                 .with_name(Some(name))
                 .with_partitions(partitions),
         );
+    }
+    resp
+}
+
+/// Every coordinator is this broker (librdkafka looks one up when `group.id` is set, even for
+/// assign-mode consumers that never join).
+fn find_coordinator(
+    inner: &Inner,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let host = sb(&inner.addr.ip().to_string());
+    let port = i32::from(inner.addr.port());
+    let mut resp = FindCoordinatorResponse::default();
+    if version >= 4 {
+        for k in req.coordinator_keys {
+            resp.coordinators.push(
+                Coordinator::default()
+                    .with_key(k)
+                    .with_node_id(BrokerId(0))
+                    .with_host(host.clone())
+                    .with_port(port),
+            );
+        }
+    } else {
+        resp.node_id = BrokerId(0);
+        resp.host = host;
+        resp.port = port;
     }
     resp
 }
