@@ -8,8 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use krust_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, StartOffset};
-use krust_client::producer::{ProduceErrorKind, Producer, ProducerConfig, ProducerRecord};
-use krust_client::ClientConfig;
+use krust_client::producer::{
+    GroupMetadata, OffsetAndMetadata, ProduceErrorKind, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
+};
+use krust_client::{ClientConfig, Cluster};
 use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
 use krust_testkit::{ClusterConfig, FakeCluster, TxnProtocol};
 
@@ -298,5 +301,430 @@ async fn add_partitions_precedes_produce_and_is_batched() {
         .rposition(|r| r.api_key == FakeApi::Produce)
         .unwrap();
     assert!(end > last_produce, "EndTxn after every produce");
+    p.close().await;
+}
+
+/// A three-broker cluster whose transaction coordinator for `id` leads none of `t`'s two
+/// partitions (so it can go down alone). Returns the coordinator.
+async fn three_brokers(protocol: TxnProtocol, id: &str) -> (FakeCluster, i32) {
+    let fake = fake(
+        ClusterConfig::new()
+            .with_brokers(3)
+            .with_topic("t", 2, 3)
+            .with_leader_failover(true)
+            .with_txn_protocol(protocol),
+    )
+    .await;
+    let leaders: BTreeSet<i32> = (0..2).map(|p| fake.leader("t", p).unwrap().0).collect();
+    let coord = (0..3).find(|b| !leaders.contains(b)).unwrap_or(2);
+    if leaders.contains(&coord) {
+        // Both partitions on different brokers than 2 is not guaranteed: move one.
+        fake.move_leader("t", 0, (coord + 1) % 3);
+        fake.move_leader("t", 1, (coord + 1) % 3);
+    }
+    fake.move_coordinator(1, id, coord);
+    (fake, coord)
+}
+
+/// T7: the transaction coordinator goes down mid-transaction and comes back (or the
+/// coordinator moves to another broker): the commit succeeds and every record is visible once.
+async fn coordinator_trouble(protocol: TxnProtocol, moved: bool) {
+    let (fake, coord) = three_brokers(protocol, "t7").await;
+    let p = producer(&fake, "t7").await;
+    let mut sent = BTreeMap::new();
+    p.begin_transaction().await.unwrap();
+    let first = values("a", 10);
+    send_all(&p, "t", 2, &first).await;
+    fake.broker_down(coord);
+    if moved {
+        fake.move_coordinator(1, "t7", (coord + 1) % 3);
+        fake.broker_up(coord);
+    } else {
+        let weak = fake.downgrade();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if let Some(f) = weak.upgrade() {
+                f.broker_up(coord);
+            }
+        });
+    }
+    let second = values("b", 10);
+    send_all(&p, "t", 2, &second).await;
+    tokio::time::timeout(T, p.commit_transaction())
+        .await
+        .expect("commit in time")
+        .expect("commit");
+    let mut all = first.clone();
+    all.extend(second);
+    sent.insert("a".to_string(), all);
+    // A second transaction on the (possibly new) coordinator works too.
+    p.begin_transaction().await.unwrap();
+    let third = values("c", 6);
+    send_all(&p, "t", 2, &third).await;
+    p.commit_transaction().await.unwrap();
+    sent.insert("c".to_string(), third);
+    let read = read_committed(&fake, "t", 2).await;
+    let visible = whole_transactions(&read, &sent);
+    assert_eq!(visible.len(), 2, "both transactions committed");
+    p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_down_mid_transaction() {
+    coordinator_trouble(TxnProtocol::Classic, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_moved_mid_transaction() {
+    coordinator_trouble(TxnProtocol::Classic, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_down_mid_transaction_kip890() {
+    coordinator_trouble(TxnProtocol::Kip890, false).await;
+}
+
+/// T7: a partition leader goes down mid-transaction (leadership fails over): the records
+/// follow the new leader and the commit is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_down_mid_transaction() {
+    let (fake, _coord) = three_brokers(TxnProtocol::Classic, "lead").await;
+    let p = producer(&fake, "lead").await;
+    p.begin_transaction().await.unwrap();
+    let first = values("a", 10);
+    send_all(&p, "t", 2, &first).await;
+    let (leader, _) = fake.leader("t", 0).unwrap();
+    fake.broker_down(leader);
+    let second = values("b", 10);
+    send_all(&p, "t", 2, &second).await;
+    p.commit_transaction().await.unwrap();
+    fake.broker_up(leader);
+    let mut all = first;
+    all.extend(second);
+    let sent = BTreeMap::from([("a".to_string(), all)]);
+    let read = read_committed(&fake, "t", 2).await;
+    assert_eq!(whole_transactions(&read, &sent).len(), 1);
+    p.close().await;
+}
+
+/// T8 (KIP-890): the first EndTxn(commit) of transaction k is lost on the way (its
+/// connection closes) and reaches the coordinator only after transaction k+1 began. The
+/// retry commits k; the late copy carries k's epoch and is fenced, so it cannot commit k+1's
+/// partial data; each transaction is reported truthfully and is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_end_txn_is_fenced_kip890() {
+    use krust_testkit::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, RequestKind};
+    use krust_testkit::{Action, Intercept};
+    use std::sync::{Arc, Mutex};
+
+    let fake = fake(
+        ClusterConfig::new()
+            .with_topic("t", 2, 1)
+            .with_txn_protocol(TxnProtocol::Kip890),
+    )
+    .await;
+    let p = producer(&fake, "t8").await;
+    let held: Arc<Mutex<Option<(i32, EndTxnRequest, i16)>>> = Arc::default();
+    let h = held.clone();
+    fake.intercept(Intercept::api(FakeApi::EndTxn).once(), move |r| {
+        let RequestKind::EndTxn(req) = &r.body else {
+            return None;
+        };
+        *h.lock().unwrap() = Some((r.broker, req.clone(), r.version));
+        Some(Action::Close)
+    });
+    let mut sent = BTreeMap::new();
+    p.begin_transaction().await.unwrap();
+    let k = values("k", 10);
+    send_all(&p, "t", 2, &k).await;
+    p.commit_transaction()
+        .await
+        .expect("the retried commit succeeds");
+    sent.insert("k".to_string(), k);
+    let (broker, req, version) = held.lock().unwrap().take().expect("EndTxn held");
+    assert!(req.committed);
+
+    // Transaction k+1 begins and writes; then the late EndTxn(commit) of k arrives.
+    p.begin_transaction().await.unwrap();
+    let k1 = values("k1", 10);
+    send_all(&p, "t", 2, &k1).await;
+    let mut raw = krust_testkit::raw::RawClient::connect(fake.broker_addr(broker))
+        .await
+        .unwrap();
+    let resp: EndTxnResponse = raw.send(&req, version).await.unwrap();
+    assert!(
+        [
+            krust_wire::ErrorCode::PRODUCER_FENCED.0,
+            krust_wire::ErrorCode::INVALID_PRODUCER_EPOCH.0
+        ]
+        .contains(&resp.error_code),
+        "the delayed EndTxn of k is fenced in k+1: {}",
+        resp.error_code
+    );
+    // k+1 is still open: nothing of it is visible, the LSO holds.
+    let (_, hw, lso) = fake.offsets("t", 0).unwrap();
+    assert!(lso < hw, "k+1 still open after the late EndTxn");
+    p.abort_transaction().await.unwrap();
+    sent.insert("k1".to_string(), k1);
+    let read = read_committed(&fake, "t", 2).await;
+    assert_eq!(
+        whole_transactions(&read, &sent),
+        BTreeSet::from(["k".to_string()])
+    );
+    p.close().await;
+}
+
+/// Fencing: a second producer with the same transactional.id fences the first. The old
+/// producer's commit fails with a fatal fenced error, every later call and record fails with
+/// it, and nothing it wrote is visible; the new one commits.
+async fn fencing(protocol: TxnProtocol) {
+    let fake = fake(
+        ClusterConfig::new()
+            .with_topic("t", 2, 1)
+            .with_txn_protocol(protocol),
+    )
+    .await;
+    let old = producer(&fake, "zombie").await;
+    old.begin_transaction().await.unwrap();
+    let a = values("old", 10);
+    send_all(&old, "t", 2, &a).await;
+
+    let new = producer(&fake, "zombie").await;
+    let e = old
+        .commit_transaction()
+        .await
+        .expect_err("the fenced producer cannot commit");
+    assert!(e.is_fatal() && e.is_fenced(), "{e}");
+    // Every later call fails with the same fatal error.
+    let e2 = old.begin_transaction().await.unwrap_err();
+    assert!(e2.is_fatal(), "{e2}");
+    assert!(old.abort_transaction().await.unwrap_err().is_fatal());
+    let r = old.send(rec("t", 0, "late".into())).await;
+    match r {
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                ProduceErrorKind::Transaction(_) | ProduceErrorKind::Fatal(_)
+            ),
+            "{e}"
+        ),
+        Ok(f) => assert!(matches!(
+            f.await.unwrap_err().kind(),
+            ProduceErrorKind::Fatal(_)
+        )),
+    }
+
+    new.begin_transaction().await.unwrap();
+    let b = values("new", 10);
+    send_all(&new, "t", 2, &b).await;
+    new.commit_transaction().await.unwrap();
+    let sent = BTreeMap::from([("old".to_string(), a), ("new".to_string(), b)]);
+    let read = read_committed(&fake, "t", 2).await;
+    assert_eq!(
+        whole_transactions(&read, &sent),
+        BTreeSet::from(["new".to_string()])
+    );
+    old.close().await;
+    new.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_producer_fences_the_first_classic() {
+    fencing(TxnProtocol::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_producer_fences_the_first_kip890() {
+    fencing(TxnProtocol::Kip890).await;
+}
+
+fn offsets_of(topic: &str, parts: &[(i32, i64)]) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    parts
+        .iter()
+        .map(|(p, o)| (TopicPartition::new(topic, *p), OffsetAndMetadata::new(*o)))
+        .collect()
+}
+
+/// send_offsets_to_transaction: the offsets become the group's only if the transaction
+/// commits.
+async fn offsets_in_transactions(protocol: TxnProtocol) {
+    let fake = fake(
+        ClusterConfig::new()
+            .with_topic("in", 2, 1)
+            .with_topic("t", 2, 1)
+            .with_txn_protocol(protocol),
+    )
+    .await;
+    let p = producer(&fake, "off").await;
+    let group = GroupMetadata {
+        group_id: "g".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        instance_id: None,
+    };
+    // Aborted: nothing committed.
+    p.begin_transaction().await.unwrap();
+    send_all(&p, "t", 2, &values("x", 4)).await;
+    p.send_offsets_to_transaction(offsets_of("in", &[(0, 5), (1, 7)]), &group)
+        .await
+        .unwrap();
+    p.abort_transaction().await.unwrap();
+    wait_stable(&fake, "t", 2).await;
+    assert_eq!(
+        fake.committed("g", "in", 0),
+        None,
+        "aborted: offsets dropped"
+    );
+    assert_eq!(fake.committed("g", "in", 1), None);
+    // Committed: the offsets land with the records.
+    p.begin_transaction().await.unwrap();
+    send_all(&p, "t", 2, &values("y", 4)).await;
+    p.send_offsets_to_transaction(offsets_of("in", &[(0, 10), (1, 12)]), &group)
+        .await
+        .unwrap();
+    assert_eq!(fake.committed("g", "in", 0), None, "not before the commit");
+    p.commit_transaction().await.unwrap();
+    wait_stable(&fake, "t", 2).await;
+    assert_eq!(fake.committed("g", "in", 0), Some(10));
+    assert_eq!(fake.committed("g", "in", 1), Some(12));
+    // Offsets only (no records) commit too.
+    p.begin_transaction().await.unwrap();
+    p.send_offsets_to_transaction(offsets_of("in", &[(0, 11)]), &group)
+        .await
+        .unwrap();
+    p.commit_transaction().await.unwrap();
+    assert_eq!(fake.committed("g", "in", 0), Some(11));
+    p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_offsets_commit_only_with_the_transaction_classic() {
+    offsets_in_transactions(TxnProtocol::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_offsets_commit_only_with_the_transaction_kip890() {
+    offsets_in_transactions(TxnProtocol::Kip890).await;
+}
+
+/// KIP-447: offsets sent with the group metadata of a generation that is over (a zombie
+/// member) are rejected: the transaction becomes abortable and nothing is committed; the
+/// current generation's metadata works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zombie_group_generation_is_rejected() {
+    use krust_client::group::{GroupMember, GroupSettings, Subscription};
+    let fake = fake(
+        ClusterConfig::new()
+            .with_topic("in", 2, 1)
+            .with_topic("t", 1, 1)
+            .with_initial_rebalance_delay(Duration::ZERO),
+    )
+    .await;
+    let cluster = Cluster::connect(client(&fake)).await.unwrap();
+    let mut settings = GroupSettings::new("g447");
+    settings.enable_auto_commit = false;
+    let a = GroupMember::join(
+        cluster.clone(),
+        settings.clone(),
+        Subscription::topics(["in"]),
+    )
+    .unwrap();
+    tokio::time::timeout(T, a.wait_rebalances(1)).await.unwrap();
+    let stale = a.group_metadata();
+    assert!(stale.generation_id >= 0 && !stale.member_id.is_empty());
+    // A second member joins: a new generation; `stale` is now a zombie's metadata.
+    let b = GroupMember::join(cluster.clone(), settings, Subscription::topics(["in"])).unwrap();
+    tokio::time::timeout(T, b.wait_rebalances(1)).await.unwrap();
+    tokio::time::timeout(T, a.wait_rebalances(2)).await.unwrap();
+    let current = a.group_metadata();
+    assert!(current.generation_id > stale.generation_id);
+
+    let p = producer(&fake, "z447").await;
+    p.begin_transaction().await.unwrap();
+    send_all(&p, "t", 1, &values("z", 3)).await;
+    let e = p
+        .send_offsets_to_transaction(offsets_of("in", &[(0, 3)]), &stale)
+        .await
+        .expect_err("a zombie generation is rejected");
+    assert!(e.is_abortable(), "{e}");
+    assert_eq!(e.code(), Some(krust_wire::ErrorCode::ILLEGAL_GENERATION));
+    assert!(p.commit_transaction().await.unwrap_err().is_abortable());
+    p.abort_transaction().await.unwrap();
+    assert_eq!(fake.committed("g447", "in", 0), None);
+
+    p.begin_transaction().await.unwrap();
+    p.send_offsets_to_transaction(offsets_of("in", &[(0, 3)]), &current)
+        .await
+        .unwrap();
+    p.commit_transaction().await.unwrap();
+    assert_eq!(fake.committed("g447", "in", 0), Some(3));
+    p.close().await;
+    a.close().await;
+    b.close().await;
+}
+
+/// The unknown-commit-outcome rule end to end: while EndTxn(commit) gets no answer, abort is
+/// refused; the commit is retried and succeeds once the coordinator answers. Re-initialising
+/// instead resolves it (the coordinator aborts what it never committed) and the pending
+/// commit reports an unknown outcome, never success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_commit_outcome_refuses_abort() {
+    let fake = fake(ClusterConfig::new().with_topic("t", 2, 1)).await;
+    let p = producer(&fake, "unk").await;
+    let mut sent = BTreeMap::new();
+
+    // 1. Retrying the commit: it lands.
+    p.begin_transaction().await.unwrap();
+    let a = values("a", 6);
+    send_all(&p, "t", 2, &a).await;
+    let closes = fake.intercept(krust_testkit::Intercept::api(FakeApi::EndTxn), |_| {
+        Some(krust_testkit::Action::Close)
+    });
+    let committer = {
+        let p = p.clone();
+        tokio::spawn(async move { p.commit_transaction().await })
+    };
+    fake.wait_for_requests(FakeApi::EndTxn, 2).await;
+    let e = p.abort_transaction().await.unwrap_err();
+    assert!(e.is_txn_usage(), "{e}");
+    assert!(e.to_string().contains("unknown"), "{e}");
+    fake.remove_hook(closes);
+    committer.await.unwrap().expect("the retried commit lands");
+    sent.insert("a".to_string(), a);
+
+    // 2. Re-initialising: the open transaction is aborted by the coordinator and the commit
+    //    is reported as of unknown outcome.
+    fake.clear_request_log();
+    p.begin_transaction().await.unwrap();
+    let b = values("b", 6);
+    send_all(&p, "t", 2, &b).await;
+    let closes = fake.intercept(krust_testkit::Intercept::api(FakeApi::EndTxn), |_| {
+        Some(krust_testkit::Action::Close)
+    });
+    let committer = {
+        let p = p.clone();
+        tokio::spawn(async move { p.commit_transaction().await })
+    };
+    fake.wait_for_requests(FakeApi::EndTxn, 2).await;
+    // The EndTxn never reaches the coordinator (the hook stays until the re-init is done),
+    // so the coordinator must abort b; the client cannot know that and says "unknown".
+    p.init_transactions().await.expect("re-init while unknown");
+    fake.remove_hook(closes);
+    let e = committer.await.unwrap().unwrap_err();
+    assert!(e.is_commit_outcome_unknown(), "{e}");
+    sent.insert("b".to_string(), b);
+    // The producer goes on.
+    p.begin_transaction().await.unwrap();
+    let c = values("c", 6);
+    send_all(&p, "t", 2, &c).await;
+    p.commit_transaction().await.unwrap();
+    sent.insert("c".to_string(), c);
+    let read = read_committed(&fake, "t", 2).await;
+    let visible = whole_transactions(&read, &sent);
+    assert!(
+        visible.contains("a") && visible.contains("c"),
+        "{visible:?}"
+    );
+    assert!(!visible.contains("b"), "re-init aborted b");
     p.close().await;
 }

@@ -818,7 +818,7 @@ pub(crate) fn served_range(api: ApiKey, kip890: bool) -> Option<(i16, i16)> {
         K::AddPartitionsToTxn => (0, 3),
         K::AddOffsetsToTxn => (0, 3),
         K::EndTxn => (0, if kip890 { 5 } else { 3 }),
-        K::TxnOffsetCommit => (0, 3),
+        K::TxnOffsetCommit => (0, if kip890 { 5 } else { 3 }),
         K::DescribeConfigs => (1, 4),
         K::CreatePartitions => (0, 3),
         K::DeleteGroups => (0, 2),

@@ -363,6 +363,20 @@ pub(crate) fn txn_offset_commit(
     let mut s = ctx.shared.lock();
     let txn_id = req.transactional_id.0.to_string();
     let group_id = req.group_id.0.to_string();
+    // KIP-890 (transaction.version 2): TxnOffsetCommit v5 adds the group to the transaction
+    // implicitly (no AddOffsetsToTxn), starting the transaction if none is open.
+    let implicit_add = s.cfg.txn_protocol == TxnProtocol::Kip890 && ctx.version >= 5;
+    if implicit_add && s.coordinator(0, &group_id) == ctx.broker {
+        if let Some(t) = s.txns.get_mut(&txn_id) {
+            let current = t.producer_id == req.producer_id.0 && t.epoch == req.producer_epoch;
+            if current && !t.status.is_preparing() {
+                if t.status != TxnStatus::Ongoing {
+                    t.begin();
+                }
+                t.groups.insert(group_id.clone());
+            }
+        }
+    }
     let err = (|| {
         if s.coordinator(0, &group_id) != ctx.broker {
             return Err(ec::NOT_COORDINATOR);
