@@ -518,7 +518,8 @@ pub struct TxnCompleteArgs {
 /// `krust txn copy`.
 #[derive(Debug, Args)]
 pub struct TxnCopyArgs {
-    /// Broker and client properties (-X applies to the consumer and the producer).
+    /// Broker and client properties (-X applies to the consumer and the producer, so only
+    /// client-wide ones fit there; see --consumer-property and --producer-property).
     #[command(flatten)]
     pub conn: Connection,
     /// Topic to read.
@@ -546,6 +547,12 @@ pub struct TxnCopyArgs {
     /// SIGINT or SIGTERM.
     #[arg(long = "idle-exit-secs", value_name = "S")]
     pub idle_exit_secs: Option<u64>,
+    /// Consumer-only property (repeatable), e.g. --consumer-property session.timeout.ms=6000.
+    #[arg(long = "consumer-property", value_name = "PROP=VALUE")]
+    pub consumer_properties: Vec<Property>,
+    /// Producer-only property (repeatable), e.g. --producer-property transaction.timeout.ms=10000.
+    #[arg(long = "producer-property", value_name = "PROP=VALUE")]
+    pub producer_properties: Vec<Property>,
     /// Hold each transaction open this long after its records are sent and before its offsets
     /// and commit (simulates slow processing; for tests of fencing and crashes).
     #[arg(long = "hold-ms", value_name = "MS", default_value_t = 0)]

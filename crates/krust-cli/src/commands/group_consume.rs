@@ -214,7 +214,7 @@ fn all_at_end(consumer: &mut GroupConsumer) -> bool {
 }
 
 /// Resolves on SIGINT or SIGTERM (never, if the handlers cannot be installed).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

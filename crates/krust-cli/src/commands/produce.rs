@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{client_error, properties};
 use crate::cli::ProduceArgs;
 use crate::error::{one_line, CliError};
-use crate::input::{header_pairs, LineRecords};
+use crate::input::{header_pairs, InputRecord, LineRecords};
 
 /// How many failures are shown one by one before only counting.
 const SHOWN_FAILURES: u64 = 5;
@@ -27,6 +27,14 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, CliError> {
     ];
     if let Some(on) = args.idempotence() {
         defaults.push(("enable.idempotence", on.to_string()));
+    }
+    if let Some(id) = &args.transactional_id {
+        if id.is_empty() {
+            return Err(CliError::Usage(
+                "--transactional-id needs a non-empty id".into(),
+            ));
+        }
+        defaults.push(("transactional.id", id.clone()));
     }
     let config = ProducerConfig::from_properties(properties(&args.conn, &defaults))
         .map_err(|e| client_error(e, Some(&topic)))?;
@@ -53,23 +61,52 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, CliError> {
     let collector = tokio::spawn(collect(ack_rx));
 
     let headers = header_pairs(&args.headers);
+    if args.transactional_id.is_some() {
+        drop(ack_tx);
+        let _ = collector.await;
+        let result = transactions(&producer, &args, &headers, &mut line_rx).await;
+        producer.close().await;
+        drop(line_rx);
+        let skipped = match reader.await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(CliError::failed(format!("cannot read stdin: {e}"))),
+            Err(e) => return Err(CliError::failed(format!("stdin reader failed: {e}"))),
+        };
+        let t = result?;
+        let skipped_note = if skipped > 0 {
+            format!(" ({skipped} empty line(s) skipped)")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "krust: {} record(s) to '{topic}' in {} transaction(s): {} committed ({} record(s)), \
+             {} aborted ({} record(s)){}{skipped_note}",
+            t.committed_records + t.aborted_records + t.failed_records,
+            t.committed + t.aborted + t.failed,
+            t.committed,
+            t.committed_records,
+            t.aborted,
+            t.aborted_records,
+            if t.failed > 0 {
+                format!(", {} failed ({} record(s))", t.failed, t.failed_records)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(e) = t.first_failure {
+            eprintln!("krust: {}", one_line(&e));
+        }
+        return Ok(if t.failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let mut sent: u64 = 0;
     let mut refused: u64 = 0;
     let mut first_refusal: Option<String> = None;
     while let Some(line) = line_rx.recv().await {
-        let mut rec = ProducerRecord::new(topic.clone()).with_value(line.value);
-        if let Some(k) = line.key {
-            rec = rec.with_key(k);
-        }
-        if let Some(p) = args.partition {
-            rec = rec.with_partition(p);
-        }
-        for (name, value) in &headers {
-            rec = match value {
-                Some(v) => rec.with_header(name.clone(), Bytes::clone(v)),
-                None => rec.with_null_header(name.clone()),
-            };
-        }
+        let rec = record(&topic, args.partition, line, &headers);
         match producer.send(rec).await {
             Ok(fut) => {
                 sent += 1;
@@ -118,6 +155,128 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<ExitCode, CliError> {
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// The record for one input line.
+fn record(
+    topic: &str,
+    partition: Option<i32>,
+    line: InputRecord,
+    headers: &[(String, Option<Bytes>)],
+) -> ProducerRecord {
+    let mut rec = ProducerRecord::new(topic.to_string()).with_value(line.value);
+    if let Some(k) = line.key {
+        rec = rec.with_key(k);
+    }
+    if let Some(p) = partition {
+        rec = rec.with_partition(p);
+    }
+    for (name, value) in headers {
+        rec = match value {
+            Some(v) => rec.with_header(name.clone(), Bytes::clone(v)),
+            None => rec.with_null_header(name.clone()),
+        };
+    }
+    rec
+}
+
+/// What `--transactional-id` did.
+#[derive(Default)]
+struct TxnTally {
+    committed: u64,
+    committed_records: u64,
+    aborted: u64,
+    aborted_records: u64,
+    failed: u64,
+    failed_records: u64,
+    first_failure: Option<String>,
+}
+
+/// Sends the lines in transactions of `--txn-size` records, aborting every `--abort-every`-th
+/// (numbered from 1). A transaction whose commit fails with an abortable error is aborted and
+/// counted as failed; a fatal error ends the command.
+async fn transactions(
+    producer: &Producer,
+    args: &ProduceArgs,
+    headers: &[(String, Option<Bytes>)],
+    lines: &mut mpsc::Receiver<InputRecord>,
+) -> Result<TxnTally, CliError> {
+    let fatal = |what: &str, e: krust_client::Error| CliError::failed(format!("{what}: {e}"));
+    producer
+        .init_transactions()
+        .await
+        .map_err(|e| fatal("init_transactions", e))?;
+    let mut tally = TxnTally::default();
+    let mut number: u64 = 0;
+    let mut open: u64 = 0;
+    let mut doomed = false;
+    loop {
+        let line = lines.recv().await;
+        let eof = line.is_none();
+        if let Some(line) = line {
+            if open == 0 {
+                producer
+                    .begin_transaction()
+                    .await
+                    .map_err(|e| fatal("begin_transaction", e))?;
+                number += 1;
+            }
+            let rec = record(&args.topic, args.partition, line, headers);
+            open += 1;
+            // Delivery is settled by the commit or the abort. A record refused here dooms the
+            // transaction: it is aborted at its end (and a fatal producer fails that abort).
+            if let Err(e) = producer.send(rec).await {
+                doomed = true;
+                tally.first_failure.get_or_insert_with(|| e.to_string());
+            }
+            if open < args.txn_size {
+                continue;
+            }
+        }
+        if open > 0 {
+            let abort = args.abort_every > 0 && number % args.abort_every == 0;
+            if doomed {
+                producer
+                    .abort_transaction()
+                    .await
+                    .map_err(|e| fatal("abort_transaction", e))?;
+                tally.failed += 1;
+                tally.failed_records += open;
+            } else if abort {
+                // Written first, so that readers have aborted records to skip.
+                producer.flush().await;
+                producer
+                    .abort_transaction()
+                    .await
+                    .map_err(|e| fatal("abort_transaction", e))?;
+                tally.aborted += 1;
+                tally.aborted_records += open;
+            } else {
+                match producer.commit_transaction().await {
+                    Ok(()) => {
+                        tally.committed += 1;
+                        tally.committed_records += open;
+                    }
+                    Err(e) if e.is_abortable() => {
+                        tally.first_failure.get_or_insert_with(|| e.to_string());
+                        producer
+                            .abort_transaction()
+                            .await
+                            .map_err(|e| fatal("abort_transaction", e))?;
+                        tally.failed += 1;
+                        tally.failed_records += open;
+                    }
+                    Err(e) => return Err(fatal("commit_transaction", e)),
+                }
+            }
+            open = 0;
+            doomed = false;
+        }
+        if eof {
+            break;
+        }
+    }
+    Ok(tally)
 }
 
 /// Failures seen while awaiting deliveries.
