@@ -192,7 +192,8 @@ impl Job {
 struct Settings {
     guarantee: DeliveryGuarantee,
     commit_interval: Duration,
-    transactional_id: Option<String>,
+    /// The producer's final configuration (checked at build time).
+    producer: krust_client::ProducerConfig,
 }
 
 impl Settings {
@@ -267,10 +268,20 @@ impl Settings {
         if source.stop.is_some() && matches!(source.topics, Topics::Pattern(_)) {
             debug!("bounded source over a pattern: topics are matched once, at start");
         }
+        let mut producer = sink.producer.clone();
+        if let Some(id) = &transactional_id {
+            // The timeout first: setting the id then lowers a default delivery.timeout.ms to
+            // it.
+            if let Some(t) = sink.transaction_timeout {
+                producer = producer.with_transaction_timeout(t);
+            }
+            producer = producer.with_transactional_id(id.clone());
+        }
+        producer.validate()?;
         Ok(Settings {
             guarantee: g,
             commit_interval,
-            transactional_id,
+            producer,
         })
     }
 }
@@ -304,13 +315,7 @@ async fn run_plan<T: Send + 'static>(
     } = plan;
     let cluster = Cluster::connect(source.consumer.client.clone()).await?;
     let consumer = Consumer::with_cluster(cluster.clone(), source.consumer.clone())?;
-    let mut pconfig = sink.producer.clone();
-    if let Some(id) = &settings.transactional_id {
-        pconfig = pconfig.with_transactional_id(id.clone());
-        if let Some(t) = sink.transaction_timeout {
-            pconfig = pconfig.with_transaction_timeout(t);
-        }
-    }
+    let pconfig = settings.producer.clone();
     let producer = match Producer::new(pconfig).await {
         Ok(p) => p,
         Err(e) => {
@@ -471,11 +476,7 @@ impl<T: Send + 'static> Running<T> {
             // connection's requests in order).
             let group_cluster = Cluster::connect(self.source.consumer.client.clone()).await?;
             self.group_cluster = Some(group_cluster.clone());
-            self.member = Some(GroupMember::join(
-                group_cluster,
-                settings,
-                subscription,
-            )?);
+            self.member = Some(GroupMember::join(group_cluster, settings, subscription)?);
         } else {
             self.assign_new(scope).await?;
         }
@@ -1257,11 +1258,15 @@ impl<T: Send + 'static> Running<T> {
         self.pending.clear();
         self.txn_open = false;
         self.metrics.aborted();
+        let mut rewound = Vec::new();
         for (tp, offset) in self.txn_start.drain() {
             if self.owned.contains(&tp) {
                 let _ = self.consumer.seek(&tp, StartOffset::Offset(offset));
+                rewound.push(tp);
             }
         }
+        // A bounded partition may have been paused at its stop: it has to be read again.
+        let _ = self.consumer.resume(rewound.iter());
         r
     }
 

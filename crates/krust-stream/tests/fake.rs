@@ -1,0 +1,480 @@
+//! krust-stream jobs against krust-testkit's fake cluster (which filters aborted transactional
+//! data exactly, unlike tansu): bounded jobs end with the exact count at each guarantee, bad
+//! records follow the error policy, an aborted transaction is replayed, and a killed exactly-once
+//! instance's open transaction is aborted by its restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use krust_client::consumer::IsolationLevel;
+use krust_stream::{
+    DeliveryGuarantee, ErrorPolicy, JsonDeserializer, JsonSerializer, KafkaSink, KafkaSource,
+    StopPosition, StopReason, StreamError,
+};
+use krust_testkit::kafka_protocol::messages::ApiKey;
+use krust_testkit::{errors, ClusterConfig, FakeCluster};
+
+async fn fake(partitions: i32) -> FakeCluster {
+    init_log();
+    let f = FakeCluster::with_config(ClusterConfig::new().with_topic("in", partitions, 1))
+        .await
+        .unwrap();
+    for t in ["out-none", "out-alo", "out-eos", "out", "dlq"] {
+        f.create_topic(t, partitions, 1).unwrap();
+    }
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_job_ends_with_the_exact_count_at_each_guarantee() {
+    let f = fake(3).await;
+    let b = f.bootstrap();
+    let input = inputs(3_000);
+    produce(&b, "in", &input).await;
+    let want: Vec<String> = input.iter().map(|s| s.to_uppercase()).collect();
+    for (g, out) in [
+        (DeliveryGuarantee::None, "out-none"),
+        (DeliveryGuarantee::AtLeastOnce, "out-alo"),
+        (DeliveryGuarantee::ExactlyOnce, "out-eos"),
+    ] {
+        let group = format!("g-{out}");
+        let job = upper_job(
+            &b,
+            "in",
+            out,
+            &group,
+            g,
+            "i1",
+            true,
+            Duration::from_millis(50),
+        );
+        let summary = tokio::time::timeout(Duration::from_secs(30), job.run())
+            .await
+            .expect("bounded job ends by itself")
+            .unwrap();
+        assert_eq!(summary.reason, StopReason::BoundedEnd, "{g:?}");
+        assert_eq!(summary.metrics.records_in, 3_000, "{g:?}");
+        assert_eq!(summary.metrics.records_out, 3_000, "{g:?}");
+        let got = read_values(
+            &b,
+            out,
+            IsolationLevel::ReadCommitted,
+            want.len(),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(compare(&want, &got), (0, 0, 0), "{g:?}");
+        // The committed offsets are the stop offsets (the ends at start).
+        for p in 0..3 {
+            let (_, hw, _) = f.offsets("in", p).unwrap();
+            assert_eq!(
+                f.committed(&group, "in", p),
+                Some(hw),
+                "{g:?} partition {p}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_after_the_stop_are_left_for_the_next_run() {
+    let f = fake(2).await;
+    let b = f.bootstrap();
+    let first = inputs(200);
+    produce(&b, "in", &first).await;
+    let mut stops = std::collections::BTreeMap::new();
+    for p in 0..2 {
+        let (_, hw, _) = f.offsets("in", p).unwrap();
+        stops.insert(krust_stream::TopicPartition::new("in", p), hw);
+    }
+    // More input arrives before the job starts: an explicit stop leaves it alone.
+    let later: Vec<String> = (0..50).map(|i| format!("later-{i}")).collect();
+    produce(&b, "in", &later).await;
+    let mut src = KafkaSource::builder(&b)
+        .topic("in")
+        .group_id("g-stop")
+        .deserializer(krust_stream::Utf8Deserializer)
+        .bounded(StopPosition::Offsets(stops.clone()));
+    for (k, v) in GROUP_PROPS {
+        src = src.property(k, v);
+    }
+    let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
+        .topic("out")
+        .delivery_guarantee(DeliveryGuarantee::AtLeastOnce)
+        .build()
+        .unwrap();
+    let job = src
+        .build()
+        .unwrap()
+        .pipeline()
+        .sink(sink)
+        .unwrap()
+        .handle_signals(false);
+    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.metrics.records_in, 200);
+    for (tp, stop) in &stops {
+        assert_eq!(f.committed("g-stop", "in", tp.partition), Some(*stop));
+    }
+    let got = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(compare(&first, &got), (0, 0, 0));
+}
+
+#[derive(serde::Deserialize)]
+struct Order {
+    id: u32,
+    qty: u32,
+    price_cents: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Priced {
+    id: u32,
+    total_cents: u64,
+}
+
+fn json_inputs() -> (Vec<String>, Vec<String>) {
+    let mut all = Vec::new();
+    let mut bad = Vec::new();
+    for i in 0..40u32 {
+        if i % 10 == 3 {
+            let b = format!("{{\"id\": {i}, oops");
+            bad.push(b.clone());
+            all.push(b);
+        } else {
+            all.push(format!(
+                "{{\"id\":{i},\"qty\":{},\"price_cents\":250}}",
+                i % 4
+            ));
+        }
+    }
+    (all, bad)
+}
+
+fn json_job(b: &str, group: &str, policy: ErrorPolicy) -> krust_stream::Job {
+    let mut src = KafkaSource::builder(b)
+        .topic("in")
+        .group_id(group)
+        .deserializer(JsonDeserializer::<Order>::new())
+        .bounded(StopPosition::Latest)
+        .on_error(policy);
+    for (k, v) in GROUP_PROPS {
+        src = src.property(k, v);
+    }
+    let sink = KafkaSink::builder(b, JsonSerializer)
+        .topic("out")
+        .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+        .transactional_id_prefix(group)
+        .instance_id("only")
+        .transaction_timeout(Duration::from_secs(40))
+        .build()
+        .unwrap();
+    src.build()
+        .unwrap()
+        .pipeline()
+        .filter(|o: &Order| o.qty > 0)
+        .map(|o| Priced {
+            id: o.id,
+            total_cents: u64::from(o.qty) * o.price_cents,
+        })
+        .sink(sink)
+        .unwrap()
+        .handle_signals(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_follows_the_error_policy() {
+    let f = fake(2).await;
+    let b = f.bootstrap();
+    let (all, bad) = json_inputs();
+    produce(&b, "in", &all).await;
+    let valid_kept = all.len() - bad.len() - (0..40).filter(|i| i % 10 != 3 && i % 4 == 0).count();
+
+    // Dead letter: the bad records land there whole, with the error in their headers.
+    let s = json_job(&b, "g-dlq", ErrorPolicy::DeadLetter("dlq".into()))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(s.metrics.dead_lettered, bad.len() as u64);
+    assert_eq!(s.metrics.errors, bad.len() as u64);
+    let dead = read_all(
+        &b,
+        "dlq",
+        IsolationLevel::ReadCommitted,
+        bad.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut dead_values: Vec<String> = dead
+        .iter()
+        .map(|(v, _)| String::from_utf8(v.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    dead_values.sort();
+    let mut want_bad = bad.clone();
+    want_bad.sort();
+    assert_eq!(dead_values, want_bad);
+    for (_, headers) in &dead {
+        let h = |k: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| String::from_utf8(v.to_vec()).unwrap())
+                .unwrap_or_else(|| panic!("header {k} missing: {headers:?}"))
+        };
+        assert!(
+            h("krust.error").contains("invalid JSON"),
+            "{}",
+            h("krust.error")
+        );
+        assert_eq!(h("krust.error.stage"), "deserialize");
+        assert_eq!(h("krust.source.topic"), "in");
+        h("krust.source.offset").parse::<i64>().unwrap();
+    }
+    let out = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        valid_kept,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.len(), valid_kept);
+    let priced: Priced = serde_json::from_str(&out[0]).unwrap();
+    assert_eq!(priced.total_cents % 250, 0);
+
+    // Skip: counted, nothing else written.
+    let s = json_job(&b, "g-skip", ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(s.metrics.skipped, bad.len() as u64);
+    assert_eq!(s.metrics.records_out, valid_kept as u64);
+
+    // Fail: the job stops, naming the record; its transaction is aborted.
+    let e = json_job(&b, "g-fail", ErrorPolicy::Fail)
+        .run()
+        .await
+        .unwrap_err();
+    match &e {
+        StreamError::Record { topic, error, .. } => {
+            assert_eq!(topic, "in");
+            assert_eq!(error.stage, "deserialize");
+        }
+        other => panic!("expected a record error, got {other}"),
+    }
+    assert!(e.to_string().contains("invalid JSON"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_is_aborted_and_replayed_exactly_once() {
+    let f = fake(3).await;
+    let b = f.bootstrap();
+    let input = inputs(2_000);
+    produce(&b, "in", &input).await;
+    // The first two offset commits inside a transaction are refused as from a stale
+    // generation: the producer makes the transaction abortable, the job aborts and replays.
+    f.fail_next_n(ApiKey::TxnOffsetCommit, errors::ILLEGAL_GENERATION, 2);
+    let job = upper_job(
+        &b,
+        "in",
+        "out",
+        "g-replay",
+        DeliveryGuarantee::ExactlyOnce,
+        "r1",
+        true,
+        Duration::from_millis(20),
+    );
+    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.metrics.aborts >= 1, "{:?}", s.metrics);
+    assert!(
+        s.metrics.records_in > 2_000,
+        "replayed records count again: {:?}",
+        s.metrics
+    );
+    let want: Vec<String> = input.iter().map(|s| s.to_uppercase()).collect();
+    let committed = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        want.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(compare(&want, &committed), (0, 0, 0));
+    // The aborted attempts are in the log (read_uncommitted sees them).
+    let raw = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadUncommitted,
+        want.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        raw.len() > want.len(),
+        "aborted records are in the log: {}",
+        raw.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_s_open_transaction_is_aborted_when_it_restarts() {
+    let f = fake(2).await;
+    let b = f.bootstrap();
+    let input = inputs(500);
+    produce(&b, "in", &input).await;
+    // A long commit interval keeps the first run's transaction open.
+    let job = upper_job(
+        &b,
+        "in",
+        "out",
+        "g-linger",
+        DeliveryGuarantee::ExactlyOnce,
+        "k1",
+        false,
+        Duration::from_secs(20),
+    );
+    let metrics = job.metrics();
+    let run = tokio::spawn(job.run());
+    let t0 = std::time::Instant::now();
+    while metrics.snapshot().records_out < 500 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "first run made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Wait until the outputs are in the log, then "kill" the instance (no abort, no leave).
+    let t1 = std::time::Instant::now();
+    loop {
+        let written: i64 = (0..2).map(|p| f.offsets("out", p).unwrap().1).sum();
+        if written >= 500 {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "outputs never reached the log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.abort();
+    let _ = run.await;
+    // The open transaction holds the last stable offset back: read_committed sees nothing.
+    for p in 0..2 {
+        let (_, hw, lso) = f.offsets("out", p).unwrap();
+        assert!(
+            lso < hw,
+            "partition {p}: LSO {lso} must be held back below HW {hw}"
+        );
+    }
+    let stuck = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        1,
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert!(
+        stuck.is_empty(),
+        "read_committed saw {} records behind an open transaction",
+        stuck.len()
+    );
+    // The restart (same instance id) fences the old producer, which aborts its transaction; the
+    // job then processes everything again and commits.
+    let job = upper_job(
+        &b,
+        "in",
+        "out",
+        "g-linger",
+        DeliveryGuarantee::ExactlyOnce,
+        "k1",
+        true,
+        Duration::from_millis(50),
+    );
+    let s = tokio::time::timeout(Duration::from_secs(40), job.run())
+        .await
+        .expect("restarted job ends")
+        .unwrap();
+    assert_eq!(s.metrics.records_in, 500);
+    for p in 0..2 {
+        let (_, hw, lso) = f.offsets("out", p).unwrap();
+        assert_eq!(lso, hw, "partition {p}: nothing left open");
+    }
+    let want: Vec<String> = input.iter().map(|s| s.to_uppercase()).collect();
+    let got = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        want.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(compare(&want, &got), (0, 0, 0));
+}
+
+#[test]
+fn exactly_once_settings_are_checked_when_the_job_is_built() {
+    let source = || {
+        KafkaSource::builder("127.0.0.1:1")
+            .topic("in")
+            .group_id("g")
+            .property("session.timeout.ms", "10000")
+            .deserializer(krust_stream::Utf8Deserializer)
+            .build()
+            .unwrap()
+    };
+    let sink = |timeout_ms: u64, instance: Option<&str>| {
+        let mut s = KafkaSink::builder("127.0.0.1:1", krust_stream::StringSerializer)
+            .topic("out")
+            .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+            .transactional_id_prefix("p")
+            .commit_interval(Duration::from_secs(2))
+            .property("request.timeout.ms", "5000")
+            .transaction_timeout(Duration::from_millis(timeout_ms));
+        if let Some(i) = instance {
+            s = s.instance_id(i);
+        }
+        s.build().unwrap()
+    };
+    let e = source()
+        .pipeline()
+        .sink(sink(11_000, Some("a")))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(e.is_config(), "{msg}");
+    assert!(
+        msg.contains("transaction_timeout")
+            && msg.contains("11000 ms")
+            && msg.contains("2000 ms")
+            && msg.contains("10000 ms"),
+        "{msg}"
+    );
+    let e = source().pipeline().sink(sink(60_000, None)).unwrap_err();
+    assert!(e.to_string().contains("instance_id"), "{e}");
+    assert!(source().pipeline().sink(sink(12_001, Some("a"))).is_ok());
+    let no_group = KafkaSource::builder("127.0.0.1:1")
+        .topic("in")
+        .deserializer(krust_stream::Utf8Deserializer)
+        .build()
+        .unwrap();
+    let e = no_group
+        .pipeline()
+        .sink(sink(60_000, Some("a")))
+        .unwrap_err();
+    assert!(e.to_string().contains("group_id"), "{e}");
+}
