@@ -416,3 +416,137 @@ async fn resolve_on_real_broker() {
     }
     admin.delete_topics(&[topic.as_str()]).await.ok();
 }
+
+/// A transactional producer that wrote `n` records in a transaction, flushed them, recorded its
+/// identity and then stopped talking (as a crashed process does: no commit, no abort).
+async fn prepared(bootstrap: &str, topic: &str, id: &str, n: usize) -> (i64, i16) {
+    use krust_client::{Producer, ProducerConfig, ProducerRecord};
+    let producer = Producer::new(ProducerConfig::new(bootstrap).with_transactional_id(id))
+        .await
+        .unwrap();
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let rec = ProducerRecord::new(topic)
+            .with_partition((i % 2) as i32)
+            .with_value(format!("prepared-{i}"));
+        acks.push(producer.send(rec).await.unwrap());
+    }
+    producer.flush().await;
+    for a in acks {
+        a.await.expect("record of the prepared transaction written");
+    }
+    let identity = producer.producer_id_and_epoch().expect("identity");
+    // The process "dies" here: the producer never ends its transaction.
+    std::mem::forget(producer);
+    identity
+}
+
+fn read_committed(b: &str, topic: &str) -> Vec<String> {
+    let out = ok(
+        &run(&[
+            "consume",
+            "-b",
+            b,
+            "-t",
+            topic,
+            "-e",
+            "--isolation",
+            "read_committed",
+            "-f",
+            "%s\\n",
+        ]),
+        "consume --isolation read_committed",
+    );
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+async fn resume_after_crash(b: &str, topic: &str, s: &str, exact_abort: bool) {
+    let n = 20;
+    let want: Vec<String> = {
+        let mut v: Vec<String> = (0..n).map(|i| format!("prepared-{i}")).collect();
+        v.sort();
+        v
+    };
+    // Commit: the records appear to read_committed only after `krust txn complete --commit`.
+    let id = format!("resume-commit-{s}");
+    let (pid, epoch) = prepared(b, topic, &id, n).await;
+    let (b2, t2) = (b.to_string(), topic.to_string());
+    let (before, done, after) = tokio::task::spawn_blocking(move || {
+        let before = read_committed(&b2, &t2);
+        let done = run(&[
+            "txn",
+            "complete",
+            "-b",
+            &b2,
+            &id,
+            "--producer-id",
+            &pid.to_string(),
+            "--epoch",
+            &epoch.to_string(),
+            "--commit",
+        ]);
+        (before, done, read_committed(&b2, &t2))
+    })
+    .await
+    .unwrap();
+    assert!(before.is_empty(), "visible before the commit: {before:?}");
+    ok(&done, "txn complete --commit");
+    assert_eq!(after, want);
+
+    // Abort: nothing of it is committed (exactly invisible where the broker filters).
+    let id = format!("resume-abort-{s}");
+    let (pid, epoch) = prepared(b, topic, &id, n).await;
+    let (b2, t2) = (b.to_string(), topic.to_string());
+    let (done, after) = tokio::task::spawn_blocking(move || {
+        let done = run(&[
+            "txn",
+            "complete",
+            "-b",
+            &b2,
+            &id,
+            "--producer-id",
+            &pid.to_string(),
+            "--epoch",
+            &epoch.to_string(),
+            "--abort",
+        ]);
+        (done, read_committed(&b2, &t2))
+    })
+    .await
+    .unwrap();
+    ok(&done, "txn complete --abort");
+    if exact_abort {
+        assert_eq!(after, want, "only the committed transaction is visible");
+    } else {
+        // tansu returns aborted records to read_committed (no aborted list in Fetch).
+        assert_eq!(after.len(), 2 * n, "{after:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_a_crashed_producers_transaction_on_fake_cluster() {
+    let f = fake(1).await;
+    resume_after_crash(&f.bootstrap(), "t", "fake", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_a_crashed_producers_transaction_on_real_broker() {
+    let Some(b) = common::broker() else {
+        return;
+    };
+    let s = suffix();
+    let topic = format!("txn-resume-{s}");
+    let admin = krust_client::admin::Admin::connect(ClientConfig::new(&b))
+        .await
+        .unwrap();
+    admin
+        .create_topics(&[krust_client::admin::NewTopic::new(&topic, 2, 1)])
+        .await
+        .unwrap();
+    resume_after_crash(&b, &topic, &s, false).await;
+    admin.delete_topics(&[topic.as_str()]).await.ok();
+}
