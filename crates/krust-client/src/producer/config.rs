@@ -194,7 +194,13 @@ impl ProducerConfig {
     /// Sets `transaction.timeout.ms`. Lowers a default `delivery.timeout.ms` to it for a
     /// transactional producer.
     pub fn with_transaction_timeout(mut self, timeout: Duration) -> Self {
+        // A delivery timeout that followed the transaction timeout keeps following it.
+        let followed =
+            self.transactional_id.is_some() && self.delivery_timeout == self.transaction_timeout;
         self.transaction_timeout = timeout;
+        if followed {
+            self.delivery_timeout = timeout.min(DEFAULT_DELIVERY_TIMEOUT);
+        }
         self.fit_delivery_timeout();
         self
     }
@@ -549,6 +555,20 @@ mod tests {
             .with_transactional_id("b");
         assert_eq!(c.delivery_timeout, Duration::from_secs(45));
         c.validate().unwrap();
+        // Either order of the builder calls gives the same result.
+        let c = ProducerConfig::new("127.0.0.1:9092")
+            .with_transactional_id("b")
+            .with_transaction_timeout(Duration::from_secs(45));
+        assert_eq!(c.delivery_timeout, Duration::from_secs(45));
+        c.validate().unwrap();
+        // An explicit delivery timeout is kept (and checked).
+        let mut c = ProducerConfig::new("127.0.0.1:9092");
+        c.delivery_timeout = Duration::from_secs(50);
+        let c = c
+            .with_transactional_id("b")
+            .with_transaction_timeout(Duration::from_secs(45));
+        assert_eq!(c.delivery_timeout, Duration::from_secs(50));
+        assert!(c.validate().unwrap_err().to_string().contains("must be <="));
     }
 
     #[test]
