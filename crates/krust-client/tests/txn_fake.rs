@@ -917,3 +917,99 @@ async fn randomized_connection_cuts_kip890() {
         randomized(TxnProtocol::Kip890, seed + 100).await;
     }
 }
+
+/// A produce failure inside a transaction makes it abortable (never a local epoch bump and
+/// re-send under new sequence numbers, KAFKA-18579); the abort bumps the epoch (classic) and
+/// the next transaction starts its sequences at 0 under it. PRODUCER_FENCED is fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_failure_in_a_transaction_is_abortable() {
+    use krust_wire::ErrorCode as E;
+    for code in [
+        E::MESSAGE_TOO_LARGE,
+        E::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        E::PRODUCER_FENCED,
+    ] {
+        let fake = fake(ClusterConfig::new().with_topic("t", 2, 1)).await;
+        let p = producer(&fake, "pf").await;
+        let (pid, e0) = p.producer_id_and_epoch().unwrap();
+        p.begin_transaction().await.unwrap();
+        send_all(&p, "t", 2, &values("ok", 4)).await;
+        fake.fail_next(FakeApi::Produce, code.0);
+        let f = p.send(rec("t", 0, "bad".into())).await.unwrap();
+        let e = f.await.expect_err("the failed record");
+        assert!(
+            matches!(e.kind(), ProduceErrorKind::Broker { code: c, .. } if *c == code),
+            "{code}: {e}"
+        );
+        let e = p.commit_transaction().await.unwrap_err();
+        if code == E::PRODUCER_FENCED {
+            assert!(e.is_fatal() && e.is_fenced(), "{code}: {e}");
+            p.close().await;
+            continue;
+        }
+        assert!(e.is_abortable(), "{code}: {e}");
+        p.abort_transaction().await.unwrap();
+        let (pid2, e1) = p.producer_id_and_epoch().unwrap();
+        assert_eq!(
+            (pid2, e1),
+            (pid, e0 + 1),
+            "{code}: the abort bumped the epoch"
+        );
+        fake.clear_request_log();
+        p.begin_transaction().await.unwrap();
+        send_all(&p, "t", 2, &values("next", 4)).await;
+        p.commit_transaction().await.unwrap();
+        for r in fake.requests_of(FakeApi::Produce) {
+            for b in &r.batches {
+                assert_eq!(b.producer_epoch, e1, "{code}");
+                assert!(b.transactional);
+                assert_eq!(
+                    b.base_sequence, 0,
+                    "{code}: sequences restart under the new epoch"
+                );
+            }
+        }
+        let read = read_committed(&fake, "t", 2).await;
+        let got: BTreeSet<String> = read.into_iter().flatten().collect();
+        assert_eq!(got, values("next", 4).into_iter().collect(), "{code}");
+        assert!(
+            !raw_values(&fake, "t", 2).contains("bad"),
+            "{code}: the failed record was never re-sent"
+        );
+        p.close().await;
+    }
+}
+
+/// Abort fails the records not sent yet (here: held while AddPartitionsToTxn is answered
+/// late) instead of sending them into a doomed transaction; the producer goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_fails_unsent_records() {
+    let fake = fake(ClusterConfig::new().with_topic("t", 2, 1)).await;
+    let p = producer(&fake, "unsent").await;
+    p.begin_transaction().await.unwrap();
+    fake.delay_next(FakeApi::AddPartitionsToTxn, Duration::from_millis(300));
+    let mut futs = Vec::new();
+    for v in values("held", 6) {
+        futs.push(p.send(rec("t", 0, v)).await.unwrap());
+    }
+    fake.wait_for_requests(FakeApi::AddPartitionsToTxn, 1).await;
+    p.abort_transaction().await.unwrap();
+    for f in futs {
+        let e = f.await.expect_err("not sent");
+        assert!(matches!(e.kind(), ProduceErrorKind::Transaction(_)), "{e}");
+    }
+    assert!(
+        fake.requests_of(FakeApi::Produce).is_empty(),
+        "nothing was produced"
+    );
+    p.begin_transaction().await.unwrap();
+    send_all(&p, "t", 2, &values("after", 4)).await;
+    p.commit_transaction().await.unwrap();
+    let got: BTreeSet<String> = read_committed(&fake, "t", 2)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(got, values("after", 4).into_iter().collect());
+    p.close().await;
+}

@@ -882,7 +882,6 @@ impl Driver {
                     kind
                 };
                 warn!(%tp, records = b.record_count(), error = %kind, "batch failed");
-                self.txn_produce_failed(tp, &kind);
                 self.fail_batch(b, kind);
             }
             FailureOutcome::Unknown => {}
@@ -1058,9 +1057,7 @@ impl Driver {
     fn expire(&mut self, now: Instant) {
         for b in self.acc.expire(now) {
             let last = self.last_error.get(&*b.topic_partition().topic).cloned();
-            let kind = ProduceErrorKind::DeliveryTimeout { last_error: last };
-            self.txn_produce_failed(&b.topic_partition().clone(), &kind);
-            self.fail_batch(b, kind);
+            self.fail_batch(b, ProduceErrorKind::DeliveryTimeout { last_error: last });
         }
         let timeout = self.cfg.delivery_timeout;
         let topics: Vec<String> = self.waiting.keys().cloned().collect();
@@ -1074,10 +1071,6 @@ impl Driver {
                 self.waiting.remove(&t);
             }
             let last = self.last_error.get(&t).cloned();
-            if !expired.is_empty() {
-                let kind = ProduceErrorKind::DeliveryTimeout { last_error: None };
-                self.txn_produce_failed(&TopicPartition::new(t.as_str(), -1), &kind);
-            }
             for p in expired {
                 self.fail(
                     p,
@@ -1139,6 +1132,7 @@ impl Driver {
             Persistence::NotPersisted
         };
         let partition = b.topic_partition().partition;
+        self.txn_batch_failed(b.base_sequence() >= 0);
         for p in b.into_records() {
             self.fail(p, Some(partition), kind.clone(), persistence);
         }
@@ -1159,6 +1153,16 @@ impl Driver {
             gen,
             ..
         } = p;
+        if self.txn.is_some()
+            && !matches!(
+                kind,
+                ProduceErrorKind::Transaction(_) | ProduceErrorKind::Fatal(_)
+            )
+        {
+            // A record of the open transaction is lost: the transaction must not commit.
+            let tp = TopicPartition::new(record.topic.as_str(), partition.unwrap_or(-1));
+            self.txn_produce_failed(&tp, &kind);
+        }
         let err = ProduceError::new(record, partition, kind, persistence);
         self.finish(gen, permit);
         let _ = tx.send(Err(err));

@@ -353,10 +353,13 @@ impl Driver {
                 self.txn_stop(&reason);
                 return None;
             }
-            let abortable =
-                self.txn.as_ref().map(|t| t.tm.state()) == Some(TxnState::AbortableError);
-            if abortable {
-                self.fail_undrained("the transaction failed and must be aborted");
+            match self.txn.as_ref().map(|t| t.tm.state()) {
+                Some(TxnState::AbortableError) => {
+                    self.fail_undrained("the transaction failed and must be aborted")
+                }
+                // A batch that came back for a retry while aborting is not sent again.
+                Some(TxnState::Aborting) => self.fail_undrained("transaction aborted"),
+                _ => {}
             }
             let t = self.txn.as_mut().expect("checked above");
             if !t.commit_deferred.is_empty() && self.waiting.is_empty() {
@@ -489,12 +492,7 @@ impl Driver {
             "failing unsent records"
         );
         for b in batches {
-            if b.base_sequence() >= 0 {
-                let tp = txn_tp(b.topic_partition());
-                if let Some(t) = self.txn.as_mut() {
-                    t.tm.handle_produce_failure(&tp, ProduceFailure::Timeout);
-                }
-            }
+            // (A batch with a sequence number makes the abort bump: see `fail_batch`.)
             self.fail_batch(b, ProduceErrorKind::Transaction(why.to_string()));
         }
         for p in waiting {
@@ -575,8 +573,16 @@ impl Driver {
         None
     }
 
-    /// A batch (or a record waiting for metadata, `tp.partition` -1) of the transaction failed
-    /// for good: the transaction cannot commit.
+    /// A batch of the transaction failed for good after it got a sequence number: the
+    /// abort must bump the epoch (the partition's sequence space has a gap).
+    pub(super) fn txn_batch_failed(&mut self, had_sequence: bool) {
+        if let (true, Some(t)) = (had_sequence, self.txn.as_mut()) {
+            t.tm.require_epoch_bump();
+        }
+    }
+
+    /// A record of the transaction (partition -1: it never got one) failed for good: the
+    /// transaction cannot commit.
     pub(super) fn txn_produce_failed(&mut self, tp: &AccTp, kind: &ProduceErrorKind) {
         let Some(t) = self.txn.as_mut() else { return };
         let failure = match kind {

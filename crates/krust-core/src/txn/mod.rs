@@ -903,6 +903,22 @@ impl TransactionManager {
         self.fail(err);
     }
 
+    /// A batch of the open transaction left with a sequence number and was not written (an
+    /// error answer, or failed before it was re-sent): its partition's sequence space has a
+    /// gap, which only a new epoch closes. The abort bumps the epoch (classic; KIP-890 bumps
+    /// at every EndTxn anyway). Outside a transaction this does nothing.
+    pub fn require_epoch_bump(&mut self) {
+        if matches!(
+            self.state,
+            TxnState::InTransaction
+                | TxnState::Committing
+                | TxnState::Aborting
+                | TxnState::AbortableError
+        ) {
+            self.bump_after_abort = true;
+        }
+    }
+
     /// Applies an abortable or fatal error.
     fn fail(&mut self, err: TxnError) {
         match err.class {
@@ -963,6 +979,14 @@ impl TransactionManager {
             return None;
         }
         self.not_before = None;
+        if !self.init_pending
+            && self.pending_add.is_empty()
+            && self.offsets.is_none()
+            && self.end.is_none()
+        {
+            // Nothing to send (the common case on every producer wake-up).
+            return None;
+        }
         let tid = self.cfg.transactional_id.clone();
         let (pid, epoch) = (self.producer_id, self.producer_epoch);
         let wants_txn_coordinator = self.init_pending

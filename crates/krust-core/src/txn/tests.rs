@@ -951,6 +951,37 @@ fn produce_topic_auth_is_abortable_without_bump() {
     assert_eq!(h.m.producer_id_and_epoch(), (1000, 0));
 }
 
+// 38b
+#[test]
+fn a_sequence_gap_makes_the_abort_bump() {
+    let mut h = H::in_txn(TxnProtocol::Classic);
+    h.m.handle_produce_failure(&tp(0), ProduceFailure::Error(E::TOPIC_AUTHORIZATION_FAILED));
+    let _ = h.failed();
+    // The refused batch had a sequence number: the driver asks for a bump.
+    h.m.require_epoch_bump();
+    h.m.abort(h.now).unwrap();
+    let r = h.req();
+    h.resp(&r, end(E::NONE));
+    let r = h.req();
+    assert!(
+        matches!(
+            r.body,
+            TxnRequestBody::InitProducerId {
+                producer_id: 1000,
+                producer_epoch: 0,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    // Outside a transaction it does nothing.
+    let mut h = H::ready(TxnProtocol::Classic);
+    h.m.require_epoch_bump();
+    h.m.begin().unwrap();
+    h.m.commit(h.now).unwrap();
+    assert_eq!(h.ev(), Some(TxnEvent::Completed { committed: true }));
+}
+
 // 39
 #[test]
 fn empty_transaction_sends_no_end_txn() {
