@@ -469,7 +469,7 @@ async fn copy_with_kills(
 ) -> (usize, f64) {
     let mut rng = Rng::new();
     let mut points: Vec<usize> = (0..3)
-        .map(|_| rng.range(n as u64 / 20, n as u64 * 9 / 10) as usize)
+        .map(|_| rng.range(n as u64 / 20, n as u64 * 85 / 100) as usize)
         .collect();
     points.sort();
     let started = Instant::now();
@@ -485,11 +485,13 @@ async fn copy_with_kills(
         )
         .await;
         // A little further at random, so the kill lands anywhere in a transaction.
-        tokio::time::sleep(Duration::from_millis(rng.range(0, 400))).await;
+        tokio::time::sleep(Duration::from_millis(rng.range(0, 100))).await;
         if let Some(st) = copier.exited() {
             panic!("copier exited on its own ({st}): {}", copier.log_text());
         }
         copier.sigkill();
+        let at = reader.progress.borrow().0;
+        eprintln!("SIGKILL {} with {at} of {n} records copied", kills + 1);
         kills += 1;
         copier = Copier::start(bootstrap, names, copier_args);
     }

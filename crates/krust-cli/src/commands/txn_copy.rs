@@ -20,6 +20,8 @@
 //! SIGINT or SIGTERM stop it between transactions (status 0).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -73,6 +75,8 @@ pub(crate) async fn run(args: TxnCopyArgs) -> Result<ExitCode, CliError> {
         ("enable.auto.commit", "false".to_string()),
         ("auto.offset.reset", "earliest".to_string()),
         ("group.id", args.group.clone()),
+        // One poll is one transaction (at most --batch records).
+        ("max.poll.records", args.batch.to_string()),
     ];
     let cprops = with(
         properties(&args.conn, &consumer_defaults),
@@ -86,6 +90,65 @@ pub(crate) async fn run(args: TxnCopyArgs) -> Result<ExitCode, CliError> {
     );
     let pconfig = ProducerConfig::from_properties(pprops).map_err(|e| client_error(e, None))?;
 
+    // Registered now, so that a signal during start-up also ends the copier cleanly.
+    let mut stop = stop_signals();
+    let setup = tokio::select! {
+        r = setup(&args, cconfig, pconfig) => r?,
+        _ = &mut stop => {
+            eprintln!("krust: stopped before copying");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let (cluster, producer, mut consumer) = setup;
+
+    let mut progress = Progress::default();
+    let result = copy_loop(&mut consumer, &producer, &args, &mut progress, &mut stop).await;
+    consumer.close().await;
+    producer.close().await;
+    cluster.close();
+    eprintln!(
+        "krust: copied {} record(s) from '{}' to '{}' in {} committed transaction(s), {} aborted",
+        progress.records, args.from, args.to, progress.transactions, progress.aborted
+    );
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called (never
+/// resolves if they cannot be).
+fn stop_signals() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => Box::pin(async move {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }),
+            _ => Box::pin(std::future::pending()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        Box::pin(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+/// Connects, checks the topics, initialises the transactional producer (fencing an earlier
+/// copier with the same transactional id) and joins the group.
+async fn setup(
+    args: &TxnCopyArgs,
+    cconfig: ConsumerConfig,
+    pconfig: ProducerConfig,
+) -> Result<(Cluster, Producer, GroupConsumer), CliError> {
     let cluster = Cluster::connect(cconfig.client.clone())
         .await
         .map_err(|e| client_error(e, None))?;
@@ -103,20 +166,10 @@ pub(crate) async fn run(args: TxnCopyArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::failed(format!("init_transactions: {e}")))?;
     tracing::info!(txn = %args.transactional_id, "copier initialised");
 
-    let mut consumer = Consumer::with_cluster(cluster.clone(), cconfig)
+    let consumer = Consumer::with_cluster(cluster.clone(), cconfig)
         .and_then(|c| c.subscribe(Subscription::topics([args.from.clone()])))
         .map_err(|e| client_error(e, None))?;
-
-    let mut progress = Progress::default();
-    let result = copy_loop(&mut consumer, &producer, &args, &mut progress).await;
-    consumer.close().await;
-    producer.close().await;
-    cluster.close();
-    eprintln!(
-        "krust: copied {} record(s) from '{}' to '{}' in {} committed transaction(s), {} aborted",
-        progress.records, args.from, args.to, progress.transactions, progress.aborted
-    );
-    result.map(|()| ExitCode::SUCCESS)
+    Ok((cluster, producer, consumer))
 }
 
 async fn copy_loop(
@@ -124,14 +177,14 @@ async fn copy_loop(
     producer: &Producer,
     args: &TxnCopyArgs,
     progress: &mut Progress,
+    stop: &mut Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Result<(), CliError> {
-    let mut stop = Box::pin(super::group_consume::stop_signal());
     let mut last_input = Instant::now();
     let idle_limit = args.idle_exit_secs.map(Duration::from_secs);
     loop {
         let polled = tokio::select! {
             r = consumer.poll_timeout(POLL_WAIT) => r,
-            _ = &mut stop => return Ok(()),
+            _ = &mut *stop => return Ok(()),
         };
         let records = polled
             .map_err(|e| CliError::failed(format!("consumer: {e}")))?
