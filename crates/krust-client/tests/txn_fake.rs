@@ -1013,3 +1013,91 @@ async fn abort_fails_unsent_records() {
     assert_eq!(got, values("after", 4).into_iter().collect());
     p.close().await;
 }
+
+/// Calls in the wrong state are usage errors with a clear message, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors() {
+    let fake = fake(ClusterConfig::new().with_topic("t", 1, 1)).await;
+    let p = Producer::new(pconfig(&fake, "use")).await.unwrap();
+    let e = p.begin_transaction().await.unwrap_err();
+    assert!(
+        e.is_txn_usage() && e.to_string().contains("init_transactions"),
+        "{e}"
+    );
+    p.init_transactions().await.unwrap();
+    let e = p.init_transactions().await.unwrap_err();
+    assert!(e.is_txn_usage(), "init twice: {e}");
+    assert!(p.abort_transaction().await.unwrap_err().is_txn_usage());
+    p.begin_transaction().await.unwrap();
+    assert!(p.begin_transaction().await.unwrap_err().is_txn_usage());
+    send_all(&p, "t", 1, &values("u", 2)).await;
+    p.commit_transaction().await.unwrap();
+    // A producer without transactional.id refuses transactional calls.
+    let mut cfg = pconfig(&fake, "x");
+    cfg.transactional_id = None;
+    let plain = Producer::new(cfg).await.unwrap();
+    let e = plain.init_transactions().await.unwrap_err();
+    assert!(
+        e.is_txn_usage() && e.to_string().contains("transactional.id"),
+        "{e}"
+    );
+    assert_eq!(plain.producer_id_and_epoch(), None);
+    plain.close().await;
+    p.close().await;
+}
+
+/// T8, the Produce half (KIP-890): a Produce of transaction k lost on the way and delivered
+/// only during transaction k+1 carries k's epoch and is fenced; k+1 is not polluted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_produce_is_fenced_kip890() {
+    use krust_testkit::kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestKind};
+    use krust_testkit::{Action, Intercept};
+    use std::sync::{Arc, Mutex};
+
+    let fake = fake(
+        ClusterConfig::new()
+            .with_topic("t", 1, 1)
+            .with_txn_protocol(TxnProtocol::Kip890),
+    )
+    .await;
+    let p = producer(&fake, "t8p").await;
+    let held: Arc<Mutex<Option<(i32, ProduceRequest, i16)>>> = Arc::default();
+    let h = held.clone();
+    fake.intercept(Intercept::api(FakeApi::Produce).once(), move |r| {
+        let RequestKind::Produce(req) = &r.body else {
+            return None;
+        };
+        *h.lock().unwrap() = Some((r.broker, req.clone(), r.version));
+        Some(Action::Close)
+    });
+    let mut sent = BTreeMap::new();
+    p.begin_transaction().await.unwrap();
+    let k = values("k", 5);
+    send_all(&p, "t", 1, &k).await;
+    p.commit_transaction().await.unwrap();
+    sent.insert("k".to_string(), k);
+    let (broker, req, version) = held.lock().unwrap().take().expect("a Produce held");
+
+    p.begin_transaction().await.unwrap();
+    let k1 = values("k1", 5);
+    send_all(&p, "t", 1, &k1).await;
+    let mut raw = krust_testkit::raw::RawClient::connect(fake.broker_addr(broker))
+        .await
+        .unwrap();
+    let resp: ProduceResponse = raw.send(&req, version).await.unwrap();
+    let code = resp.responses[0].partition_responses[0].error_code;
+    assert!(
+        [
+            krust_wire::ErrorCode::PRODUCER_FENCED.0,
+            krust_wire::ErrorCode::INVALID_PRODUCER_EPOCH.0
+        ]
+        .contains(&code),
+        "the late Produce of k is fenced in k+1: {code}"
+    );
+    p.commit_transaction().await.unwrap();
+    sent.insert("k1".to_string(), k1);
+    let read = read_committed(&fake, "t", 1).await;
+    assert_eq!(read[0].len(), 10, "k and k1 once each: {:?}", read[0]);
+    assert_eq!(whole_transactions(&read, &sent).len(), 2);
+    p.close().await;
+}

@@ -415,32 +415,44 @@ impl Producer {
 /// (`commit_transaction` stopped waiting; the commit may still land: call it again or
 /// re-initialise; abort is refused). Retriable broker errors are retried inside.
 impl Producer {
-    async fn txn_call(&self, cmd: TxnCommand, wait: Option<Duration>) -> Result<()> {
+    /// Sends a transactional call to the driver and waits for its answer, at most
+    /// `transaction.timeout.ms` when `bounded` (then the call goes on in the background and
+    /// `timeout_class` says what the application may do: `None` gives [`Error::Other`]).
+    async fn txn_call(
+        &self,
+        cmd: TxnCommand,
+        what: &str,
+        bounded: bool,
+        timeout_class: Option<TxnClass>,
+    ) -> Result<()> {
         if self.shared.config.transactional_id.is_none() {
             return Err(Error::transaction(
                 TxnClass::Usage,
                 None,
-                "not a transactional producer: set transactional.id",
+                format!("{what}: not a transactional producer (set transactional.id)"),
             ));
         }
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Txn(cmd, tx))
             .map_err(|_| Error::Closed)?;
-        match wait {
-            None => rx.await.map_err(|_| Error::Closed)?,
-            Some(d) => match tokio::time::timeout(d, rx).await {
-                Ok(r) => r.map_err(|_| Error::Closed)?,
-                Err(_) => Err(Error::transaction(
-                    TxnClass::CommitOutcomeUnknown,
-                    None,
-                    format!(
-                        "no outcome within {} ms (transaction.timeout.ms); the call goes on in \
-                         the background: call it again to keep waiting",
-                        d.as_millis()
-                    ),
-                )),
-            },
+        if !bounded {
+            return rx.await.map_err(|_| Error::Closed)?;
+        }
+        let d = self.txn_wait();
+        match tokio::time::timeout(d, rx).await {
+            Ok(r) => r.map_err(|_| Error::Closed)?,
+            Err(_) => {
+                let message = format!(
+                    "{what}: no outcome within {} ms (transaction.timeout.ms); it goes on in \
+                     the background: call {what} again to keep waiting",
+                    d.as_millis()
+                );
+                Err(match timeout_class {
+                    Some(class) => Error::transaction(class, None, message),
+                    None => Error::Other(message),
+                })
+            }
         }
     }
 
@@ -459,24 +471,18 @@ impl Producer {
     /// (it then resolves it: the pending `commit_transaction` fails with
     /// [`TxnClass::CommitOutcomeUnknown`]).
     ///
-    /// Waits at most `transaction.timeout.ms` (then [`TxnClass::CommitOutcomeUnknown`]-class
-    /// error: initialisation goes on; call again to keep waiting).
+    /// Waits at most `transaction.timeout.ms` (then [`Error::Other`]: initialisation goes on;
+    /// call again to keep waiting).
     pub async fn init_transactions(&self) -> Result<()> {
-        let r = self.txn_call(TxnCommand::Init, Some(self.txn_wait())).await;
-        match r {
-            Err(Error::Transaction {
-                class: TxnClass::CommitOutcomeUnknown,
-                message,
-                ..
-            }) => Err(Error::Other(format!("init_transactions: {message}"))),
-            r => r,
-        }
+        self.txn_call(TxnCommand::Init, "init_transactions", true, None)
+            .await
     }
 
     /// Starts a transaction: `send` is legal until `commit_transaction` or
     /// `abort_transaction`.
     pub async fn begin_transaction(&self) -> Result<()> {
-        self.txn_call(TxnCommand::Begin, None).await
+        self.txn_call(TxnCommand::Begin, "begin_transaction", false, None)
+            .await
     }
 
     /// Commits `offsets` of the consumer group `group` as part of the transaction (KIP-447):
@@ -502,7 +508,8 @@ impl Producer {
             offsets,
             group: group.clone(),
         };
-        self.txn_call(cmd, None).await
+        self.txn_call(cmd, "send_offsets_to_transaction", true, None)
+            .await
     }
 
     /// Sends every record of the transaction (flush), waits for all of them, then commits
@@ -514,8 +521,13 @@ impl Producer {
     /// the same commit) or `init_transactions`. `abort_transaction` is refused meanwhile.
     pub async fn commit_transaction(&self) -> Result<()> {
         self.shared.txn.in_txn.store(false, Ordering::Release);
-        self.txn_call(TxnCommand::Commit, Some(self.txn_wait()))
-            .await
+        self.txn_call(
+            TxnCommand::Commit,
+            "commit_transaction",
+            true,
+            Some(TxnClass::CommitOutcomeUnknown),
+        )
+        .await
     }
 
     /// Aborts the transaction: records not yet sent fail, the coordinator writes abort
@@ -524,7 +536,7 @@ impl Producer {
     /// unknown.
     pub async fn abort_transaction(&self) -> Result<()> {
         self.shared.txn.in_txn.store(false, Ordering::Release);
-        self.txn_call(TxnCommand::Abort, Some(self.txn_wait()))
+        self.txn_call(TxnCommand::Abort, "abort_transaction", true, None)
             .await
     }
 

@@ -706,6 +706,11 @@ impl TransactionManager {
     /// `begin_transaction`.
     pub fn begin(&mut self) -> Result<(), TxnError> {
         self.fatal_guard()?;
+        if self.state == TxnState::Uninitialized {
+            return Err(TxnError::usage(
+                "begin called before init (call init_transactions first)",
+            ));
+        }
         if self.state != TxnState::Ready {
             return Err(TxnError::usage(format!(
                 "begin called in state {:?}",
