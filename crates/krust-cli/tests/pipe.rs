@@ -1,0 +1,581 @@
+//! `krust pipe` end to end: the seed's upper-casing job as separate processes in one group,
+//! one of them killed with SIGKILL and restarted three times at random points and a third
+//! joining mid-run, against the fake cluster (exact read_committed filtering) and the real
+//! broker. The output log is audited from its raw batches: a record counts as committed only
+//! if its producer's next transaction marker is COMMIT (what a broker's aborted-transaction
+//! index tells a read_committed consumer), so exactly-once is checked even on tansu, whose
+//! Fetch never lists aborted transactions; what tansu's read_committed fetch returns is
+//! asserted separately.
+//!
+//! Size: the full 100 000 records (measured in debug: about 7 s on the fake cluster, about 20 s
+//! on tansu per test); `KRUST_PIPE_RECORDS=N` overrides it. Kill points and the joiner are at
+//! random fractions of the committed progress, each incarnation running 1-3 s first;
+//! `KRUST_PIPE_SEED` replays a run.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::krust;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use krust_client::consumer::{IsolationLevel, StartOffset, TopicPartition};
+use krust_client::{
+    Admin, ClientConfig, Cluster, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+    ProducerRecord,
+};
+use krust_wire::record::{batches, ControlRecordType};
+
+const PARTITIONS: i32 = 6;
+
+/// A small xorshift generator seeded from the clock (the seed is printed for reruns).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("KRUST_PIPE_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("KRUST_PIPE_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+/// Records per run: `KRUST_PIPE_RECORDS`, else `default`.
+fn records(default: usize) -> usize {
+    std::env::var("KRUST_PIPE_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One `krust pipe` process.
+fn spawn_pipe(
+    bootstrap: &str,
+    input: &str,
+    output: &str,
+    group: &str,
+    guarantee: &str,
+    instance: &str,
+) -> Child {
+    krust()
+        .args([
+            "pipe",
+            "-b",
+            bootstrap,
+            "--from",
+            input,
+            "--to",
+            output,
+            "-G",
+            group,
+            "--guarantee",
+            guarantee,
+            "--map",
+            "upper",
+            "--bounded",
+            "--commit-interval-ms",
+            "100",
+            "--instance-id",
+            instance,
+            "--transaction-timeout-ms",
+            "40000",
+            "--consumer-property",
+            "session.timeout.ms=6000",
+            "--consumer-property",
+            "heartbeat.interval.ms=500",
+            "--consumer-property",
+            "max.poll.interval.ms=6000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn krust pipe")
+}
+
+fn stderr_of(c: Child) -> (std::process::ExitStatus, String) {
+    let out = c.wait_with_output().expect("wait");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn seed(bootstrap: &str, input: &str, output: &str, n: usize) -> Vec<String> {
+    let admin = Admin::connect(ClientConfig::new(bootstrap)).await.unwrap();
+    admin
+        .create_topics(&[
+            NewTopic::new(input, PARTITIONS, 1),
+            NewTopic::new(output, PARTITIONS, 1),
+        ])
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..n)
+        .map(|i| format!("record-{i:07}-of-the-seed"))
+        .collect();
+    let p = Producer::new(ProducerConfig::new(bootstrap)).await.unwrap();
+    let mut acks = Vec::with_capacity(n);
+    for (i, v) in values.iter().enumerate() {
+        acks.push(
+            p.send(
+                ProducerRecord::new(input)
+                    .with_key(i.to_string())
+                    .with_value(v.clone()),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    p.close().await;
+    values
+}
+
+/// What the output log holds, from its raw batches.
+#[derive(Debug, Default)]
+struct Audit {
+    /// Values whose transaction committed (or written outside a transaction).
+    committed: Vec<String>,
+    /// Values whose transaction was aborted.
+    aborted: usize,
+    /// Values of transactions still open.
+    open: usize,
+}
+
+/// Reads every batch of every partition of `topic` from offset 0 with raw Fetch requests
+/// (read_uncommitted) and sorts the data by the transaction markers that follow it.
+async fn audit(bootstrap: &str, topic: &str) -> Audit {
+    let cluster = Cluster::connect(ClientConfig::new(bootstrap))
+        .await
+        .unwrap();
+    let md = cluster.topic(topic).await.unwrap();
+    let mut audit = Audit::default();
+    for p in &md.partitions {
+        let leader = p.leader.expect("leader");
+        let mut pending: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut offset = 0i64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_v, resp) = cluster
+                .send(leader, |_v| {
+                    FetchRequest::default()
+                        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                        .with_max_wait_ms(50)
+                        .with_min_bytes(1)
+                        .with_max_bytes(32 << 20)
+                        .with_isolation_level(0)
+                        .with_session_id(0)
+                        .with_session_epoch(-1)
+                        .with_topics(vec![FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                            .with_partitions(vec![FetchPartition::default()
+                                .with_partition(p.partition)
+                                .with_fetch_offset(offset)
+                                .with_current_leader_epoch(-1)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(16 << 20)])])
+                })
+                .await
+                .unwrap();
+            let Some(part) = resp.responses.first().and_then(|t| t.partitions.first()) else {
+                break;
+            };
+            assert_eq!(part.error_code, 0, "fetch error");
+            let hw = part.high_watermark;
+            if let Some(records) = part.records.clone() {
+                for batch in batches(records) {
+                    let batch = batch.unwrap();
+                    let next = batch.next_offset();
+                    if next <= offset {
+                        continue;
+                    }
+                    let inflated = batch.inflate().unwrap();
+                    let h = *inflated.header();
+                    if h.is_control() {
+                        let values = pending.remove(&h.producer_id).unwrap_or_default();
+                        match inflated.control().map(|c| c.kind) {
+                            Some(ControlRecordType::Commit) => audit.committed.extend(values),
+                            Some(ControlRecordType::Abort) => audit.aborted += values.len(),
+                            other => panic!("unknown control record {other:?}"),
+                        }
+                    } else {
+                        for r in inflated.into_records().unwrap() {
+                            if r.offset < offset {
+                                continue;
+                            }
+                            let v =
+                                String::from_utf8(r.value.unwrap_or_default().to_vec()).unwrap();
+                            if h.is_transactional() {
+                                pending.entry(h.producer_id).or_default().push(v);
+                            } else {
+                                audit.committed.push(v);
+                            }
+                        }
+                    }
+                    offset = offset.max(next);
+                }
+            }
+            if offset >= hw {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fetch did not reach the high watermark"
+            );
+        }
+        audit.open += pending.values().map(Vec::len).sum::<usize>();
+    }
+    cluster.close();
+    audit
+}
+
+/// What a krust consumer with `isolation` reads from `topic` (every partition, to the end).
+async fn consume(bootstrap: &str, topic: &str, isolation: IsolationLevel) -> Vec<String> {
+    let mut c = Consumer::connect(
+        ConsumerConfig::new(bootstrap)
+            .with_isolation_level(isolation)
+            .with_fetch_max_wait(Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    let tps: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new(topic.to_string(), p))
+        .collect();
+    c.assign(tps.iter().map(|tp| (tp.clone(), StartOffset::Earliest)))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut quiet = 0;
+    while Instant::now() < deadline {
+        let recs = c.poll_timeout(Duration::from_millis(200)).await.unwrap();
+        if recs.is_empty() {
+            if tps.iter().all(|tp| c.is_at_end(tp)) {
+                quiet += 1;
+                if quiet >= 3 {
+                    break;
+                }
+            }
+            continue;
+        }
+        quiet = 0;
+        out.extend(
+            recs.into_iter()
+                .map(|r| String::from_utf8(r.value.unwrap_or_default().to_vec()).unwrap()),
+        );
+    }
+    out
+}
+
+/// (missing, duplicates, unexpected) of `got` against `want`.
+fn compare(want: &[String], got: &[String]) -> (usize, usize, usize) {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for v in want {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut unexpected = 0;
+    for v in got {
+        match counts.get_mut(v.as_str()) {
+            Some(c) => *c -= 1,
+            None => unexpected += 1,
+        }
+    }
+    let missing = counts
+        .values()
+        .filter(|c| **c > 0)
+        .map(|c| *c as usize)
+        .sum();
+    let dups = counts
+        .values()
+        .filter(|c| **c < 0)
+        .map(|c| (-*c) as usize)
+        .sum();
+    (missing, dups, unexpected)
+}
+
+/// Runs the upper-casing job as 2 processes in one group; instance `a` is SIGKILLed and
+/// restarted 3 times at random points; a third instance joins after the second kill. Every
+/// process is bounded (stop = the input's end), so the surviving ones exit by themselves once
+/// the group has committed every stop offset. Returns the expected output.
+fn chaos_run(bootstrap: &str, guarantee: &str, n: usize) -> (String, Vec<String>) {
+    let mut rng = Rng::new();
+    let s = format!("{:08x}", rng.next() as u32);
+    let (input, output, group) = (
+        format!("pipe-in-{s}"),
+        format!("pipe-out-{s}"),
+        format!("pipe-{s}"),
+    );
+    let values = rt().block_on(seed(bootstrap, &input, &output, n));
+    let t0 = Instant::now();
+    let rt = rt();
+    let cluster = rt
+        .block_on(Cluster::connect(ClientConfig::new(bootstrap)))
+        .unwrap();
+    let tps: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new(input.clone(), p))
+        .collect();
+    // Progress: the group's committed input offsets (the input's ends sum to n).
+    let progress = || -> i64 {
+        rt.block_on(krust_client::group::fetch_committed(
+            &cluster, &group, &tps, false,
+        ))
+        .map(|m| m.values().flatten().map(|o| o.offset).sum())
+        .unwrap_or(0)
+    };
+    // Kill points and the joiner at random fractions of the work, in order.
+    let mut points: Vec<u64> = (0..4).map(|_| rng.range(5, 60)).collect();
+    points.sort();
+    let join_at = points.remove(2);
+    let mut a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a");
+    let b = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "b");
+    let mut c = None;
+    let mut mid_run_kills = 0;
+    for (kill, pct) in points.into_iter().enumerate() {
+        let target = n as i64 * pct as i64 / 100;
+        // Each incarnation of `a` runs a while first (it must have joined and be working).
+        let uptime = Duration::from_millis(rng.range(1_000, 3_000));
+        let started = Instant::now();
+        let mut done = progress();
+        while (done < target || started.elapsed() < uptime)
+            && t0.elapsed() < Duration::from_secs(90)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+            done = progress();
+            if c.is_none() && done >= n as i64 * join_at as i64 / 100 {
+                eprintln!(
+                    "{guarantee}: instance c joins at {done}/{n} ({:?})",
+                    t0.elapsed()
+                );
+                c = Some(spawn_pipe(
+                    bootstrap, &input, &output, &group, guarantee, "c",
+                ));
+            }
+        }
+        if let Some(status) = a.try_wait().unwrap() {
+            panic!(
+                "instance a ended ({status}) before kill {kill}: {}",
+                stderr_of(a).1
+            );
+        }
+        a.kill().unwrap(); // SIGKILL
+        let _ = a.wait();
+        if done < n as i64 {
+            mid_run_kills += 1;
+        }
+        eprintln!(
+            "{guarantee}: killed instance a at {done}/{n} committed ({:?})",
+            t0.elapsed()
+        );
+        a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a");
+    }
+    if c.is_none() {
+        c = Some(spawn_pipe(
+            bootstrap, &input, &output, &group, guarantee, "c",
+        ));
+    }
+    assert_eq!(
+        mid_run_kills, 3,
+        "every kill landed before the input was done"
+    );
+    cluster.close();
+    let mut survivors = vec![("a", a), ("b", b)];
+    if let Some(c) = c {
+        survivors.push(("c", c));
+    }
+    let limit = Duration::from_secs(120);
+    for (name, mut child) in survivors {
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > limit {
+                let _ = child.kill();
+                let (_, err) = stderr_of(child);
+                panic!("instance {name} did not finish within {limit:?}: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (status, err) = stderr_of(child);
+        assert!(status.success(), "instance {name} failed: {err}");
+        assert!(err.contains("reason=bounded-end"), "instance {name}: {err}");
+    }
+    eprintln!(
+        "{guarantee}: {n} records through the chaos run in {:?}",
+        t0.elapsed()
+    );
+    let want = values.iter().map(|v| v.to_uppercase()).collect();
+    (output, want)
+}
+
+/// Exactly once: the committed output is the input upper-cased, each value once.
+fn check_exactly_once(bootstrap: &str, output: &str, want: &[String], exact_fetch_filter: bool) {
+    let rt = rt();
+    let audit = rt.block_on(audit(bootstrap, output));
+    let (missing, dups, unexpected) = compare(want, &audit.committed);
+    eprintln!(
+        "exactly-once audit: committed {} (missing {missing}, duplicates {dups}, unexpected {unexpected}), aborted {}, open {}",
+        audit.committed.len(),
+        audit.aborted,
+        audit.open
+    );
+    assert_eq!((missing, dups, unexpected), (0, 0, 0));
+    assert_eq!(audit.open, 0, "no transaction left open");
+    let read = rt.block_on(consume(bootstrap, output, IsolationLevel::ReadCommitted));
+    if exact_fetch_filter {
+        // The fake cluster lists aborted transactions in Fetch: the consumer drops them.
+        assert_eq!(compare(want, &read), (0, 0, 0));
+    } else {
+        // tansu never lists aborted transactions in Fetch, so a read_committed consumer gets
+        // the aborted records as well: exactly the committed plus the aborted ones.
+        assert_eq!(read.len(), audit.committed.len() + audit.aborted);
+        assert_eq!(compare(want, &read).0, 0, "nothing missing");
+    }
+}
+
+/// At least once: nothing missing; duplicates are reported.
+fn check_at_least_once(bootstrap: &str, output: &str, want: &[String]) {
+    let read = rt().block_on(consume(bootstrap, output, IsolationLevel::ReadCommitted));
+    let (missing, dups, unexpected) = compare(want, &read);
+    eprintln!(
+        "at-least-once: read {} (missing {missing}, duplicates {dups}, unexpected {unexpected})",
+        read.len()
+    );
+    assert_eq!((missing, unexpected), (0, 0));
+}
+
+fn fake_cluster() -> (tokio::runtime::Runtime, krust_testkit::FakeCluster) {
+    let rt = rt();
+    let fake = rt
+        .block_on(krust_testkit::FakeCluster::start(1))
+        .expect("fake cluster");
+    (rt, fake)
+}
+
+#[test]
+fn exactly_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
+    let (_rt, fake) = fake_cluster();
+    let b = fake.bootstrap();
+    let (out, want) = chaos_run(&b, "exactly-once", records(100_000));
+    check_exactly_once(&b, &out, &want, true);
+}
+
+#[test]
+fn at_least_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
+    let (_rt, fake) = fake_cluster();
+    let b = fake.bootstrap();
+    let (out, want) = chaos_run(&b, "at-least-once", records(100_000));
+    check_at_least_once(&b, &out, &want);
+}
+
+#[test]
+fn exactly_once_survives_kills_and_a_joiner_on_the_real_broker() {
+    let Some(b) = common::broker() else { return };
+    let (out, want) = chaos_run(&b, "exactly-once", records(100_000));
+    check_exactly_once(&b, &out, &want, false);
+}
+
+#[test]
+fn at_least_once_survives_kills_and_a_joiner_on_the_real_broker() {
+    let Some(b) = common::broker() else { return };
+    let (out, want) = chaos_run(&b, "at-least-once", records(100_000));
+    check_at_least_once(&b, &out, &want);
+}
+
+#[test]
+fn bad_flags_are_one_line_usage_errors() {
+    let o = common::run(&[
+        "pipe",
+        "-b",
+        "127.0.0.1:1",
+        "--from",
+        "a",
+        "--to",
+        "b",
+        "-G",
+        "g",
+        "--guarantee",
+        "exactly-once",
+    ]);
+    let e = common::assert_one_line_failure(&o, 2);
+    assert!(e.contains("--instance-id"), "{e}");
+    let o = common::run(&[
+        "pipe",
+        "-b",
+        "127.0.0.1:1",
+        "--from",
+        "a",
+        "--to",
+        "b",
+        "-G",
+        "g",
+        "--map",
+        "reverse",
+    ]);
+    let e = common::assert_one_line_failure(&o, 2);
+    assert!(e.contains("--map") && e.contains("reverse"), "{e}");
+    let o = common::run(&[
+        "pipe",
+        "-b",
+        "127.0.0.1:1",
+        "--from",
+        "a",
+        "--to",
+        "a",
+        "-G",
+        "g",
+    ]);
+    common::assert_one_line_failure(&o, 2);
+    let o = common::run(&[
+        "pipe",
+        "-b",
+        "127.0.0.1:1",
+        "--from",
+        "a",
+        "--to",
+        "b",
+        "-G",
+        "g",
+        "--guarantee",
+        "exactly-once",
+        "--instance-id",
+        "i",
+        "--commit-interval-ms",
+        "100",
+        "--transaction-timeout-ms",
+        "5000",
+        "--consumer-property",
+        "session.timeout.ms=6000",
+    ]);
+    let e = common::assert_one_line_failure(&o, 2);
+    assert!(e.contains("transaction_timeout"), "{e}");
+}
