@@ -4,7 +4,9 @@
 //! - [`wire`]: sans-IO bytes (frames, envelopes, version negotiation, record batches, codecs);
 //! - [`core`]: sans-IO client logic (partitioners, accumulators, backoff, fetch positions,
 //!   group membership and assignors, the transaction state machine);
-//! - [`client`]: the tokio driver with the public `Producer`, `Consumer` and `Admin`.
+//! - [`client`]: the tokio driver with the public `Producer`, `Consumer` and `Admin`;
+//! - [`stream`]: source -> operators -> sink jobs with NONE, AT_LEAST_ONCE or EXACTLY_ONCE
+//!   delivery (krust-stream).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,6 +25,7 @@
 
 pub use krust_client as client;
 pub use krust_core as core;
+pub use krust_stream as stream;
 pub use krust_wire as wire;
 
 pub use krust_client::{

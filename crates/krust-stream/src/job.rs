@@ -2,27 +2,7 @@
 //! per the delivery guarantee, follows rebalances, and stops at the end of a bounded source,
 //! on SIGINT/SIGTERM or through a [`ShutdownHandle`].
 //!
-//! # The loop
-//!
-//! One task polls the consumer, runs every polled record through the operators (async stages
-//! concurrently, outputs in input order), hands the outputs to the producer, and commits every
-//! commit interval. Because a polled batch is processed whole before anything else happens,
-//! the consumer's position of a partition is always the offset after the last record
-//! processed: that is what gets committed (capped at the stop offset of a bounded source).
-//!
-//! - NONE: positions are committed every interval, acknowledged or not.
-//! - AT_LEAST_ONCE: at each interval the producer is flushed and every delivery checked; only
-//!   then are the positions committed. A failed delivery stops the job before its input offset
-//!   is committed. On revocation the same happens before the partitions are released.
-//! - EXACTLY_ONCE: the first record after a commit begins a transaction; at each interval the
-//!   producer is flushed, the positions are added to the transaction with the group's current
-//!   metadata (generation, member id: KIP-447 fences a zombie that lost its partitions) and the
-//!   transaction is committed. On revocation or loss of partitions, or when a commit fails
-//!   with an abortable error, the open transaction is aborted and every partition it touched is
-//!   rewound to its first record in it; partitions that move start at the group's committed
-//!   offsets, fetched with RequireStable so a transaction still holding offsets is waited for.
-//!   The transactional id is `<prefix>-<instance id>`: a restarted instance fences its
-//!   predecessor and aborts the transaction it left open when it initialises.
+//! The loop and the guarantees are described on [`Job`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -80,7 +60,29 @@ impl ShutdownHandle {
     }
 }
 
-/// A pipeline ended in a sink, ready to run. See the [module docs](self).
+/// A pipeline ended in a sink, ready to run.
+///
+/// # The loop
+///
+/// One task polls the consumer, runs every polled record through the operators (async stages
+/// concurrently, outputs in input order), hands the outputs to the producer, and commits every
+/// commit interval. Because a polled batch is processed whole before anything else happens,
+/// the consumer's position of a partition is always the offset after the last record
+/// processed: that is what gets committed (capped at the stop offset of a bounded source).
+///
+/// - NONE: positions are committed every interval, acknowledged or not.
+/// - AT_LEAST_ONCE: at each interval the producer is flushed and every delivery checked; only
+///   then are the positions committed. A failed delivery stops the job before its input offset
+///   is committed. On revocation the same happens before the partitions are released.
+/// - EXACTLY_ONCE: the first record after a commit begins a transaction; at each interval the
+///   producer is flushed, the positions are added to the transaction with the group's current
+///   metadata (generation, member id: KIP-447 fences a zombie that lost its partitions) and the
+///   transaction is committed. On revocation or loss of partitions, or when a commit fails
+///   with an abortable error, the open transaction is aborted and every partition it touched is
+///   rewound to its first record in it; partitions that move start at the group's committed
+///   offsets, fetched with RequireStable so a transaction still holding offsets is waited for.
+///   The transactional id is `<prefix>-<instance id>`: a restarted instance fences its
+///   predecessor and aborts the transaction it left open when it initialises.
 pub struct Job {
     runner: Box<dyn Runner>,
     metrics: Metrics,
