@@ -10,7 +10,7 @@
 //!
 //! `--null-broker PARTITIONS [FETCH_END SIZE CODEC]` runs a null broker alone (for profiling);
 //! `--child CLIENT produce|consume BOOTSTRAP TOPIC SIZE PARTITIONS CODEC IDEMPOTENT(0|1) RECORDS`
-//! runs one client workload and prints `RESULT records bytes seconds`.
+//! runs one client workload and prints `RESULT records bytes seconds peak-rss-kib`.
 //!
 //! `--quick`: 200,000 records, one run. Defaults: 1,000,000 records, medians of 3 runs, both
 //! brokers, tansu at 127.0.0.1:19092 (skipped with a note when it does not answer).
@@ -203,7 +203,7 @@ fn run_child(client: Client, w: &Workload, bootstrap: &str, topic: &str) -> Resu
         .find_map(|l| l.strip_prefix("RESULT "))
         .ok_or_else(|| format!("no RESULT line in {out:?}"))?;
     let f: Vec<&str> = line.split_whitespace().collect();
-    if f.len() != 3 {
+    if f.len() != 4 {
         return Err(format!("bad RESULT line {line:?}"));
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -212,7 +212,10 @@ fn run_child(client: Client, w: &Workload, bootstrap: &str, topic: &str) -> Resu
         bytes: f[1].parse().map_err(|_| "bytes")?,
         secs: f[2].parse().map_err(|_| "secs")?,
         cpu_secs: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_kb: usage.ru_maxrss,
+        max_rss_kb: match f[3].parse::<i64>() {
+            Ok(kb) if kb > 0 => kb,
+            _ => usage.ru_maxrss,
+        },
     })
 }
 
@@ -236,8 +239,16 @@ fn child_main(args: &[String]) -> Result<(), String> {
         (Client::Rdkafka, _) => rdk_consume(bootstrap, topic, partitions, records)?,
     };
     let secs = started.elapsed().as_secs_f64();
-    println!("RESULT {n} {bytes} {secs}");
+    println!("RESULT {n} {bytes} {secs} {}", peak_rss_kb().unwrap_or(-1));
     Ok(())
+}
+
+/// This process's peak RSS (VmHWM) in KiB. Unlike getrusage's ru_maxrss, it belongs to the
+/// address space made at exec, so the parent's memory at the time of the spawn does not count.
+fn peak_rss_kb() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn krust_runtime() -> tokio::runtime::Runtime {
@@ -437,6 +448,13 @@ fn rdk_consume(
         // rd_kafka_consumer_poll needs a group even in assign mode (no join happens).
         .set("group.id", "krust-peer-bench")
         .set("enable.auto.commit", "false")
+        // librdkafka postpones a partition's next fetch by this much once its queue is over
+        // queued.min.messages (default 1000 ms), which against a broker that answers at once
+        // measures the back-off, not the client: KRUST_PEER_RDK_FETCH_BACKOFF overrides.
+        .set(
+            "fetch.queue.backoff.ms",
+            std::env::var("KRUST_PEER_RDK_FETCH_BACKOFF").unwrap_or_else(|_| "1".into()),
+        )
         .set("enable.auto.offset.store", "false")
         .create()
         .map_err(|e| e.to_string())?;

@@ -543,7 +543,10 @@ impl Core {
 
     fn encode<R: KafkaRequest>(&self, req: &R, version: i16) -> Result<(Bytes, i32)> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        let mut buf = BytesMut::with_capacity(256);
+        // Sized up front: a produce request of a megabyte would otherwise grow (and copy) its
+        // buffer a dozen times. The header is at most 4 + 2 + 2 + 4 + 2 + client id + 1 bytes.
+        let body = req.compute_size(version).unwrap_or(0);
+        let mut buf = BytesMut::with_capacity(body + 16 + self.client_id.len());
         encode_request(
             &mut buf,
             req,
@@ -811,14 +814,7 @@ async fn write_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, shared: 
                 Err(_) => break,
             }
         }
-        let mut result = Ok(());
-        for m in &batch {
-            if let Err(e) = wr.write_all(&m.frame).await {
-                result = Err(e);
-                break;
-            }
-        }
-        if let Err(e) = result {
+        if let Err(e) = write_frames(&mut wr, &batch).await {
             shared.close(format!("write failed: {e}"));
             break;
         }
@@ -832,6 +828,63 @@ async fn write_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, shared: 
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Writes whole frames, several per system call (`writev`) when the transport supports it.
+async fn write_frames(wr: &mut BoxWrite, frames: &[Outgoing]) -> std::io::Result<()> {
+    if frames.len() == 1 || !wr.is_write_vectored() {
+        for m in frames {
+            wr.write_all(&m.frame).await?;
+        }
+        return Ok(());
+    }
+    // The first frame not fully written, and how much of it was.
+    let (mut idx, mut off) = (0, 0);
+    let mut slices = Vec::with_capacity(frames.len());
+    while idx < frames.len() {
+        slices.clear();
+        slices.push(std::io::IoSlice::new(&frames[idx].frame[off..]));
+        slices.extend(
+            frames[idx + 1..]
+                .iter()
+                .map(|m| std::io::IoSlice::new(&m.frame)),
+        );
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < frames.len() {
+            let left = frames[idx].frame.len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes room in `buf` for the rest of the frame it starts with (when its size is known and
+/// allowed), so a large response is read in place instead of through repeated regrowth.
+fn reserve_for_frame(buf: &mut BytesMut, max_frame: usize) {
+    let min_room = 4096;
+    let want = if buf.len() >= 4 {
+        let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        match usize::try_from(len) {
+            Ok(len) if len <= max_frame => (len + 4).saturating_sub(buf.len()).max(min_room),
+            // A bad size: the frame reader reports it; read on in small steps meanwhile.
+            _ => min_room,
+        }
+    } else {
+        min_room
+    };
+    if buf.capacity() - buf.len() < want {
+        buf.reserve(want.max(64 * 1024));
+    }
 }
 
 async fn read_loop(mut rd: BoxRead, shared: Arc<Shared>, frames: FrameReader) {
@@ -878,9 +931,7 @@ async fn read_loop(mut rd: BoxRead, shared: Arc<Shared>, frames: FrameReader) {
                 }
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
-        }
+        reserve_for_frame(&mut buf, frames.max_frame());
         let n = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
             _ = shutdown.wait_for(|closed| *closed) => return,
@@ -917,5 +968,120 @@ async fn read_loop(mut rd: BoxRead, shared: Arc<Shared>, frames: FrameReader) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A transport that takes at most `step` bytes per call, vectored or not, and counts calls.
+    struct Trickle {
+        out: Arc<Mutex<Vec<u8>>>,
+        calls: Arc<Mutex<usize>>,
+        step: usize,
+        vectored: bool,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.out.lock().unwrap().extend_from_slice(&buf[..n]);
+            *self.calls.lock().unwrap() += 1;
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut left = self.step;
+            let mut out = self.out.lock().unwrap();
+            for b in bufs {
+                let n = b.len().min(left);
+                out.extend_from_slice(&b[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            *self.calls.lock().unwrap() += 1;
+            Poll::Ready(Ok(self.step - left))
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frames(sizes: &[usize]) -> (Vec<Outgoing>, Vec<u8>) {
+        let mut all = Vec::new();
+        let out = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let f: Vec<u8> = (0..*n).map(|j| (i * 31 + j) as u8).collect();
+                all.extend_from_slice(&f);
+                Outgoing {
+                    frame: Bytes::from(f),
+                    written: None,
+                }
+            })
+            .collect();
+        (out, all)
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_keep_frames_whole_and_in_order_across_partial_writes() {
+        for (step, vectored) in [(7, true), (1, true), (1000, true), (7, false)] {
+            let (batch, expected) = frames(&[10, 3, 25, 1, 40]);
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let calls = Arc::new(Mutex::new(0));
+            let mut wr: BoxWrite = Box::new(Trickle {
+                out: out.clone(),
+                calls: calls.clone(),
+                step,
+                vectored,
+            });
+            write_frames(&mut wr, &batch).await.unwrap();
+            assert_eq!(
+                *out.lock().unwrap(),
+                expected,
+                "step {step}, vectored {vectored}"
+            );
+            if step == 1000 {
+                assert_eq!(*calls.lock().unwrap(), 1, "one call for every frame");
+            }
+        }
+    }
+
+    #[test]
+    fn room_is_reserved_for_a_whole_announced_frame_within_the_limit() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(1_000_000i32).to_be_bytes());
+        reserve_for_frame(&mut buf, 2_000_000);
+        assert!(buf.capacity() >= 1_000_004);
+        // A size over the limit (or negative) reserves only a small step.
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(i32::MAX).to_be_bytes());
+        reserve_for_frame(&mut buf, 2_000_000);
+        assert!(buf.capacity() < 1_000_000);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(-5i32).to_be_bytes());
+        reserve_for_frame(&mut buf, 2_000_000);
+        assert!(buf.capacity() < 1_000_000);
     }
 }

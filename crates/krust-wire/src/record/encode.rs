@@ -92,8 +92,13 @@ impl BatchBuilder {
 
     /// Reserves room for about `bytes` bytes of encoded records.
     pub fn with_capacity(mut self, bytes: usize) -> Self {
-        self.records.reserve(bytes);
+        self.records.reserve(bytes.saturating_add(BATCH_HEADER_LEN));
         self
+    }
+
+    /// The encoded records (after the room kept for the batch header).
+    fn body(&self) -> &[u8] {
+        self.records.get(BATCH_HEADER_LEN..).unwrap_or(&[])
     }
 
     /// The codec the batch will be compressed with.
@@ -115,7 +120,7 @@ impl BatchBuilder {
     /// encoded records. For a compressed batch this is an upper estimate (compression only
     /// shrinks records that compress), which is what `batch.size` accounting wants.
     pub fn estimated_size(&self) -> usize {
-        BATCH_HEADER_LEN + self.records.len()
+        BATCH_HEADER_LEN + self.body().len()
     }
 
     /// Encoded size of a record with these fields (its length prefix included), to decide
@@ -172,6 +177,11 @@ impl BatchBuilder {
             + headers_len(headers);
         let body_i32 = len_i32(body, "record")?;
         let out = &mut self.records;
+        if out.is_empty() {
+            // Room for the batch header, written in place by `finish` (no copy of the records
+            // for an uncompressed batch).
+            out.resize(BATCH_HEADER_LEN, 0);
+        }
         out.reserve(body + 5);
         put_varint(out, body_i32);
         out.push(0); // record attributes: unused
@@ -205,7 +215,7 @@ impl BatchBuilder {
     /// [`restamp`] changes them later without re-encoding. `is_transactional` sets attribute
     /// bit 4. An empty batch is an error (brokers reject them).
     pub fn finish(
-        self,
+        mut self,
         producer_id: i64,
         producer_epoch: i16,
         base_sequence: i32,
@@ -214,14 +224,16 @@ impl BatchBuilder {
         if self.count == 0 {
             return Err(encode_err("a batch needs at least one record"));
         }
-        let compressed;
-        let records: &[u8] = if self.compression == Compression::None {
-            &self.records
+        let mut out = if self.compression == Compression::None {
+            std::mem::take(&mut self.records)
         } else {
-            compressed = compression::compress(self.compression, &self.records)?;
-            &compressed
+            let compressed = compression::compress(self.compression, self.body())?;
+            let mut out = Vec::with_capacity(BATCH_HEADER_LEN + compressed.len());
+            out.resize(BATCH_HEADER_LEN, 0);
+            out.extend_from_slice(&compressed);
+            out
         };
-        let batch_length = len_i32(BATCH_HEADER_LEN - 12 + records.len(), "batch")?;
+        let batch_length = len_i32(out.len() - 12, "batch")?;
         let mut attributes = self.compression.code();
         if self.log_append_time {
             attributes |= ATTR_LOG_APPEND_TIME;
@@ -233,22 +245,26 @@ impl BatchBuilder {
             attributes |= ATTR_CONTROL;
         }
         let first_timestamp = self.base_timestamp.unwrap_or(-1);
-        let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
-        out.extend_from_slice(&self.base_offset.to_be_bytes());
-        out.extend_from_slice(&batch_length.to_be_bytes());
-        out.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
-        out.push(2);
-        out.extend_from_slice(&[0; 4]); // CRC, below
-        out.extend_from_slice(&attributes.to_be_bytes());
-        out.extend_from_slice(&(self.count - 1).to_be_bytes());
-        out.extend_from_slice(&first_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
-        out.extend_from_slice(&producer_id.to_be_bytes());
-        out.extend_from_slice(&producer_epoch.to_be_bytes());
-        out.extend_from_slice(&base_sequence.to_be_bytes());
-        out.extend_from_slice(&self.count.to_be_bytes());
-        out.extend_from_slice(records);
-        debug_assert_eq!(out.len(), BATCH_HEADER_LEN + records.len());
+        let mut h = &mut out[..BATCH_HEADER_LEN];
+        let mut put = |bytes: &[u8]| {
+            let (head, rest) = std::mem::take(&mut h).split_at_mut(bytes.len());
+            head.copy_from_slice(bytes);
+            h = rest;
+        };
+        put(&self.base_offset.to_be_bytes());
+        put(&batch_length.to_be_bytes());
+        put(&self.partition_leader_epoch.to_be_bytes());
+        put(&[2]);
+        put(&[0; 4]); // CRC, below
+        put(&attributes.to_be_bytes());
+        put(&(self.count - 1).to_be_bytes());
+        put(&first_timestamp.to_be_bytes());
+        put(&self.max_timestamp.to_be_bytes());
+        put(&producer_id.to_be_bytes());
+        put(&producer_epoch.to_be_bytes());
+        put(&base_sequence.to_be_bytes());
+        put(&self.count.to_be_bytes());
+        debug_assert!(h.is_empty(), "the header fills its 61 bytes exactly");
         let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
         out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
         Ok(Bytes::from(out))
