@@ -3,7 +3,9 @@
 #   1. start a local broker (tansu, installed on first use) unless KRUST_BROKER names one,
 #   2. build the `krust` CLI,
 #   3. create a topic, produce sample records with `krust produce`, read them back with
-#      `krust consume -e`, and show the output.
+#      `krust consume -e`, and show the output,
+#   4. the seed's stream job: `krust pipe --map upper` copies the topic upper-cased, exactly
+#      once, as a bounded job that stops by itself; the output is read with read_committed.
 # The broker is stopped at the end if this script started it (KRUST_KEEP_BROKER=1 keeps it).
 set -euo pipefail
 
@@ -52,5 +54,16 @@ say "krust consume -t $TOPIC -e -f 'p%p o%o key=%k value=%s headers=%h\n'"
 
 say "krust offsets $TOPIC"
 "$KRUST" offsets -b "$KRUST_BROKER" "$TOPIC"
+
+UPPER="$TOPIC-upper"
+say "krust pipe --from $TOPIC --to $UPPER --map upper --guarantee exactly-once --bounded"
+"$KRUST" topics create -b "$KRUST_BROKER" "$UPPER" -p 3
+"$KRUST" pipe -b "$KRUST_BROKER" --from "$TOPIC" --to "$UPPER" -G "$TOPIC-pipe" \
+  --map upper --guarantee exactly-once --instance-id demo-1 --bounded \
+  --consumer-property session.timeout.ms=6000 --consumer-property heartbeat.interval.ms=500
+
+say "krust consume -t $UPPER -e -X isolation.level=read_committed"
+"$KRUST" consume -b "$KRUST_BROKER" -t "$UPPER" -e -X isolation.level=read_committed \
+  -f 'p%p o%o key=%k value=%s\n'
 
 say "done"
