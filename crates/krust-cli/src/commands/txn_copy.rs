@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use krust_client::consumer::{ConsumerRecord, StartOffset, TopicPartition};
-use krust_client::group::{GroupConsumer, OffsetAndMetadata, Subscription};
+use krust_client::group::{
+    ConsumerGroupMetadata as GroupMetadata, GroupConsumer, OffsetAndMetadata, Subscription,
+};
 use krust_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use krust_client::{Cluster, Consumer, ConsumerConfig, Properties};
 
@@ -182,6 +184,11 @@ async fn copy_loop(
     let mut last_input = Instant::now();
     let idle_limit = args.idle_exit_secs.map(Duration::from_secs);
     loop {
+        // The group membership the records belong to: the one before and after the poll. A
+        // member that lost its partitions rejoins in the background, so the membership read
+        // later could be a newer generation in which these partitions are someone else's;
+        // offsets sent with it would be accepted and the batch copied twice.
+        let before = consumer.member().group_metadata();
         let polled = tokio::select! {
             r = consumer.poll_timeout(POLL_WAIT) => r,
             _ = &mut *stop => return Ok(()),
@@ -196,8 +203,20 @@ async fn copy_loop(
             continue;
         }
         last_input = Instant::now();
+        let group = consumer.member().group_metadata();
+        if group != before {
+            // The membership changed during the poll: read again from the committed offsets
+            // under the new one.
+            tracing::debug!(
+                ?before,
+                ?group,
+                "membership changed during the poll; rewinding"
+            );
+            rewind(consumer).await?;
+            continue;
+        }
         for chunk in records.chunks(args.batch as usize) {
-            match copy_one(consumer, producer, chunk, args).await {
+            match copy_one(producer, chunk, &group, args).await {
                 Ok(()) => {
                     progress.records += chunk.len() as u64;
                     progress.transactions += 1;
@@ -224,9 +243,9 @@ async fn copy_loop(
 
 /// One transaction: the records of `chunk` to the output and the next input offsets.
 async fn copy_one(
-    consumer: &mut GroupConsumer,
     producer: &Producer,
     chunk: &[ConsumerRecord],
+    group: &GroupMetadata,
     args: &TxnCopyArgs,
 ) -> krust_client::Result<()> {
     producer.begin_transaction().await?;
@@ -250,8 +269,7 @@ async fn copy_one(
     if args.hold_ms > 0 {
         tokio::time::sleep(Duration::from_millis(args.hold_ms)).await;
     }
-    let group = consumer.member().group_metadata();
-    producer.send_offsets_to_transaction(next, &group).await?;
+    producer.send_offsets_to_transaction(next, group).await?;
     let mut tries = 0;
     loop {
         match producer.commit_transaction().await {
