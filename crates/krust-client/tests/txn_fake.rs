@@ -1101,3 +1101,50 @@ async fn delayed_produce_is_fenced_kip890() {
     assert_eq!(whole_transactions(&read, &sent).len(), 2);
     p.close().await;
 }
+
+/// Measurement, by hand (`--ignored --nocapture`, ideally `--release`): records per second
+/// of the same producer idempotent vs transactional (transactions of 10,000 records over 4
+/// partitions) on the fake cluster, for the cost of the transactional path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_transactional_cost() {
+    let fake = fake(ClusterConfig::new().with_topic("m", 4, 1)).await;
+    let n = 200_000usize;
+    let per_txn = 10_000usize;
+    for transactional in [false, true, false, true] {
+        let mut cfg = pconfig(&fake, "measure");
+        cfg.linger = Duration::from_millis(5);
+        if !transactional {
+            cfg.transactional_id = None;
+        }
+        let p = Producer::new(cfg).await.unwrap();
+        if transactional {
+            p.init_transactions().await.unwrap();
+        }
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < n {
+            if transactional {
+                p.begin_transaction().await.unwrap();
+            }
+            let mut last = None;
+            for i in 0..per_txn {
+                let r = ProducerRecord::new("m").with_value(vec![(i % 251) as u8; 100]);
+                last = Some(p.send(r).await.unwrap());
+            }
+            if transactional {
+                p.commit_transaction().await.unwrap();
+            } else {
+                p.flush().await;
+            }
+            last.unwrap().await.unwrap();
+            sent += per_txn;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "transactional={transactional}: {n} records in {secs:.2} s = {:.0} records/s",
+            n as f64 / secs
+        );
+        p.close().await;
+    }
+}

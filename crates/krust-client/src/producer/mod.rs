@@ -46,6 +46,16 @@
 //! [`Persistence::of`] a result says `Persisted`, `NotPersisted` or `PossiblyPersisted`. A
 //! fatal error (for example PRODUCER_FENCED) stops the producer: every pending and later record
 //! fails with [`ProduceErrorKind::Fatal`].
+//!
+//! # Transactions
+//!
+//! With `transactional.id` the producer is transactional (see the section on [`Producer`]):
+//! `init_transactions`, then `begin_transaction` .. `send` .. `send_offsets_to_transaction` ..
+//! `commit_transaction` / `abort_transaction`. One producer id and epoch serve every
+//! partition, from the transaction coordinator (`krust_core::txn`); a partition receives no
+//! batch before AddPartitionsToTxn added it (classic protocol), or Produce v12 adds it
+//! (KIP-890, chosen when the cluster finalized `transaction.version` 2). A record of the
+//! transaction that fails makes it abortable and is never re-sent under new sequence numbers.
 
 pub mod bench;
 mod config;

@@ -564,6 +564,12 @@ impl Driver {
         if let Some(reason) = t.fatal() {
             return Some(ProduceErrorKind::Fatal(reason));
         }
+        if t.tm.state() == TxnState::AbortableError {
+            let why = t.tm.last_error().map(|e| e.to_string()).unwrap_or_default();
+            return Some(ProduceErrorKind::Transaction(format!(
+                "the transaction failed and must be aborted ({why})"
+            )));
+        }
         if t.commit_requested() || t.tm.state() != TxnState::InTransaction {
             return Some(ProduceErrorKind::Transaction(format!(
                 "send outside a transaction (state {:?}): call begin_transaction first",

@@ -75,8 +75,13 @@
 //!    retrying; `abort_transaction` returns the usage error until the commit resolves, and
 //!    `init_transactions` is the other way out (the outcome is then decided by the
 //!    coordinator, and reported to the application as unknown).
-//! 8. Stage-2 tests to add on the fake cluster: T7 (coordinator down / moved mid-transaction),
-//!    T8 (EndTxn held until the next transaction began: fenced under V2), the copier.
+//! 8. Stage 2 (done): `krust-client`'s producer driver (`producer/txn.rs`) drives the machine
+//!    as above. A batch that failed after it got a sequence number also calls
+//!    [`TransactionManager::require_epoch_bump`] (the driver cannot rewind sequence numbers,
+//!    so the gap is closed by the abort's epoch bump). Tests on the fake cluster
+//!    (`krust-client/tests/txn_fake.rs`): T7, T8 (EndTxn and Produce), fencing, KIP-447,
+//!    the unknown-commit rule, a seeded randomized run with connections cut; on the real
+//!    broker in `txn_tansu.rs`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
