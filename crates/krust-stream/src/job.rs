@@ -399,6 +399,23 @@ enum Step {
     Records(krust_client::Result<Vec<ConsumerRecord>>),
 }
 
+/// Whether a failed offset commit can simply be retried later: the group is rebalancing or
+/// the membership moved on (the partitions' next owner starts at the last commit), or the
+/// failure is transient.
+fn commit_can_wait(e: &StreamError) -> bool {
+    use krust_wire::ErrorCode as code;
+    let StreamError::Client(c) = e else {
+        return false;
+    };
+    c.is_retriable()
+        || c.is_transport()
+        || c.is_timeout()
+        || matches!(
+            c.code(),
+            Some(code::ILLEGAL_GENERATION | code::UNKNOWN_MEMBER_ID | code::REBALANCE_IN_PROGRESS)
+        )
+}
+
 async fn next_event(member: &Option<GroupMember>) -> Option<Rebalance> {
     match member {
         Some(m) => m.next_event().await,
@@ -452,6 +469,19 @@ impl<T: Send + 'static> Running<T> {
 
     async fn run(&mut self, mut ctl: Control) -> Result<StopReason, StreamError> {
         if self.eos() {
+            if self.sink.abort_lingering {
+                let prefix = format!(
+                    "{}-",
+                    self.sink
+                        .transactional_id_prefix
+                        .as_deref()
+                        .unwrap_or_default()
+                );
+                let aborted = Admin::new(self.producer.cluster().clone())
+                    .abort_lingering(&prefix)
+                    .await?;
+                info!(job = %self.name, %prefix, aborted = aborted.len(), "lingering transactions aborted");
+            }
             txn::init(&self.producer).await?;
         }
         let scope = self.scope().await?;
@@ -1198,7 +1228,14 @@ impl<T: Send + 'static> Running<T> {
             DeliveryGuarantee::AtLeastOnce => {
                 self.check_deliveries().await?;
                 let offsets = self.positions();
-                self.commit_offsets(offsets, started).await?;
+                if let Err(e) = self.commit_offsets(offsets, started).await {
+                    if !commit_can_wait(&e) {
+                        return Err(e);
+                    }
+                    // The outputs are acknowledged; the offsets go with the next commit (or
+                    // the partition's next owner repeats them: at least once).
+                    warn!(job = %self.name, error = %e, "offset commit failed; retrying with the next one");
+                }
             }
             DeliveryGuarantee::None => {
                 let offsets = self.positions();

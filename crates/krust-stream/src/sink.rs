@@ -68,6 +68,7 @@ pub struct KafkaSink<T> {
     pub(crate) instance_id: Option<String>,
     pub(crate) transaction_timeout: Option<Duration>,
     pub(crate) commit_interval: Option<Duration>,
+    pub(crate) abort_lingering: bool,
 }
 
 impl<T> std::fmt::Debug for KafkaSink<T> {
@@ -98,6 +99,7 @@ impl<T: Send + 'static> KafkaSink<T> {
             instance_id: None,
             transaction_timeout: None,
             commit_interval: None,
+            abort_lingering: false,
         }
     }
 
@@ -121,6 +123,7 @@ pub struct KafkaSinkBuilder<T> {
     instance_id: Option<String>,
     transaction_timeout: Option<Duration>,
     commit_interval: Option<Duration>,
+    abort_lingering: bool,
 }
 
 impl<T> std::fmt::Debug for KafkaSinkBuilder<T> {
@@ -216,6 +219,18 @@ impl<T: Send + 'static> KafkaSinkBuilder<T> {
         self
     }
 
+    /// EXACTLY_ONCE: at start, also abort every open transaction whose transactional id
+    /// starts with `<prefix>-` (ListTransactions, then a fencing InitProducerId per id), not
+    /// only this instance's own (which starting always fences and aborts). For the transactions
+    /// of instances that will not come back (after scaling down, or a changed instance id),
+    /// which would otherwise hold read_committed readers back until the broker's transaction
+    /// timeout. Only when no other instance of the job is running: it fences them too, and
+    /// they stop. Needs a broker with ListTransactions (Kafka 3.0+). Default off.
+    pub fn abort_lingering_transactions(mut self, on: bool) -> Self {
+        self.abort_lingering = on;
+        self
+    }
+
     /// Sets a producer property by its Kafka name (`linger.ms`, `compression.type`,
     /// `acks`, `security.protocol`, ...). Unknown names fail [`build`](Self::build).
     /// `transactional.id` and `transaction.timeout.ms` are set through the builder.
@@ -293,6 +308,7 @@ impl<T: Send + 'static> KafkaSinkBuilder<T> {
             instance_id: self.instance_id,
             transaction_timeout: self.transaction_timeout,
             commit_interval: self.commit_interval,
+            abort_lingering: self.abort_lingering,
         })
     }
 }

@@ -478,3 +478,84 @@ fn exactly_once_settings_are_checked_when_the_job_is_built() {
         .unwrap_err();
     assert!(e.to_string().contains("group_id"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_instance_s_transaction_is_aborted_by_abort_lingering() {
+    let f = fake(2).await;
+    let b = f.bootstrap();
+    let input = inputs(300);
+    produce(&b, "in", &input).await;
+    // Instance "gone" processes everything in one transaction, which stays open: it is killed
+    // and never comes back.
+    let job = upper_job(
+        &b,
+        "in",
+        "out",
+        "g-gone",
+        DeliveryGuarantee::ExactlyOnce,
+        "gone",
+        false,
+        Duration::from_secs(20),
+    );
+    let metrics = job.metrics();
+    let run = tokio::spawn(job.run());
+    let t0 = std::time::Instant::now();
+    loop {
+        let written: i64 = (0..2).map(|p| f.offsets("out", p).unwrap().1).sum();
+        if metrics.snapshot().records_out >= 300 && written >= 300 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.abort();
+    let _ = run.await;
+    // A single new instance with another id, told to clean up after departed ones.
+    let mut src = KafkaSource::builder(&b)
+        .topic("in")
+        .group_id("g-gone")
+        .deserializer(krust_stream::Utf8Deserializer)
+        .bounded(StopPosition::Latest);
+    for (k, v) in GROUP_PROPS {
+        src = src.property(k, v);
+    }
+    let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
+        .topic("out")
+        .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+        .transactional_id_prefix("g-gone-txn")
+        .instance_id("solo")
+        .transaction_timeout(Duration::from_secs(40))
+        .abort_lingering_transactions(true)
+        .build()
+        .unwrap();
+    let job = src
+        .build()
+        .unwrap()
+        .pipeline()
+        .map(|s: String| s.to_uppercase())
+        .sink(sink)
+        .unwrap()
+        .handle_signals(false);
+    let s = tokio::time::timeout(Duration::from_secs(40), job.run())
+        .await
+        .expect("ends")
+        .unwrap();
+    assert_eq!(s.metrics.records_in, 300);
+    for p in 0..2 {
+        let (_, hw, lso) = f.offsets("out", p).unwrap();
+        assert_eq!(
+            lso, hw,
+            "partition {p}: the departed instance's transaction is gone"
+        );
+    }
+    let want: Vec<String> = input.iter().map(|s| s.to_uppercase()).collect();
+    let got = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        want.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(compare(&want, &got), (0, 0, 0));
+}
