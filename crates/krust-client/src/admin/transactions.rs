@@ -85,8 +85,8 @@ fn unsupported(api: ApiKey, broker: NodeId, e: Error) -> Error {
     match e {
         Error::Unsupported { .. } => Error::Other(format!(
             "broker {broker} does not support {api:?} (needs Kafka 3.0+, KIP-664); \
-             lingering transactions can only be resolved there by re-initialising a producer \
-             with the same transactional.id"
+             transactions can still be aborted (by re-initialising their transactional.id) or \
+             completed there by transactional id"
         )),
         e => e,
     }
