@@ -404,6 +404,7 @@ async fn resolve_on_real_broker() {
         .await
         .unwrap_err();
     let m = err.to_string();
+    eprintln!("fenced EndTxn on the real broker: {m}");
     let fenced = matches!(
         err.code(),
         Some(ErrorCode::PRODUCER_FENCED) | Some(ErrorCode::INVALID_PRODUCER_EPOCH)
