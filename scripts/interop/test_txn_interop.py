@@ -187,6 +187,11 @@ def both_directions(bin_, broker, exact):
     ku = krust_read(bin_, broker, r_topic, "read_uncommitted")
     check_exact("librdkafka -> krust read_uncommitted", ku, r_all)
 
+    subprocess.run(
+        [bin_, "topics", "delete", "-b", broker, k_topic, r_topic],
+        capture_output=True,
+        timeout=60,
+    )
     if exact:
         check_exact("krust -> librdkafka read_committed", rc, k_committed)
         check_exact("librdkafka -> krust read_committed", kc, r_committed)
