@@ -800,6 +800,42 @@ async fn randomized(protocol: TxnProtocol, seed: u64) {
         }
         action
     });
+    let txns = 30;
+    let (sent, committed, last_committed_offset) = workload(&p, &rng, seed, txns).await;
+    fake.remove_hook(chaos);
+    let cuts = fired.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "seed {seed}: {} of {txns} committed, {cuts} connections cut",
+        committed.len()
+    );
+    assert!(cuts >= 10, "seed {seed}: only {cuts} faults injected");
+    let read = read_committed(&fake, "t", 3).await;
+    let visible = whole_transactions(&read, &sent);
+    assert_eq!(
+        visible, committed,
+        "seed {seed}: visible transactions are exactly the committed ones"
+    );
+    assert!(
+        committed.len() >= txns / 3,
+        "seed {seed}: too few commits ({}) to mean anything",
+        committed.len()
+    );
+    assert_eq!(
+        fake.committed("g", "in", 0),
+        last_committed_offset,
+        "seed {seed}"
+    );
+    p.close().await;
+}
+
+/// What [`workload`] did: every transaction's values by prefix, the prefixes the client
+/// reported committed, and the group offset of the last committed one.
+type Outcome = (BTreeMap<String, Vec<String>>, BTreeSet<String>, Option<i64>);
+
+/// `txns` transactions over 3 partitions of `t` (each writing to 2 or 3 of them, with an
+/// offset of group `g` on `in`), about a quarter aborted by choice; a commit that fails
+/// abortably is aborted, one whose outcome is unknown is retried.
+async fn workload(p: &Producer, rng: &std::sync::Mutex<Rng>, seed: u64, txns: usize) -> Outcome {
     let group = GroupMetadata {
         group_id: "g".into(),
         generation_id: -1,
@@ -809,7 +845,6 @@ async fn randomized(protocol: TxnProtocol, seed: u64) {
     let mut sent = BTreeMap::new();
     let mut committed = BTreeSet::new();
     let mut last_committed_offset = None;
-    let txns = 30;
     for k in 0..txns {
         let (abort_by_choice, n, parts) = {
             let mut r = rng.lock().unwrap();
@@ -871,30 +906,7 @@ async fn randomized(protocol: TxnProtocol, seed: u64) {
                 .unwrap_or_else(|e| panic!("seed {seed} txn {k}: abort: {e}"));
         }
     }
-    fake.remove_hook(chaos);
-    let cuts = fired.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!(
-        "seed {seed}: {} of {txns} committed, {cuts} connections cut",
-        committed.len()
-    );
-    assert!(cuts >= 10, "seed {seed}: only {cuts} faults injected");
-    let read = read_committed(&fake, "t", 3).await;
-    let visible = whole_transactions(&read, &sent);
-    assert_eq!(
-        visible, committed,
-        "seed {seed}: visible transactions are exactly the committed ones"
-    );
-    assert!(
-        committed.len() >= txns / 3,
-        "seed {seed}: too few commits ({}) to mean anything",
-        committed.len()
-    );
-    assert_eq!(
-        fake.committed("g", "in", 0),
-        last_committed_offset,
-        "seed {seed}"
-    );
-    p.close().await;
+    (sent, committed, last_committed_offset)
 }
 
 fn seeds() -> Vec<u64> {
@@ -1145,6 +1157,59 @@ async fn measure_transactional_cost() {
             "transactional={transactional}: {n} records in {secs:.2} s = {:.0} records/s",
             n as f64 / secs
         );
+        p.close().await;
+    }
+}
+
+/// The same workload through the fault proxy in chaos mode: every TCP connection (produce,
+/// coordinator lanes, metadata) is reset after a random 100–400 ms, mid-frame or between
+/// requests, with 3 ms of latency so that a run spans many connection lifetimes. Same
+/// checks: the visible transactions are exactly the committed ones, whole, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_proxy_connection_resets() {
+    use std::sync::Mutex;
+    for (protocol, seed) in [(TxnProtocol::Classic, 7u64), (TxnProtocol::Kip890, 8)] {
+        let fake = fake(
+            ClusterConfig::new()
+                .with_topic("t", 3, 1)
+                .with_topic("in", 1, 1)
+                .with_txn_protocol(protocol),
+        )
+        .await;
+        let proxy = krust_testkit::FaultProxy::start(fake.broker_addr(0))
+            .await
+            .unwrap();
+        fake.set_advertised(0, "127.0.0.1", proxy.addr().port());
+        let mut cfg = pconfig(&fake, "chaos");
+        cfg.client.bootstrap_servers = vec![proxy.addr().to_string()];
+        // Chaos applies to connections made from now on: the producer's, from the start.
+        proxy.set_latency(Duration::from_millis(3));
+        proxy.set_chaos_range(Some((
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+        )));
+        let p = Producer::new(cfg).await.unwrap();
+        tokio::time::timeout(T, p.init_transactions())
+            .await
+            .expect("init in time")
+            .unwrap();
+        let rng = Mutex::new(Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
+        let txns: usize = std::env::var("KRUST_TXN_COUNT").map_or(25, |v| v.parse().unwrap());
+        let (sent, committed, last) = workload(&p, &rng, seed, txns).await;
+        proxy.clear();
+        let resets = proxy.stats().chaos_resets;
+        eprintln!(
+            "{protocol:?}: {} of {txns} committed; {resets} connections reset",
+            committed.len()
+        );
+        assert!(
+            resets >= 3,
+            "{protocol:?}: chaos barely happened ({resets} resets)"
+        );
+        let read = read_committed(&fake, "t", 3).await;
+        assert_eq!(whole_transactions(&read, &sent), committed, "{protocol:?}");
+        assert!(committed.len() >= txns / 3, "{protocol:?}: too few commits");
+        assert_eq!(fake.committed("g", "in", 0), last, "{protocol:?}");
         p.close().await;
     }
 }
