@@ -32,7 +32,7 @@ use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krust_client::consumer::{StartOffset, TopicPartition};
 use krust_client::{Cluster, Consumer, ConsumerConfig, Producer, ProducerConfig, Properties};
-use krust_testkit::{ClusterConfig, FakeCluster, FaultProxy};
+use krust_testkit::{ClusterConfig, FakeCluster, FaultProxy, TxnProtocol};
 use krust_wire::record::{batches, ControlRecordType};
 use tokio::sync::watch;
 
@@ -522,11 +522,21 @@ async fn copy_with_kills(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copier_killed_three_times_on_fake_cluster_with_cut_connections() {
-    let n = records_wanted();
+    kills_on_fake_cluster(records_wanted(), TxnProtocol::Classic).await;
+}
+
+/// The same under KIP-890 (transactions v2: the epoch is bumped at every commit and abort).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copier_killed_three_times_on_kip890_fake_cluster_with_cut_connections() {
+    kills_on_fake_cluster(30_000usize.min(records_wanted()), TxnProtocol::Kip890).await;
+}
+
+async fn kills_on_fake_cluster(n: usize, protocol: TxnProtocol) {
     let names = Names::new("fake");
     let fake = FakeCluster::with_config(
         ClusterConfig::new()
             .with_brokers(3)
+            .with_txn_protocol(protocol)
             .with_topic(&names.input, 2, 1)
             .with_topic(&names.output, 3, 1),
     )
@@ -573,7 +583,7 @@ async fn copier_killed_three_times_on_fake_cluster_with_cut_connections() {
     let log = txn_log(&cluster, &names.output, 3).await;
     let (dups, missing) = diff(&known, &log.committed);
     eprintln!(
-        "copier on the fake cluster: {n} records, {secs:.1} s, {kills} SIGKILLs, {resets} \
+        "copier on the fake cluster ({protocol:?}): {n} records, {secs:.1} s, {kills} SIGKILLs, {resets} \
          connection resets, committed {} (duplicates {dups}, missing {missing}), aborted {}, \
          reader saw {} (duplicates {}, unknown {})",
         log.committed.len(),
