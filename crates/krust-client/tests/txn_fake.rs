@@ -1213,3 +1213,59 @@ async fn chaos_proxy_connection_resets() {
         p.close().await;
     }
 }
+
+/// Markers written late (the coordinator answers CONCURRENT_TRANSACTIONS meanwhile): back to
+/// back transactions wait for the previous one's markers (short fixed backoff) and commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_while_markers_are_written() {
+    for protocol in [TxnProtocol::Classic, TxnProtocol::Kip890] {
+        let fake = fake(
+            ClusterConfig::new()
+                .with_topic("t", 2, 1)
+                .with_txn_marker_delay(Duration::from_millis(100))
+                .with_txn_protocol(protocol),
+        )
+        .await;
+        let p = producer(&fake, "late-markers").await;
+        let mut sent = BTreeMap::new();
+        for k in 0..4 {
+            let prefix = format!("m{k}");
+            let vals = values(&prefix, 6);
+            p.begin_transaction().await.unwrap();
+            send_all(&p, "t", 2, &vals).await;
+            p.commit_transaction().await.unwrap();
+            sent.insert(prefix, vals);
+        }
+        if protocol == TxnProtocol::Classic {
+            let adds = fake.requests_of(FakeApi::AddPartitionsToTxn).len();
+            assert!(
+                adds > 4,
+                "AddPartitionsToTxn retried after CONCURRENT_TRANSACTIONS: {adds}"
+            );
+        }
+        let read = read_committed(&fake, "t", 2).await;
+        assert_eq!(whole_transactions(&read, &sent).len(), 4, "{protocol:?}");
+        p.close().await;
+    }
+}
+
+/// A transaction.timeout.ms above the broker's maximum fails init_transactions with a fatal
+/// error naming INVALID_TRANSACTION_TIMEOUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_timeout_above_the_brokers_maximum() {
+    let fake = fake(
+        ClusterConfig::new()
+            .with_topic("t", 1, 1)
+            .with_max_transaction_timeout(Duration::from_secs(10)),
+    )
+    .await;
+    let p = Producer::new(pconfig(&fake, "too-long")).await.unwrap();
+    let e = p.init_transactions().await.unwrap_err();
+    assert!(e.is_fatal(), "{e}");
+    assert_eq!(
+        e.code(),
+        Some(krust_wire::ErrorCode::INVALID_TRANSACTION_TIMEOUT)
+    );
+    assert!(p.begin_transaction().await.unwrap_err().is_fatal());
+    p.close().await;
+}
