@@ -1197,9 +1197,11 @@ impl<T: Send + 'static> Running<T> {
         }
     }
 
-    /// One commit per the guarantee (see the module docs).
+    /// One commit per the guarantee (see [`Job`]).
     async fn commit(&mut self) -> Result<(), StreamError> {
         let started = Instant::now();
+        // Whether the offsets are committed (else the next round retries them).
+        let mut done = true;
         match self.settings.guarantee {
             DeliveryGuarantee::ExactlyOnce => {
                 if !self.txn_open {
@@ -1235,16 +1237,18 @@ impl<T: Send + 'static> Running<T> {
                     // The outputs are acknowledged; the offsets go with the next commit (or
                     // the partition's next owner repeats them: at least once).
                     warn!(job = %self.name, error = %e, "offset commit failed; retrying with the next one");
+                    done = false;
                 }
             }
             DeliveryGuarantee::None => {
                 let offsets = self.positions();
                 if let Err(e) = self.commit_offsets(offsets, started).await {
                     warn!(job = %self.name, error = %e, "offset commit failed");
+                    done = false;
                 }
             }
         }
-        self.dirty = false;
+        self.dirty = !done;
         self.last_commit = Instant::now();
         Ok(())
     }

@@ -559,3 +559,196 @@ async fn a_departed_instance_s_transaction_is_aborted_by_abort_lingering() {
     .await;
     assert_eq!(compare(&want, &got), (0, 0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_handle_stops_gracefully_with_everything_committed() {
+    let f = fake(3).await;
+    let b = f.bootstrap();
+    let input = inputs(1_000);
+    produce(&b, "in", &input).await;
+    let job = upper_job(
+        &b,
+        "in",
+        "out",
+        "g-stop-handle",
+        DeliveryGuarantee::AtLeastOnce,
+        "s",
+        false,
+        Duration::from_secs(30),
+    );
+    let (metrics, stop) = (job.metrics(), job.shutdown_handle());
+    let run = tokio::spawn(job.run());
+    let t0 = std::time::Instant::now();
+    while metrics.snapshot().records_out < 1_000 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Nothing is committed yet (30 s interval): the graceful stop commits it.
+    assert_eq!(metrics.snapshot().commits, 0);
+    stop.shutdown();
+    let s = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.reason, StopReason::Shutdown);
+    assert!(s.metrics.commits >= 1);
+    for p in 0..3 {
+        let (_, hw, _) = f.offsets("in", p).unwrap();
+        assert_eq!(f.committed("g-stop-handle", "in", p), Some(hw));
+    }
+    // The member left the group.
+    f.wait_for_group("g-stop-handle", |g| g.members.is_empty())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_map_keeps_partition_order_in_a_job() {
+    let f = fake(1).await;
+    let b = f.bootstrap();
+    let input: Vec<String> = (0..300).map(|i| format!("{i}")).collect();
+    produce(&b, "in", &input).await;
+    let mut src = KafkaSource::builder(&b)
+        .topic("in")
+        .group_id("g-async")
+        .deserializer(krust_stream::Utf8Deserializer)
+        .bounded(StopPosition::Latest);
+    for (k, v) in GROUP_PROPS {
+        src = src.property(k, v);
+    }
+    let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
+        .topic("out")
+        .partition(|_| Some(0))
+        .delivery_guarantee(DeliveryGuarantee::AtLeastOnce)
+        .build()
+        .unwrap();
+    let job = src
+        .build()
+        .unwrap()
+        .pipeline()
+        .map_async(16, |s: String| async move {
+            // Later records finish earlier.
+            let n: u64 = s.parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(20 - n % 20)).await;
+            format!("done-{n}")
+        })
+        .sink(sink)
+        .unwrap()
+        .handle_signals(false);
+    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.metrics.records_out, 300);
+    let got = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        300,
+        Duration::from_secs(10),
+    )
+    .await;
+    let want: Vec<String> = (0..300).map(|i| format!("done-{i}")).collect();
+    assert_eq!(got, want, "output in input order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_partitions_without_a_group_read_only_those() {
+    let f = fake(3).await;
+    let b = f.bootstrap();
+    produce(&b, "in", &inputs(600)).await;
+    let (_, hw1, _) = f.offsets("in", 1).unwrap();
+    let want: Vec<String> = f
+        .records("in", 1)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(want.len() as i64, hw1);
+    let src = KafkaSource::builder(&b)
+        .partitions([("in", 1)])
+        .deserializer(krust_stream::Utf8Deserializer)
+        .bounded(StopPosition::Latest)
+        .build()
+        .unwrap();
+    let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
+        .topic("out")
+        .build()
+        .unwrap();
+    let s = tokio::time::timeout(
+        Duration::from_secs(20),
+        src.pipeline()
+            .sink(sink)
+            .unwrap()
+            .handle_signals(false)
+            .run(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.reason, StopReason::BoundedEnd);
+    assert_eq!(s.metrics.records_in, hw1 as u64);
+    let got = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        want.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(compare(&want, &got), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_source_discovers_new_topics() {
+    let f = fake(1).await;
+    let b = f.bootstrap();
+    f.create_topic("rx-a", 2, 1).unwrap();
+    produce(&b, "rx-a", &inputs(100)).await;
+    let src = KafkaSource::builder(&b)
+        .topic_pattern("rx-.*")
+        .partition_discovery(Some(Duration::from_millis(200)))
+        .deserializer(krust_stream::Utf8Deserializer)
+        .build()
+        .unwrap();
+    let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
+        .topic("out")
+        .build()
+        .unwrap();
+    let job = src.pipeline().sink(sink).unwrap().handle_signals(false);
+    let (metrics, stop) = (job.metrics(), job.shutdown_handle());
+    let run = tokio::spawn(job.run());
+    let wait_for = |n: u64| {
+        let m = metrics.clone();
+        async move {
+            let t0 = std::time::Instant::now();
+            while m.snapshot().records_in < n {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "stuck at {:?}",
+                    m.snapshot()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(100).await;
+    // A new matching topic appears: found by the next discovery, read from its start.
+    f.create_topic("rx-b", 3, 1).unwrap();
+    produce(&b, "rx-b", &inputs(50)).await;
+    wait_for(150).await;
+    stop.shutdown();
+    let s = run.await.unwrap().unwrap();
+    assert_eq!(s.metrics.records_in, 150);
+    assert_eq!(
+        s.metrics.lag.len(),
+        5,
+        "lag of every partition: {:?}",
+        s.metrics.lag
+    );
+    assert!(
+        s.metrics.lag.values().all(|l| *l == 0),
+        "{:?}",
+        s.metrics.lag
+    );
+}
