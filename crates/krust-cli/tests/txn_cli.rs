@@ -203,3 +203,84 @@ async fn transaction_errors_against_a_cluster_are_one_line() {
     let e = assert_one_line_failure(&acks, 2);
     assert!(e.contains("acks") || e.contains("idempotence"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_until_idle() {
+    let f = FakeCluster::with_config(
+        ClusterConfig::new()
+            .with_topic("src", 2, 1)
+            .with_topic("dst", 3, 1),
+    )
+    .await
+    .unwrap();
+    let b = f.bootstrap();
+    let (produced, copied, out) = tokio::task::spawn_blocking(move || {
+        let input: String = (0..300).map(|i| format!("k{i}:v{i}\n")).collect();
+        let produced = run_with_stdin(
+            &["produce", "-b", &b, "-t", "src", "-K", ":"],
+            input.as_bytes(),
+        );
+        let copied = run(&[
+            "txn",
+            "copy",
+            "-b",
+            &b,
+            "--from",
+            "src",
+            "--to",
+            "dst",
+            "-G",
+            "cp",
+            "--transactional-id",
+            "cp-1",
+            "--batch",
+            "40",
+            "--idle-exit-secs",
+            "1",
+        ]);
+        let out = ok(
+            &run(&[
+                "consume",
+                "-b",
+                &b,
+                "-t",
+                "dst",
+                "-e",
+                "--isolation",
+                "read_committed",
+                "-f",
+                "%k=%s\\n",
+            ]),
+            "consume dst",
+        );
+        (produced, copied, out)
+    })
+    .await
+    .unwrap();
+    ok(&produced, "produce");
+    ok(&copied, "txn copy");
+    let summary = stderr(&copied);
+    assert!(
+        summary.contains("copied 300 record(s) from 'src' to 'dst'"),
+        "{summary}"
+    );
+    assert!(summary.contains("0 aborted"), "{summary}");
+    // At most 40 records a transaction: at least 8 transactions.
+    let txns: u64 = summary
+        .split(" in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(txns >= 8, "{summary}");
+    let mut got: Vec<String> = out.lines().map(str::to_string).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..300).map(|i| format!("k{i}=v{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "keys and values copied once each");
+    // The group's committed offsets are the input's ends.
+    let total: i64 = (0..2)
+        .map(|p| f.committed("cp", "src", p).unwrap_or(0))
+        .sum();
+    assert_eq!(total, 300);
+}
