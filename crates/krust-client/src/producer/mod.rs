@@ -379,6 +379,11 @@ impl Producer {
     /// the background task (and closes the connections if [`Producer::new`] opened them).
     /// Later sends fail with [`TrySendReason::Closed`]. Affects every clone.
     ///
+    /// Transactional producer: a transaction still open is not committed nor aborted here (its
+    /// records are sent; the coordinator aborts it after `transaction.timeout.ms`, or the next
+    /// `init_transactions` with the same id does); a transactional call still waiting gets
+    /// [`Error::Closed`]. Commit or abort before closing.
+    ///
     /// Cancel safety: cancel-safe; the close continues in the background and every record
     /// still gets its result.
     pub async fn close(&self) {

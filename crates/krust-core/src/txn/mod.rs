@@ -880,6 +880,10 @@ impl TransactionManager {
     /// (the batch is never retried in place with new sequences); fenced and authorization
     /// errors are fatal.
     pub fn handle_produce_failure(&mut self, tp: &TopicPartition, failure: ProduceFailure) {
+        if self.state == TxnState::FatalError {
+            // Already unusable (every record of a fenced batch reports the same error).
+            return;
+        }
         let (class, code) = match failure {
             ProduceFailure::Timeout => (TxnErrorClass::Abortable { bump_epoch: true }, None),
             ProduceFailure::Error(code) => match classify(TxnApi::Produce, code) {
