@@ -999,7 +999,7 @@ async fn abort_fails_unsent_records() {
     let fake = fake(ClusterConfig::new().with_topic("t", 2, 1)).await;
     let p = producer(&fake, "unsent").await;
     p.begin_transaction().await.unwrap();
-    fake.delay_next(FakeApi::AddPartitionsToTxn, Duration::from_millis(300));
+    fake.delay_next(FakeApi::AddPartitionsToTxn, Duration::from_secs(2));
     let mut futs = Vec::new();
     for v in values("held", 6) {
         futs.push(p.send(rec("t", 0, v)).await.unwrap());
@@ -1222,7 +1222,7 @@ async fn concurrent_transactions_while_markers_are_written() {
         let fake = fake(
             ClusterConfig::new()
                 .with_topic("t", 2, 1)
-                .with_txn_marker_delay(Duration::from_millis(100))
+                .with_txn_marker_delay(Duration::from_millis(300))
                 .with_txn_protocol(protocol),
         )
         .await;
@@ -1267,5 +1267,34 @@ async fn transaction_timeout_above_the_brokers_maximum() {
         Some(krust_wire::ErrorCode::INVALID_TRANSACTION_TIMEOUT)
     );
     assert!(p.begin_transaction().await.unwrap_err().is_fatal());
+    p.close().await;
+}
+
+/// T5: the topic disappears from Metadata for a while mid-transaction (and leadership moves
+/// meanwhile): records wait, nothing is lost, the commit is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_hidden_mid_transaction() {
+    let fake = fake(
+        ClusterConfig::new()
+            .with_brokers(2)
+            .with_topic("t", 2, 2)
+            .with_txn_protocol(TxnProtocol::Classic),
+    )
+    .await;
+    let p = producer(&fake, "hidden").await;
+    p.begin_transaction().await.unwrap();
+    let a = values("a", 8);
+    send_all(&p, "t", 2, &a).await;
+    fake.hide_topic("t", Some(Duration::from_millis(400)));
+    let (leader, _) = fake.leader("t", 0).unwrap();
+    fake.move_leader("t", 0, 1 - leader);
+    let b = values("b", 8);
+    send_all(&p, "t", 2, &b).await;
+    p.commit_transaction().await.unwrap();
+    let mut all = a;
+    all.extend(b);
+    let sent = BTreeMap::from([("a".to_string(), all)]);
+    let read = read_committed(&fake, "t", 2).await;
+    assert_eq!(whole_transactions(&read, &sent).len(), 1);
     p.close().await;
 }
