@@ -327,6 +327,9 @@ fn krust_consume(
     use krust_client::consumer::{Consumer, ConsumerConfig, StartOffset, TopicPartition};
     krust_runtime().block_on(async {
         let mut cfg = ConsumerConfig::new(bootstrap);
+        if let Some(n) = env_usize("KRUST_PEER_PARTITION_FETCH_BYTES") {
+            cfg = cfg.with_max_partition_fetch_bytes(n as i32);
+        }
         if let Some(n) = env_usize("KRUST_PEER_MAX_POLL") {
             cfg = cfg.with_max_poll_records(n);
         }
@@ -347,6 +350,9 @@ fn krust_consume(
                 n += 1;
                 bytes += r.value.as_ref().map_or(0, |v| v.len() as u64);
             }
+        }
+        if std::env::var_os("KRUST_PEER_STATS").is_some() {
+            eprintln!("krust consumer: {:?}", consumer.prefetch_stats());
         }
         Ok((n, bytes))
     })
@@ -380,6 +386,9 @@ impl rdkafka::producer::ProducerContext for DeliveryCounter {
 fn rdk_config(bootstrap: &str) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
+    if let Ok(d) = std::env::var("KRUST_PEER_RDK_FETCH_MAX_BYTES") {
+        c.set("fetch.max.bytes", d);
+    }
     if let Ok(d) = std::env::var("KRUST_PEER_RDK_DEBUG") {
         c.set("debug", d);
     }
@@ -721,6 +730,9 @@ fn main() {
                     let admin = tansu_admin(&opts.tansu_addr).await?;
                     let t = tansu_topic(&admin, w.partitions).await?;
                     prefill(&opts.tansu_addr, &t, &w).await?;
+                    if std::env::var_os("KRUST_PEER_STATS").is_some() {
+                        eprintln!("prefilled topic {t}");
+                    }
                     Ok::<_, String>(t)
                 });
                 match r {
