@@ -9,7 +9,8 @@
 //!
 //! Size: the full 100 000 records (measured in debug: about 7 s on the fake cluster, about 20 s
 //! on tansu per test); `KRUST_PIPE_RECORDS=N` overrides it. Kill points and the joiner are at
-//! random fractions of the committed progress, each incarnation running 1-3 s first;
+//! random fractions of the committed progress, each incarnation running a random while first
+//! (0.1-0.4 s on the fake cluster, 1-3 s on tansu, whose group join alone takes ~3 s);
 //! `KRUST_PIPE_SEED` replays a run.
 
 mod common;
@@ -330,7 +331,12 @@ fn compare(want: &[String], got: &[String]) -> (usize, usize, usize) {
 /// restarted 3 times at random points; a third instance joins after the second kill. Every
 /// process is bounded (stop = the input's end), so the surviving ones exit by themselves once
 /// the group has committed every stop offset. Returns the expected output.
-fn chaos_run(bootstrap: &str, guarantee: &str, n: usize) -> (String, Vec<String>) {
+fn chaos_run(
+    bootstrap: &str,
+    guarantee: &str,
+    n: usize,
+    uptime_ms: (u64, u64),
+) -> (String, Vec<String>) {
     let mut rng = Rng::new();
     let s = format!("{:08x}", rng.next() as u32);
     let (input, output, group) = (
@@ -365,8 +371,9 @@ fn chaos_run(bootstrap: &str, guarantee: &str, n: usize) -> (String, Vec<String>
     let mut mid_run_kills = 0;
     for (kill, pct) in points.into_iter().enumerate() {
         let target = n as i64 * pct as i64 / 100;
-        // Each incarnation of `a` runs a while first (it must have joined and be working).
-        let uptime = Duration::from_millis(rng.range(1_000, 3_000));
+        // Each incarnation of `a` runs a while first (it must have joined and be working:
+        // joining takes ~3 s on tansu, next to nothing on the fake cluster).
+        let uptime = Duration::from_millis(rng.range(uptime_ms.0, uptime_ms.1));
         let started = Instant::now();
         let mut done = progress();
         while (done < target || started.elapsed() < uptime)
@@ -485,7 +492,7 @@ fn fake_cluster() -> (tokio::runtime::Runtime, krust_testkit::FakeCluster) {
 fn exactly_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
     let (_rt, fake) = fake_cluster();
     let b = fake.bootstrap();
-    let (out, want) = chaos_run(&b, "exactly-once", records(100_000));
+    let (out, want) = chaos_run(&b, "exactly-once", records(100_000), (100, 400));
     check_exactly_once(&b, &out, &want, true);
 }
 
@@ -493,21 +500,21 @@ fn exactly_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
 fn at_least_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
     let (_rt, fake) = fake_cluster();
     let b = fake.bootstrap();
-    let (out, want) = chaos_run(&b, "at-least-once", records(100_000));
+    let (out, want) = chaos_run(&b, "at-least-once", records(100_000), (100, 400));
     check_at_least_once(&b, &out, &want);
 }
 
 #[test]
 fn exactly_once_survives_kills_and_a_joiner_on_the_real_broker() {
     let Some(b) = common::broker() else { return };
-    let (out, want) = chaos_run(&b, "exactly-once", records(100_000));
+    let (out, want) = chaos_run(&b, "exactly-once", records(100_000), (1_000, 3_000));
     check_exactly_once(&b, &out, &want, false);
 }
 
 #[test]
 fn at_least_once_survives_kills_and_a_joiner_on_the_real_broker() {
     let Some(b) = common::broker() else { return };
-    let (out, want) = chaos_run(&b, "at-least-once", records(100_000));
+    let (out, want) = chaos_run(&b, "at-least-once", records(100_000), (1_000, 3_000));
     check_at_least_once(&b, &out, &want);
 }
 
