@@ -920,4 +920,7 @@ pub struct PipeArgs {
     /// Print the job's metrics on stderr every S seconds (0: only the summary at the end).
     #[arg(long = "progress-secs", value_name = "S", default_value_t = 0)]
     pub progress_secs: u64,
+    /// Process at most N records per second in this process (to spare what is downstream).
+    #[arg(long = "max-rate", value_name = "N")]
+    pub max_rate: Option<u64>,
 }

@@ -10,7 +10,8 @@
 //! Size: the full 100 000 records (measured in debug: about 7 s on the fake cluster, about 20 s
 //! on tansu per test); `KRUST_PIPE_RECORDS=N` overrides it. Kill points and the joiner are at
 //! random fractions of the committed progress, each incarnation running a random while first
-//! (0.1-0.4 s on the fake cluster, 1-3 s on tansu, whose group join alone takes ~3 s);
+//! (0.1-0.4 s on the fake cluster; 3.5-5 s on tansu, whose group join alone takes ~3 s, with
+//! each process paced at 8 000 records/s so the job outlasts the kills);
 //! `KRUST_PIPE_SEED` replays a run.
 
 mod common;
@@ -31,6 +32,10 @@ use krust_client::{
 use krust_wire::record::{batches, ControlRecordType};
 
 const PARTITIONS: i32 = 6;
+
+/// On tansu each process is paced (`--max-rate`), so that the job outlasts three kills and
+/// their rebalances (a tansu rebalance takes ~3 s) and every kill finds its instance working.
+const TANSU_PACE: &[&str] = &["--max-rate", "8000"];
 
 /// A small xorshift generator seeded from the clock (the seed is printed for reruns).
 struct Rng(u64);
@@ -87,6 +92,7 @@ fn spawn_pipe(
     group: &str,
     guarantee: &str,
     instance: &str,
+    extra: &[&str],
 ) -> Child {
     krust()
         .args([
@@ -117,6 +123,7 @@ fn spawn_pipe(
             "--consumer-property",
             "max.poll.interval.ms=6000",
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -336,6 +343,7 @@ fn chaos_run(
     guarantee: &str,
     n: usize,
     uptime_ms: (u64, u64),
+    extra: &[&str],
 ) -> (String, Vec<String>) {
     let mut rng = Rng::new();
     let s = format!("{:08x}", rng.next() as u32);
@@ -365,8 +373,8 @@ fn chaos_run(
     let mut points: Vec<u64> = (0..4).map(|_| rng.range(5, 60)).collect();
     points.sort();
     let join_at = points.remove(2);
-    let mut a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a");
-    let b = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "b");
+    let mut a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a", extra);
+    let b = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "b", extra);
     let mut c = None;
     let mut mid_run_kills = 0;
     for (kill, pct) in points.into_iter().enumerate() {
@@ -387,7 +395,7 @@ fn chaos_run(
                     t0.elapsed()
                 );
                 c = Some(spawn_pipe(
-                    bootstrap, &input, &output, &group, guarantee, "c",
+                    bootstrap, &input, &output, &group, guarantee, "c", extra,
                 ));
             }
         }
@@ -406,11 +414,11 @@ fn chaos_run(
             "{guarantee}: killed instance a at {done}/{n} committed ({:?})",
             t0.elapsed()
         );
-        a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a");
+        a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a", extra);
     }
     if c.is_none() {
         c = Some(spawn_pipe(
-            bootstrap, &input, &output, &group, guarantee, "c",
+            bootstrap, &input, &output, &group, guarantee, "c", extra,
         ));
     }
     assert_eq!(
@@ -492,7 +500,7 @@ fn fake_cluster() -> (tokio::runtime::Runtime, krust_testkit::FakeCluster) {
 fn exactly_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
     let (_rt, fake) = fake_cluster();
     let b = fake.bootstrap();
-    let (out, want) = chaos_run(&b, "exactly-once", records(100_000), (100, 400));
+    let (out, want) = chaos_run(&b, "exactly-once", records(100_000), (100, 400), &[]);
     check_exactly_once(&b, &out, &want, true);
 }
 
@@ -500,21 +508,33 @@ fn exactly_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
 fn at_least_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
     let (_rt, fake) = fake_cluster();
     let b = fake.bootstrap();
-    let (out, want) = chaos_run(&b, "at-least-once", records(100_000), (100, 400));
+    let (out, want) = chaos_run(&b, "at-least-once", records(100_000), (100, 400), &[]);
     check_at_least_once(&b, &out, &want);
 }
 
 #[test]
 fn exactly_once_survives_kills_and_a_joiner_on_the_real_broker() {
     let Some(b) = common::broker() else { return };
-    let (out, want) = chaos_run(&b, "exactly-once", records(100_000), (1_000, 3_000));
+    let (out, want) = chaos_run(
+        &b,
+        "exactly-once",
+        records(100_000),
+        (3_500, 5_000),
+        TANSU_PACE,
+    );
     check_exactly_once(&b, &out, &want, false);
 }
 
 #[test]
 fn at_least_once_survives_kills_and_a_joiner_on_the_real_broker() {
     let Some(b) = common::broker() else { return };
-    let (out, want) = chaos_run(&b, "at-least-once", records(100_000), (1_000, 3_000));
+    let (out, want) = chaos_run(
+        &b,
+        "at-least-once",
+        records(100_000),
+        (3_500, 5_000),
+        TANSU_PACE,
+    );
     check_at_least_once(&b, &out, &want);
 }
 

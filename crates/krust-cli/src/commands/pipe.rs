@@ -5,6 +5,7 @@
 //! Prints a one-line summary on stderr at the end.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -208,9 +209,33 @@ fn build(args: &PipeArgs) -> Result<Job, CliError> {
         .deserializer(Utf8Deserializer)
         .build()
         .map_err(stream_error)?;
-    source
-        .pipeline()
-        .map(map)
+    let pipeline = source.pipeline();
+    let pipeline = match args.max_rate {
+        None => pipeline.map(map),
+        Some(0) => return Err(CliError::Usage("--max-rate must be positive".into())),
+        Some(rate) => {
+            // One slot every 1/rate s, handed out in input order (order is kept).
+            let every = Duration::from_nanos(1_000_000_000 / rate);
+            let next = Arc::new(Mutex::new(tokio::time::Instant::now()));
+            pipeline.map_async(1, move |s: String| {
+                let at = {
+                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                    let now = tokio::time::Instant::now();
+                    if *n < now {
+                        *n = now;
+                    }
+                    let at = *n;
+                    *n += every;
+                    at
+                };
+                async move {
+                    tokio::time::sleep_until(at).await;
+                    map(s)
+                }
+            })
+        }
+    };
+    pipeline
         .map(String::into_bytes)
         .sink(sink)
         .map_err(stream_error)
