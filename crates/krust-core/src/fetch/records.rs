@@ -11,7 +11,7 @@ use bytes::Bytes;
 use krust_wire::kafka_protocol::messages::fetch_response::PartitionData;
 use krust_wire::record::{
     batches, Compression, ControlRecordType, DecompressLimits, DeflatedBatch, RecordHeader,
-    TimestampType,
+    RecordIter, TimestampType,
 };
 
 use super::{IsolationLevel, TopicPartition, Watermarks};
@@ -69,9 +69,10 @@ pub struct CompletedFetch {
     pub tp: TopicPartition,
     /// Data batches not yet inflated, in offset order.
     pending: VecDeque<DeflatedBatch>,
-    /// Records of the batch being delivered.
-    current: VecDeque<ConsumerRecord>,
-    /// Bytes of `current` counted in `size` (decompressed bytes and per-record overhead).
+    /// The batch being delivered, decoded record by record straight into the caller's vector
+    /// (keys and values are slices of its bytes).
+    current: Option<Current>,
+    /// Bytes of `current` counted in `size` (its decompressed bytes, for a compressed batch).
     current_size: usize,
     /// Records before this offset are not delivered.
     fetch_offset: i64,
@@ -95,8 +96,15 @@ pub struct CompletedFetch {
     partial_only: Option<usize>,
 }
 
-/// Approximate per-record overhead of a [`ConsumerRecord`], counted with the bytes.
-const RECORD_OVERHEAD: usize = std::mem::size_of::<ConsumerRecord>();
+/// The inflated batch a [`CompletedFetch`] is delivering.
+#[derive(Debug)]
+struct Current {
+    records: RecordIter,
+    base_offset: i64,
+    timestamp_type: TimestampType,
+    max_timestamp: i64,
+    leader_epoch: Option<i32>,
+}
 
 /// A batch that could not be inflated or decoded while being delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +128,7 @@ impl CompletedFetch {
 
     /// Whether records (or batches that may hold deliverable records) remain.
     pub fn has_records(&self) -> bool {
-        !self.current.is_empty() || !self.pending.is_empty()
+        self.current.is_some() || !self.pending.is_empty()
     }
 
     /// Whether everything has been handed out.
@@ -135,74 +143,85 @@ impl CompletedFetch {
     }
 
     /// Moves up to `max` records at or after `position` into `out`, inflating batches as
-    /// needed; returns how many. A batch that fails to inflate or decode is an error (the
-    /// records moved before it stay in `out`).
+    /// needed and decoding each record straight into `out`; returns how many. A batch that
+    /// fails to inflate or decode is an error (the records moved before the failure stay in
+    /// `out`).
     pub fn drain_into(
         &mut self,
         position: i64,
         max: usize,
         out: &mut Vec<ConsumerRecord>,
     ) -> Result<usize, CorruptBatch> {
+        let from = self.fetch_offset.max(position);
         let mut n = 0;
         while n < max {
-            if let Some(r) = self.current.pop_front() {
-                if r.offset >= position {
-                    out.push(r);
-                    n += 1;
+            if let Some(cur) = &mut self.current {
+                match cur.records.next() {
+                    Some(Ok(r)) if r.offset >= self.stable_end => self.finish_current(),
+                    Some(Ok(r)) if r.offset < from => {}
+                    Some(Ok(r)) => {
+                        let timestamp = match cur.timestamp_type {
+                            TimestampType::LogAppendTime => cur.max_timestamp,
+                            TimestampType::CreateTime => r.timestamp,
+                        };
+                        out.push(ConsumerRecord {
+                            topic: self.tp.topic.clone(),
+                            partition: self.tp.partition,
+                            offset: r.offset,
+                            timestamp,
+                            timestamp_type: cur.timestamp_type,
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
+                            leader_epoch: cur.leader_epoch,
+                        });
+                        n += 1;
+                    }
+                    Some(Err(e)) => {
+                        let offset = cur.base_offset;
+                        self.finish_current();
+                        return Err(CorruptBatch {
+                            offset,
+                            message: e.to_string(),
+                        });
+                    }
+                    None => self.finish_current(),
                 }
                 continue;
             }
-            self.size -= std::mem::take(&mut self.current_size);
             let Some(batch) = self.pending.pop_front() else {
                 break;
             };
-            self.inflate(batch, position)?;
-        }
-        if self.current.is_empty() {
-            self.size -= std::mem::take(&mut self.current_size);
+            self.inflate(batch)?;
         }
         Ok(n)
     }
 
-    fn inflate(&mut self, batch: DeflatedBatch, position: i64) -> Result<(), CorruptBatch> {
+    /// Releases the batch being delivered.
+    fn finish_current(&mut self) {
+        self.current = None;
+        self.size -= std::mem::take(&mut self.current_size);
+    }
+
+    fn inflate(&mut self, batch: DeflatedBatch) -> Result<(), CorruptBatch> {
         let h = *batch.header();
-        let corrupt = |e: krust_wire::Error| CorruptBatch {
+        let inflated = batch.inflate_with(&self.limits).map_err(|e| CorruptBatch {
             offset: h.base_offset,
             message: e.to_string(),
+        })?;
+        // An uncompressed batch's records are slices of the fetched bytes, already counted.
+        let size = if h.compression == Compression::None {
+            0
+        } else {
+            inflated.records_bytes().len()
         };
-        let inflated = batch.inflate_with(&self.limits).map_err(corrupt)?;
-        let mut size = 0;
-        if h.compression != Compression::None {
-            size += inflated.records_bytes().len();
-        }
-        let timestamp_type = h.timestamp_type();
-        let leader_epoch = (h.partition_leader_epoch >= 0).then_some(h.partition_leader_epoch);
-        let from = self.fetch_offset.max(position);
-        for r in inflated.records() {
-            let r = r.map_err(corrupt)?;
-            if r.offset >= self.stable_end {
-                break;
-            }
-            if r.offset < from {
-                continue;
-            }
-            size += RECORD_OVERHEAD;
-            let timestamp = match timestamp_type {
-                TimestampType::LogAppendTime => h.max_timestamp,
-                TimestampType::CreateTime => r.timestamp,
-            };
-            self.current.push_back(ConsumerRecord {
-                topic: self.tp.topic.clone(),
-                partition: self.tp.partition,
-                offset: r.offset,
-                timestamp,
-                timestamp_type,
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-                leader_epoch,
-            });
-        }
+        self.current = Some(Current {
+            records: inflated.records(),
+            base_offset: h.base_offset,
+            timestamp_type: h.timestamp_type(),
+            max_timestamp: h.max_timestamp,
+            leader_epoch: (h.partition_leader_epoch >= 0).then_some(h.partition_leader_epoch),
+        });
         self.current_size = size;
         self.size += size;
         Ok(())
@@ -296,7 +315,7 @@ pub fn parse_partition(
     Ok(CompletedFetch {
         tp: tp.clone(),
         pending,
-        current: VecDeque::new(),
+        current: None,
         current_size: 0,
         fetch_offset,
         stable_end,

@@ -494,6 +494,7 @@ fn truncated(what: &'static str, offset: usize, needed: usize, remaining: usize)
 }
 
 /// A varint-length-prefixed byte field inside `data[..end]`; -1 is null.
+#[inline]
 fn bytes_field(
     data: &Bytes,
     p: &mut usize,

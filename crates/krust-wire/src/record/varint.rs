@@ -71,14 +71,25 @@ fn get_uvarint(buf: &[u8], max_bytes: usize, bits: u32, at: usize) -> Result<(u6
 
 /// Reads a zig-zag varint (`i32`) from the front of `buf`: the value and the bytes used.
 /// `at` is the position of `buf[0]`, for error messages.
+#[inline]
 pub fn get_varint(buf: &[u8], at: usize) -> Result<(i32, usize)> {
+    // One byte: every small length and delta (the common case in a batch).
+    if let Some(&b) = buf.first().filter(|b| **b < 0x80) {
+        let u = u32::from(b);
+        return Ok((((u >> 1) as i32) ^ -((u & 1) as i32), 1));
+    }
     let (u, n) = get_uvarint(buf, 5, 32, at)?;
     let u = u as u32;
     Ok((((u >> 1) as i32) ^ -((u & 1) as i32), n))
 }
 
 /// Reads a zig-zag varlong (`i64`) from the front of `buf`: the value and the bytes used.
+#[inline]
 pub fn get_varlong(buf: &[u8], at: usize) -> Result<(i64, usize)> {
+    if let Some(&b) = buf.first().filter(|b| **b < 0x80) {
+        let u = u64::from(b);
+        return Ok((((u >> 1) as i64) ^ -((u & 1) as i64), 1));
+    }
     let (u, n) = get_uvarint(buf, 10, 64, at)?;
     Ok((((u >> 1) as i64) ^ -((u & 1) as i64), n))
 }
@@ -89,13 +100,13 @@ mod tests {
 
     #[test]
     fn round_trips_edges() {
-        for v in [0, 1, -1, 63, -64, 64, i32::MAX, i32::MIN] {
+        for v in [0, 1, -1, 63, -64, 64, -65, i32::MAX, i32::MIN] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v));
             assert_eq!(get_varint(&b, 0).unwrap(), (v, b.len()));
         }
-        for v in [0, 1, -1, i64::MAX, i64::MIN, 1 << 40] {
+        for v in [0, 1, -1, 63, -64, 64, -65, i64::MAX, i64::MIN, 1 << 40] {
             let mut b = Vec::new();
             put_varlong(&mut b, v);
             assert_eq!(b.len(), varlong_len(v));
