@@ -71,7 +71,7 @@ pub struct CompletedFetch {
     pending: VecDeque<DeflatedBatch>,
     /// The batch being delivered, decoded record by record straight into the caller's vector
     /// (keys and values are slices of its bytes).
-    current: Option<Current>,
+    current: Option<Box<Current>>,
     /// Bytes of `current` counted in `size` (its decompressed bytes, for a compressed batch).
     current_size: usize,
     /// Records before this offset are not delivered.
@@ -215,13 +215,13 @@ impl CompletedFetch {
         } else {
             inflated.records_bytes().len()
         };
-        self.current = Some(Current {
+        self.current = Some(Box::new(Current {
             records: inflated.records(),
             base_offset: h.base_offset,
             timestamp_type: h.timestamp_type(),
             max_timestamp: h.max_timestamp,
             leader_epoch: (h.partition_leader_epoch >= 0).then_some(h.partition_leader_epoch),
-        });
+        }));
         self.current_size = size;
         self.size += size;
         Ok(())
