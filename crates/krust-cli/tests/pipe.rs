@@ -606,3 +606,82 @@ fn bad_flags_are_one_line_usage_errors() {
     let e = common::assert_one_line_failure(&o, 2);
     assert!(e.contains("transaction_timeout"), "{e}");
 }
+
+#[test]
+fn sigterm_stops_an_unbounded_pipe_gracefully_with_its_offsets_committed() {
+    let (rt, fake) = fake_cluster();
+    let b = fake.bootstrap();
+    let values = rt.block_on(seed(&b, "sig-in", "sig-out", 2_000));
+    let mut child = krust()
+        .args([
+            "pipe",
+            "-b",
+            &b,
+            "--from",
+            "sig-in",
+            "--to",
+            "sig-out",
+            "-G",
+            "sig",
+            "--guarantee",
+            "at-least-once",
+            "--map",
+            "lower",
+            // A long interval: only the graceful stop commits.
+            "--commit-interval-ms",
+            "600000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let written: i64 = (0..PARTITIONS)
+            .map(|p| fake.offsets("sig-out", p).map_or(0, |o| o.1))
+            .sum();
+        if written >= 2_000 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            fake.committed("sig", "sig-in", p),
+            None,
+            "nothing committed before the stop"
+        );
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t1 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t1.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, err) = stderr_of(child);
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("reason=signal") && err.contains("in=2000"),
+        "{err}"
+    );
+    for p in 0..PARTITIONS {
+        let (_, hw, _) = fake.offsets("sig-in", p).unwrap();
+        assert_eq!(
+            fake.committed("sig", "sig-in", p),
+            Some(hw),
+            "partition {p}"
+        );
+    }
+    let got = rt.block_on(consume(&b, "sig-out", IsolationLevel::ReadCommitted));
+    let want: Vec<String> = values.iter().map(|v| v.to_lowercase()).collect();
+    assert_eq!(compare(&want, &got), (0, 0, 0));
+}

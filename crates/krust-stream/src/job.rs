@@ -109,7 +109,7 @@ trait Runner: Send {
 struct Control {
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
-    signals: bool,
+    signals: Signals,
     name: String,
     metrics_interval: Duration,
 }
@@ -176,7 +176,7 @@ impl Job {
         let ctl = Control {
             metrics: self.metrics.clone(),
             shutdown: self.shutdown_rx,
-            signals: self.signals,
+            signals: Signals::install(self.signals),
             name: self.name.clone(),
             metrics_interval: self.metrics_interval,
         };
@@ -423,28 +423,52 @@ async fn next_event(member: &Option<GroupMember>) -> Option<Rebalance> {
     }
 }
 
-async fn stop_signal(enabled: bool) {
-    if !enabled {
-        return std::future::pending().await;
-    }
+/// SIGINT and SIGTERM, installed when the job starts (a signal during start-up is not lost
+/// and does not kill the process).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    streams: Vec<tokio::signal::unix::Signal>,
+    enabled: bool,
+}
+
+impl Signals {
+    fn install(enabled: bool) -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = if enabled {
+                [SignalKind::interrupt(), SignalKind::terminate()]
+                    .into_iter()
+                    .filter_map(|k| signal(k).ok())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Signals { streams, enabled }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals { enabled }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves when a signal arrives (never when disabled).
+    async fn recv(&mut self) {
+        if !self.enabled {
+            return std::future::pending().await;
+        }
+        #[cfg(unix)]
+        {
+            if self.streams.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = self.streams.iter_mut().map(|s| Box::pin(s.recv()));
+            let _ = futures::future::select_all(waits).await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -518,7 +542,6 @@ impl<T: Send + 'static> Running<T> {
             .flatten();
         let mut next_discovery = discovery.map(|d| Instant::now() + d);
         let mut next_metrics = Instant::now() + ctl.metrics_interval;
-        let mut signal = Box::pin(stop_signal(ctl.signals));
         let poll_timeout = self.source.poll_timeout;
         loop {
             if bounded && self.bounded_done().await? {
@@ -535,7 +558,7 @@ impl<T: Send + 'static> Running<T> {
                     let _ = r;
                     Step::Shutdown(StopReason::Shutdown)
                 }
-                _ = &mut signal => Step::Shutdown(StopReason::Signal),
+                _ = ctl.signals.recv() => Step::Shutdown(StopReason::Signal),
                 e = next_event(&self.member) => Step::Group(e),
                 _ = sleep_until_opt(commit_at) => Step::Commit,
                 _ = sleep_until_opt(next_discovery) => Step::Discover,
