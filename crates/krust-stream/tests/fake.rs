@@ -752,3 +752,76 @@ async fn a_pattern_source_discovers_new_topics() {
         s.metrics.lag
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_job_over_transactional_input_ends_past_the_last_marker() {
+    let f = fake(2).await;
+    let b = f.bootstrap();
+    // Input written in transactions: each partition ends with a commit marker, and one
+    // transaction is aborted (its records are skipped under read_committed).
+    let p = krust_client::Producer::new(
+        krust_client::ProducerConfig::new(&b).with_transactional_id("input-writer"),
+    )
+    .await
+    .unwrap();
+    p.init_transactions().await.unwrap();
+    let values = inputs(200);
+    for (i, chunk) in values.chunks(50).enumerate() {
+        p.begin_transaction().await.unwrap();
+        for (j, v) in chunk.iter().enumerate() {
+            let _ = p
+                .send(
+                    krust_client::ProducerRecord::new("in")
+                        .with_key(format!("{i}-{j}"))
+                        .with_value(v.clone()),
+                )
+                .await
+                .unwrap();
+        }
+        if i == 1 {
+            p.abort_transaction().await.unwrap();
+        } else {
+            p.commit_transaction().await.unwrap();
+        }
+    }
+    p.close().await;
+    let committed_inputs: Vec<String> = values
+        .chunks(50)
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .flat_map(|(_, c)| c.iter().cloned())
+        .collect();
+    let job = upper_job(
+        &b,
+        "in",
+        "out",
+        "g-txn-input",
+        DeliveryGuarantee::ExactlyOnce,
+        "t",
+        true,
+        Duration::from_millis(50),
+    );
+    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
+        .await
+        .expect("the bounded job ends although the last offsets are markers")
+        .unwrap();
+    assert_eq!(s.metrics.records_in, 150);
+    for p in 0..2 {
+        let (_, hw, _) = f.offsets("in", p).unwrap();
+        assert_eq!(
+            f.committed("g-txn-input", "in", p),
+            Some(hw),
+            "partition {p}"
+        );
+    }
+    let want: Vec<String> = committed_inputs.iter().map(|s| s.to_uppercase()).collect();
+    let got = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        want.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(compare(&want, &got), (0, 0, 0));
+}
