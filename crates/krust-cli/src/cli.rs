@@ -897,9 +897,9 @@ pub struct PipeArgs {
     /// Where a partition without a committed offset starts: earliest or latest.
     #[arg(long = "start", default_value = "earliest", value_name = "WHERE")]
     pub start: String,
-    /// This instance's id, stable across its restarts (exactly-once: the transactional id is
-    /// <prefix>-<id>; a restart fences the previous run and aborts its open transaction).
-    /// Default: the host name and -G.
+    /// This instance's id, stable across its restarts and different for every instance
+    /// (required with exactly-once: the transactional id is <prefix>-<id>; a restart fences
+    /// the previous run and aborts its open transaction).
     #[arg(long = "instance-id", value_name = "ID")]
     pub instance_id: Option<String>,
     /// Transactional id prefix (exactly-once). Default: krust-pipe-<GROUP>.
