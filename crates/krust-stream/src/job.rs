@@ -416,6 +416,23 @@ fn commit_can_wait(e: &StreamError) -> bool {
         )
 }
 
+/// Awaits `fut` (a broker round: a commit, a flush, an offset fetch) while telling the group
+/// that the job is alive: `max.poll.interval.ms` is meant to catch a stuck application, not a
+/// slow broker or a transaction that another instance's crash holds open.
+async fn alive<F: Future>(member: Option<&GroupMember>, fut: F) -> F::Output {
+    let Some(m) = member else {
+        return fut.await;
+    };
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            r = &mut fut => return r,
+            _ = tick.tick() => m.polled(),
+        }
+    }
+}
+
 async fn next_event(member: &Option<GroupMember>) -> Option<Rebalance> {
     match member {
         Some(m) => m.next_event().await,
@@ -772,7 +789,7 @@ impl<T: Send + 'static> Running<T> {
         let mut attempt = 0;
         loop {
             let r = match &self.member {
-                Some(m) => m.committed(tps).await,
+                Some(m) => alive(Some(m), m.committed(tps)).await,
                 None => krust_client::group::fetch_committed(&self.cluster, group, tps, true).await,
             };
             match r {
@@ -1190,7 +1207,7 @@ impl<T: Send + 'static> Running<T> {
 
     /// Waits for every pending delivery; the first failure is returned.
     async fn check_deliveries(&mut self) -> Result<(), StreamError> {
-        self.producer.flush().await;
+        alive(self.member.as_ref(), self.producer.flush()).await;
         let mut first = None;
         for (topic, d) in self.pending.drain(..) {
             if let Err(e) = d.await {
@@ -1237,7 +1254,13 @@ impl<T: Send + 'static> Running<T> {
                 }
                 let offsets = self.positions();
                 let metadata = self.group_metadata();
-                match txn::commit(&self.producer, &offsets, &metadata).await {
+                let member = self.member.clone();
+                match alive(
+                    member.as_ref(),
+                    txn::commit(&self.producer, &offsets, &metadata),
+                )
+                .await
+                {
                     Ok(()) => {
                         self.txn_open = false;
                         self.txn_start.clear();
@@ -1301,7 +1324,7 @@ impl<T: Send + 'static> Running<T> {
             return Ok(());
         }
         match &self.member {
-            Some(m) => m.commit(offsets.clone()).await?,
+            Some(m) => alive(Some(m), m.commit(offsets.clone())).await?,
             None => {
                 for (tp, o) in &offsets {
                     krust_client::group::admin::reset_offsets(
@@ -1320,7 +1343,8 @@ impl<T: Send + 'static> Running<T> {
 
     /// Aborts the open transaction and rewinds every partition it touched.
     async fn abort(&mut self) -> Result<(), StreamError> {
-        let r = txn::abort(&self.producer).await;
+        let member = self.member.clone();
+        let r = alive(member.as_ref(), txn::abort(&self.producer)).await;
         self.pending.clear();
         self.txn_open = false;
         self.metrics.aborted();

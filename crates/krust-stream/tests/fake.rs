@@ -769,14 +769,15 @@ async fn a_bounded_job_over_transactional_input_ends_past_the_last_marker() {
     for (i, chunk) in values.chunks(50).enumerate() {
         p.begin_transaction().await.unwrap();
         for (j, v) in chunk.iter().enumerate() {
-            let _ = p
-                .send(
+            drop(
+                p.send(
                     krust_client::ProducerRecord::new("in")
                         .with_key(format!("{i}-{j}"))
                         .with_value(v.clone()),
                 )
                 .await
-                .unwrap();
+                .unwrap(),
+            );
         }
         if i == 1 {
             p.abort_transaction().await.unwrap();
