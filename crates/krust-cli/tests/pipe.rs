@@ -10,8 +10,8 @@
 //! Size: the full 100 000 records (measured in debug: about 7 s on the fake cluster, about 20 s
 //! on tansu per test); `KRUST_PIPE_RECORDS=N` overrides it. Kill points and the joiner are at
 //! random fractions of the committed progress, each incarnation running a random while first
-//! (0.1-0.4 s on the fake cluster; 3.5-5 s on tansu, whose group join alone takes ~3 s, with
-//! each process paced at 8 000 records/s so the job outlasts the kills);
+//! (0.2-0.6 s on the fake cluster, each process paced at 30 000 records/s; 3.5-5 s on tansu,
+//! whose group join alone takes ~3 s, paced at 8 000/s), so every kill lands mid-run;
 //! `KRUST_PIPE_SEED` replays a run.
 
 mod common;
@@ -32,6 +32,10 @@ use krust_client::{
 use krust_wire::record::{batches, ControlRecordType};
 
 const PARTITIONS: i32 = 6;
+
+/// On the fake cluster an unpaced job can finish 100 000 records within a second; paced, it
+/// outlasts the kills.
+const FAKE_PACE: &[&str] = &["--max-rate", "30000"];
 
 /// On tansu each process is paced (`--max-rate`), so that the job outlasts three kills and
 /// their rebalances (a tansu rebalance takes ~3 s) and every kill finds its instance working.
@@ -500,7 +504,7 @@ fn fake_cluster() -> (tokio::runtime::Runtime, krust_testkit::FakeCluster) {
 fn exactly_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
     let (_rt, fake) = fake_cluster();
     let b = fake.bootstrap();
-    let (out, want) = chaos_run(&b, "exactly-once", records(100_000), (100, 400), &[]);
+    let (out, want) = chaos_run(&b, "exactly-once", records(100_000), (200, 600), FAKE_PACE);
     check_exactly_once(&b, &out, &want, true);
 }
 
@@ -508,7 +512,7 @@ fn exactly_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
 fn at_least_once_survives_kills_and_a_joiner_on_the_fake_cluster() {
     let (_rt, fake) = fake_cluster();
     let b = fake.bootstrap();
-    let (out, want) = chaos_run(&b, "at-least-once", records(100_000), (100, 400), &[]);
+    let (out, want) = chaos_run(&b, "at-least-once", records(100_000), (200, 600), FAKE_PACE);
     check_at_least_once(&b, &out, &want);
 }
 
