@@ -826,3 +826,56 @@ async fn a_bounded_job_over_transactional_input_ends_past_the_last_marker() {
     .await;
     assert_eq!(compare(&want, &got), (0, 0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_and_stop_at_timestamps() {
+    let f = fake(2).await;
+    let b = f.bootstrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    produce(&b, "in", &inputs(100)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let from = now();
+    let middle: Vec<String> = (0..60).map(|i| format!("middle-{i}")).collect();
+    produce(&b, "in", &middle).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let until = now();
+    produce(&b, "in", &inputs(40)).await;
+    let src = KafkaSource::builder(&b)
+        .topic("in")
+        .start(krust_stream::StartPosition::Timestamp(from))
+        .bounded(StopPosition::Timestamp(until))
+        .deserializer(krust_stream::Utf8Deserializer)
+        .build()
+        .unwrap();
+    let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
+        .topic("out")
+        .build()
+        .unwrap();
+    let s = tokio::time::timeout(
+        Duration::from_secs(20),
+        src.pipeline()
+            .sink(sink)
+            .unwrap()
+            .handle_signals(false)
+            .run(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.reason, StopReason::BoundedEnd);
+    assert_eq!(s.metrics.records_in, 60);
+    let got = read_values(
+        &b,
+        "out",
+        IsolationLevel::ReadCommitted,
+        60,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(compare(&middle, &got), (0, 0, 0));
+}
