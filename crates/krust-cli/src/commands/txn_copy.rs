@@ -184,11 +184,11 @@ async fn copy_loop(
     let mut last_input = Instant::now();
     let idle_limit = args.idle_exit_secs.map(Duration::from_secs);
     loop {
-        // The group membership the records belong to: the one before and after the poll. A
-        // member that lost its partitions rejoins in the background, so the membership read
-        // later could be a newer generation in which these partitions are someone else's;
-        // offsets sent with it would be accepted and the batch copied twice.
-        let before = consumer.member().group_metadata();
+        // The group membership the records belong to. It changes only when a poll applies a
+        // new assignment (never in the background), so offsets sent with it are rejected if
+        // these partitions have moved on; a change during the poll means a rebalance was
+        // handled there: read again from the committed offsets.
+        let before = consumer.group_metadata();
         let polled = tokio::select! {
             r = consumer.poll_timeout(POLL_WAIT) => r,
             _ = &mut *stop => return Ok(()),
@@ -203,7 +203,7 @@ async fn copy_loop(
             continue;
         }
         last_input = Instant::now();
-        let group = consumer.member().group_metadata();
+        let group = consumer.group_metadata();
         if group != before {
             // The membership changed during the poll: read again from the committed offsets
             // under the new one.

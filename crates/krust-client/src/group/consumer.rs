@@ -4,11 +4,11 @@
 //! consumed (for auto-commit and commit-on-revoke) and that the application is alive
 //! (`max.poll.interval.ms`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use krust_core::fetch::{OffsetReset, StartOffset, TopicPartition};
-use krust_core::group::OffsetAndMetadata;
+use krust_core::group::{GroupMetadata, OffsetAndMetadata};
 
 use super::{GroupMember, GroupSettings, Rebalance, Subscription};
 use crate::consumer::{Consumer, ConsumerRecord};
@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 pub struct GroupConsumer {
     consumer: Consumer,
     member: GroupMember,
+    /// The membership the application has applied (the generation of the last
+    /// [`Rebalance::Assigned`] handled here): the one the records handed out belong to.
+    applied: GroupMetadata,
     fatal: Option<String>,
 }
 
@@ -40,9 +43,11 @@ impl GroupConsumer {
         let old = consumer.assignment();
         consumer.unassign(old.iter());
         let member = GroupMember::join(consumer.cluster().clone(), settings, subscription)?;
+        let applied = member.group_metadata();
         Ok(GroupConsumer {
             consumer,
             member,
+            applied,
             fatal: None,
         })
     }
@@ -52,14 +57,36 @@ impl GroupConsumer {
         &self.member
     }
 
+    /// The group metadata (generation, member id, instance id) that the records returned by
+    /// the last poll belong to: pass this to `send_offsets_to_transaction` (KIP-447).
+    ///
+    /// It changes only inside a poll, when the poll applies a new assignment (as the Java
+    /// client's `groupMetadata()`), never in the background: the member task may already be in
+    /// a newer generation, in which the partitions of records handed out earlier can belong to
+    /// another member; offsets sent with that newer generation would be accepted and the
+    /// records processed twice. With this one a zombie's offsets are rejected instead.
+    pub fn group_metadata(&self) -> GroupMetadata {
+        self.applied.clone()
+    }
+
     /// The underlying consumer (positions, pause/resume, watermarks).
     pub fn consumer(&mut self) -> &mut Consumer {
         &mut self.consumer
     }
 
-    /// Applies pending rebalance events to the consumer's assignment.
-    async fn apply_events(&mut self) -> Result<()> {
+    /// Applies pending rebalance events to the consumer's assignment; adds every partition an
+    /// event named to `touched`.
+    async fn apply_events(&mut self, touched: &mut BTreeSet<TopicPartition>) -> Result<()> {
         while let Some(ev) = self.member.try_next_event() {
+            match &ev {
+                Rebalance::Assigned { partitions, .. } => {
+                    touched.extend(partitions.keys().cloned())
+                }
+                Rebalance::Revoked { partitions, .. } | Rebalance::Lost { partitions, .. } => {
+                    touched.extend(partitions.iter().cloned())
+                }
+                Rebalance::Fatal(_) => {}
+            }
             self.apply(ev).await?;
         }
         if let Some(e) = &self.fatal {
@@ -70,7 +97,11 @@ impl GroupConsumer {
 
     async fn apply(&mut self, ev: Rebalance) -> Result<()> {
         match ev {
-            Rebalance::Assigned { partitions, .. } => {
+            Rebalance::Assigned {
+                partitions,
+                metadata,
+            } => {
+                self.applied = metadata;
                 let reset = match self.consumer.config().auto_offset_reset {
                     OffsetReset::Earliest => StartOffset::Earliest,
                     // `none` has no position to fall back on; Java raises an error there. krust
@@ -113,15 +144,23 @@ impl GroupConsumer {
     }
 
     /// Like [`GroupConsumer::poll`], giving up (with `None`) after `timeout`.
+    ///
+    /// Records of a partition that a rebalance event named while the poll waited are dropped
+    /// (they were fetched under the previous membership; the partition's position has been
+    /// reset to its committed offset, so they are read again by whoever owns it now).
     pub async fn poll_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<ConsumerRecord>>> {
-        self.apply_events().await?;
+        self.apply_events(&mut BTreeSet::new()).await?;
         self.member.polled();
         let recs = self.consumer.poll_timeout(timeout).await?;
-        self.apply_events().await?;
+        let mut touched = BTreeSet::new();
+        self.apply_events(&mut touched).await?;
         let owned = self.member.assignment();
         let recs: Vec<ConsumerRecord> = recs
             .into_iter()
-            .filter(|r| owned.contains(&TopicPartition::new(r.topic.clone(), r.partition)))
+            .filter(|r| {
+                let tp = TopicPartition::new(r.topic.clone(), r.partition);
+                owned.contains(&tp) && !touched.contains(&tp)
+            })
             .collect();
         let mut last: BTreeMap<TopicPartition, (i64, Option<i32>)> = BTreeMap::new();
         for r in &recs {
