@@ -373,6 +373,19 @@ impl ProducerConfig {
             ));
         }
         if self.delivery_timeout < self.linger + self.client.request_timeout {
+            if self.transactional_id.is_some() && self.delivery_timeout == self.transaction_timeout
+            {
+                // The delivery timeout followed the transaction timeout: name what was set.
+                return Err(Error::config(
+                    "transaction.timeout.ms",
+                    format!(
+                        "is below linger.ms + request.timeout.ms ({} ms), and the delivery \
+                         timeout follows it: raise transaction.timeout.ms or lower \
+                         request.timeout.ms",
+                        (self.linger + self.client.request_timeout).as_millis()
+                    ),
+                ));
+            }
             return Err(Error::config(
                 "delivery.timeout.ms",
                 format!(
@@ -569,6 +582,18 @@ mod tests {
             .with_transaction_timeout(Duration::from_secs(45));
         assert_eq!(c.delivery_timeout, Duration::from_secs(50));
         assert!(c.validate().unwrap_err().to_string().contains("must be <="));
+    }
+    #[test]
+    fn a_short_transaction_timeout_names_itself_when_the_delivery_timeout_follows_it() {
+        let c = ProducerConfig::new("127.0.0.1:9092")
+            .with_transactional_id("t")
+            .with_transaction_timeout(Duration::from_secs(3));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("transaction.timeout.ms"), "{e}");
+        assert!(e.contains("request.timeout.ms"), "{e}");
+        let mut ok = c.clone();
+        ok.client.request_timeout = Duration::from_secs(1);
+        ok.validate().unwrap();
     }
 
     #[test]

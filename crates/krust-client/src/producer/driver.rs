@@ -34,7 +34,7 @@ use krust_core::idempotence::{
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
 use krust_wire::record::{BatchBuilder, Compression};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, trace, warn};
 
 use super::config::{Acks, ProducerConfig};
@@ -47,18 +47,69 @@ pub(crate) mod txn;
 
 use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
 
-/// The result a [`DeliveryFuture`](super::DeliveryFuture) resolves to.
+/// What a [`DeliveryFuture`](super::DeliveryFuture) resolves to. On success the metadata's
+/// topic is the record's own topic string, moved (no allocation per record).
 pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
 
 /// A record accepted by `send`, on its way.
+///
+/// Dropped without a result (the driver task dropped, for example by a runtime shutting
+/// down), it still resolves its [`DeliveryFuture`](super::DeliveryFuture): with
+/// [`ProduceErrorKind::Closed`], possibly persisted, handing the record back.
 pub(crate) struct Pending {
     pub record: ProducerRecord,
-    pub tx: oneshot::Sender<Delivery>,
-    pub permit: OwnedSemaphorePermit,
+    tx: Option<oneshot::Sender<Delivery>>,
+    /// Accounted size; `size.max(1)` permits of `buffer.memory` were taken (and forgotten) for
+    /// it and go back when it completes.
     pub size: usize,
     pub enqueued: Instant,
     /// Flush generation (set by the driver on arrival).
     pub gen: u64,
+}
+
+impl Pending {
+    pub(crate) fn new(
+        record: ProducerRecord,
+        tx: oneshot::Sender<Delivery>,
+        size: usize,
+        enqueued: Instant,
+    ) -> Self {
+        Pending {
+            record,
+            tx: Some(tx),
+            size,
+            enqueued,
+            gen: 0,
+        }
+    }
+
+    /// Takes the record back without a result (its future then resolves `Closed`, as the
+    /// sender is dropped).
+    pub(crate) fn into_record(mut self) -> ProducerRecord {
+        self.tx = None;
+        std::mem::replace(&mut self.record, ProducerRecord::new(String::new()))
+    }
+
+    fn resolve(&mut self, result: Delivery) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            let record = std::mem::replace(&mut self.record, ProducerRecord::new(String::new()));
+            let partition = record.partition;
+            self.resolve(Err(ProduceError::new(
+                record,
+                partition,
+                ProduceErrorKind::Closed,
+                Persistence::PossiblyPersisted,
+            )));
+        }
+    }
 }
 
 /// What the handles ask of the driver.
@@ -150,6 +201,10 @@ pub(crate) struct Driver {
     /// Transactions (`None` without `transactional.id`). The producer identity then comes
     /// from the transaction machine, producer-wide, and `idem` is `None`.
     txn: Option<TxnDriver>,
+    /// `buffer.memory`, and the permits of completed records not given back yet (returned in
+    /// bulk, once per wake-up, by [`Driver::release_memory`]).
+    memory: Arc<Semaphore>,
+    to_release: usize,
 }
 
 impl Driver {
@@ -158,6 +213,7 @@ impl Driver {
         cfg: ProducerConfig,
         stats: Arc<Stats>,
         txn_shared: Arc<TxnShared>,
+        memory: Arc<Semaphore>,
     ) -> Self {
         let seed = {
             use std::hash::{BuildHasher, Hasher};
@@ -218,11 +274,13 @@ impl Driver {
             idem,
             resets_waiting: Vec::new(),
             txn,
+            memory,
+            to_release: 0,
         }
     }
 
     /// Runs until closed (or every handle is dropped) and every accepted record is completed.
-    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    pub(crate) async fn run(mut self, mut rx: super::queue::CommandRx) {
         let mut rx_open = true;
         loop {
             let now = Instant::now();
@@ -237,6 +295,7 @@ impl Driver {
                 .into_iter()
                 .flatten()
                 .min();
+            self.release_memory();
             self.check_flushes();
             if (self.closing || self.dropped) && self.is_idle() {
                 break;
@@ -251,16 +310,14 @@ impl Driver {
                         self.handle_event(ev);
                     }
                 }
-                cmd = rx.recv(), if rx_open => {
-                    match cmd {
-                        Some(cmd) => {
-                            self.handle_command(cmd);
-                            // Batch up what is queued: one readiness pass per burst.
-                            for _ in 0..4096 {
-                                match rx.try_recv() {
-                                    Ok(cmd) => self.handle_command(cmd),
-                                    Err(_) => break,
-                                }
+                cmds = rx.recv_many(4096), if rx_open => {
+                    match cmds {
+                        Some(cmds) => {
+                            // A burst at a time (one readiness pass and one clock read per
+                            // burst), at most 4096 so sending keeps up.
+                            let now = Instant::now();
+                            for cmd in cmds {
+                                self.handle_command(cmd, now);
                             }
                         }
                         None => {
@@ -280,6 +337,7 @@ impl Driver {
                 } => {}
             }
         }
+        self.release_memory();
         for w in self.close_waiters.drain(..) {
             let _ = w.send(());
         }
@@ -299,10 +357,11 @@ impl Driver {
 
     // ------------------------------------------------------------------ commands
 
-    fn handle_command(&mut self, cmd: Command) {
+    fn handle_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Send(mut p) => {
                 p.gen = self.gen;
+                p.enqueued = now;
                 *self.outstanding.entry(self.gen).or_insert(0) += 1;
                 if self.dropped {
                     self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
@@ -321,7 +380,7 @@ impl Driver {
                     self.fail(p, None, kind, Persistence::NotPersisted);
                     return;
                 }
-                self.route(p, Instant::now());
+                self.route(p, now);
             }
             Command::Txn(cmd, reply) => self.handle_txn_command(cmd, reply),
             Command::Flush(w) => {
@@ -341,13 +400,14 @@ impl Driver {
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
     fn route(&mut self, p: Pending, now: Instant) {
-        let Some(state) = self.topics.get(p.record.topic.as_str()) else {
+        let Some((topic_arc, state)) = self.topics.get_key_value(p.record.topic.as_str()) else {
             let topic = p.record.topic.clone();
             self.waiting.entry(topic.clone()).or_default().push_back(p);
             self.start_lookup(&topic, now);
             return;
         };
         let count = state.count;
+        let topic_arc = topic_arc.clone();
         let parts = TopicPartitions {
             count,
             available: &state.available,
@@ -383,11 +443,7 @@ impl Driver {
             );
             return;
         }
-        let (topic_arc, _) = self
-            .topics
-            .get_key_value(p.record.topic.as_str())
-            .expect("looked up above");
-        let tp = TopicPartition::new(topic_arc.clone(), partition);
+        let tp = TopicPartition::new(topic_arc, partition);
         if let Err(kind) = self.txn_record_partition(&tp) {
             self.fail(p, Some(partition), kind, Persistence::NotPersisted);
             return;
@@ -1102,8 +1158,12 @@ impl Driver {
     }
 
     fn succeed(&mut self, b: ProducerBatch<Pending>, base_offset: i64, log_append_time: i64) {
-        let tp = b.topic_partition().clone();
-        for (i, p) in b.into_records().into_iter().enumerate() {
+        let partition = b.topic_partition().partition;
+        let records = b.into_records();
+        self.stats
+            .acked
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        for (i, mut p) in records.into_iter().enumerate() {
             let offset = if base_offset >= 0 {
                 base_offset + i as i64
             } else {
@@ -1115,12 +1175,11 @@ impl Driver {
                 p.record.timestamp.unwrap_or(-1)
             };
             let md = RecordMetadata {
-                topic: tp.topic.to_string(),
-                partition: tp.partition,
+                topic: std::mem::take(&mut p.record.topic),
+                partition,
                 offset,
                 timestamp,
             };
-            self.stats.acked.fetch_add(1, Ordering::Relaxed);
             self.complete(p, Ok(md));
         }
     }
@@ -1140,19 +1199,14 @@ impl Driver {
 
     fn fail(
         &mut self,
-        p: Pending,
+        mut p: Pending,
         partition: Option<i32>,
         kind: ProduceErrorKind,
         persistence: Persistence,
     ) {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        let Pending {
-            record,
-            tx,
-            permit,
-            gen,
-            ..
-        } = p;
+        let (size, gen) = (p.size, p.gen);
+        let record = std::mem::replace(&mut p.record, ProducerRecord::new(String::new()));
         if self.txn.is_some()
             && !matches!(
                 kind,
@@ -1164,25 +1218,30 @@ impl Driver {
             self.txn_produce_failed(&tp, &kind);
         }
         let err = ProduceError::new(record, partition, kind, persistence);
-        self.finish(gen, permit);
-        let _ = tx.send(Err(err));
+        self.finish(gen, size);
+        p.resolve(Err(err));
     }
 
-    fn complete(&mut self, p: Pending, result: Delivery) {
-        let Pending {
-            tx, permit, gen, ..
-        } = p;
-        self.finish(gen, permit);
-        let _ = tx.send(result);
+    fn complete(&mut self, mut p: Pending, result: Delivery) {
+        self.finish(p.gen, p.size);
+        p.resolve(result);
     }
 
-    fn finish(&mut self, gen: u64, permit: OwnedSemaphorePermit) {
-        drop(permit);
+    fn finish(&mut self, gen: u64, size: usize) {
+        self.to_release += size.max(1);
         if let Some(n) = self.outstanding.get_mut(&gen) {
             *n -= 1;
             if *n == 0 {
                 self.outstanding.remove(&gen);
             }
+        }
+    }
+
+    /// Gives `buffer.memory` back for the records completed since the last call.
+    fn release_memory(&mut self) {
+        if self.to_release > 0 {
+            self.memory
+                .add_permits(std::mem::take(&mut self.to_release));
         }
     }
 

@@ -60,6 +60,7 @@
 pub mod bench;
 mod config;
 mod driver;
+mod queue;
 mod record;
 
 use std::future::Future;
@@ -69,7 +70,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
 pub use config::{Acks, ProducerConfig};
@@ -103,13 +104,15 @@ struct Shared {
     stats: Arc<Stats>,
     owns_cluster: bool,
     txn: Arc<TxnShared>,
+    /// When the producer started (a placeholder for `Pending::enqueued`).
+    started: Instant,
 }
 
 /// An asynchronous Kafka producer. Cheap to clone: clones share one background task.
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<Command>,
+    tx: queue::CommandTx,
 }
 
 impl std::fmt::Debug for Producer {
@@ -161,12 +164,18 @@ impl Producer {
 
     fn start(cluster: Cluster, config: ProducerConfig, owns_cluster: bool) -> Result<Producer> {
         let stats = Arc::new(Stats::default());
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = queue::command_queue();
         let memory = Arc::new(Semaphore::new(
             config.buffer_memory.min(Semaphore::MAX_PERMITS),
         ));
         let txn = Arc::new(TxnShared::default());
-        let driver = Driver::new(cluster.clone(), config.clone(), stats.clone(), txn.clone());
+        let driver = Driver::new(
+            cluster.clone(),
+            config.clone(),
+            stats.clone(),
+            txn.clone(),
+            memory.clone(),
+        );
         let span = tracing::info_span!("krust_producer", client_id = %config.client.client_id);
         let mem = memory.clone();
         tokio::spawn(
@@ -186,6 +195,7 @@ impl Producer {
                 stats,
                 owns_cluster,
                 txn,
+                started: Instant::now(),
             }),
             tx,
         })
@@ -264,31 +274,25 @@ impl Producer {
 
     // The record goes back by value, as tokio's `SendError<T>` does.
     #[allow(clippy::result_large_err)]
+    //
+    // The caller took `size.max(1)` permits from `buffer.memory` and forgot them: the driver
+    // gives them back when the record completes (in bulk, once per wake-up).
     fn enqueue(
         &self,
         record: ProducerRecord,
         size: usize,
-        permit: OwnedSemaphorePermit,
     ) -> std::result::Result<DeliveryFuture, (ProducerRecord, TrySendReason)> {
         let (tx, rx) = oneshot::channel();
-        let topic = record.topic.clone();
-        let partition = record.partition;
-        let pending = Pending {
-            record,
-            tx,
-            permit,
-            size,
-            enqueued: Instant::now(),
-            gen: 0,
-        };
+        // `enqueued` is set by the driver on arrival (one clock read per burst, not per record).
+        let pending = Pending::new(record, tx, size, self.shared.started);
         match self.tx.send(Command::Send(pending)) {
-            Ok(()) => Ok(DeliveryFuture {
-                rx,
-                topic,
-                partition,
-            }),
-            Err(mpsc::error::SendError(cmd)) => match cmd {
-                Command::Send(p) => Err((p.record, TrySendReason::Closed)),
+            Ok(()) => Ok(DeliveryFuture { rx }),
+            Err(cmd) => match cmd {
+                Command::Send(p) => {
+                    // The driver is gone: nobody else gives the permits back.
+                    self.shared.memory.add_permits(size.max(1));
+                    Err((p.into_record(), TrySendReason::Closed))
+                }
                 _ => unreachable!("sent a Send"),
             },
         }
@@ -312,17 +316,11 @@ impl Producer {
             Ok(s) => s,
             Err(reason) => return Err(refused(record, reason)),
         };
-        let permit = match self
-            .shared
-            .memory
-            .clone()
-            .acquire_many_owned(size.max(1) as u32)
-            .await
-        {
-            Ok(p) => p,
+        match self.shared.memory.acquire_many(size.max(1) as u32).await {
+            Ok(p) => p.forget(),
             Err(_) => return Err(refused(record, TrySendReason::Closed)),
         };
-        self.enqueue(record, size, permit)
+        self.enqueue(record, size)
             .map_err(|(record, reason)| refused(record, reason))
     }
 
@@ -339,13 +337,8 @@ impl Producer {
             Ok(s) => s,
             Err(reason) => return Err(TrySendError { record, reason }),
         };
-        let permit = match self
-            .shared
-            .memory
-            .clone()
-            .try_acquire_many_owned(size.max(1) as u32)
-        {
-            Ok(p) => p,
+        match self.shared.memory.try_acquire_many(size.max(1) as u32) {
+            Ok(p) => p.forget(),
             Err(TryAcquireError::NoPermits) => {
                 return Err(TrySendError {
                     record,
@@ -359,7 +352,7 @@ impl Producer {
                 })
             }
         };
-        self.enqueue(record, size, permit)
+        self.enqueue(record, size)
             .map_err(|(record, reason)| TrySendError { record, reason })
     }
 
@@ -587,8 +580,6 @@ fn refused(record: ProducerRecord, reason: TrySendReason) -> ProduceError {
 #[must_use = "a DeliveryFuture tells whether the record was written"]
 pub struct DeliveryFuture {
     rx: oneshot::Receiver<Delivery>,
-    topic: String,
-    partition: Option<i32>,
 }
 
 impl Future for DeliveryFuture {
@@ -598,9 +589,11 @@ impl Future for DeliveryFuture {
         match Pin::new(&mut self.rx).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(r)) => Poll::Ready(r),
+            // Unreachable in practice: a dropped `Pending` sends its own `Closed` result (with
+            // the record); this covers a sender lost without running its destructor.
             Poll::Ready(Err(_)) => Poll::Ready(Err(ProduceError {
-                topic: self.topic.clone(),
-                partition: self.partition,
+                topic: String::new(),
+                partition: None,
                 kind: ProduceErrorKind::Closed,
                 persistence: Persistence::PossiblyPersisted,
                 record: None,
