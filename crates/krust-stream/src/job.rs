@@ -339,6 +339,7 @@ async fn run_plan<T: Send + 'static>(
         started_once: BTreeSet::new(),
         last_committed: HashMap::new(),
         pending: Vec::new(),
+        round: None,
         txn_open: false,
         txn_started: Instant::now(),
         txn_start: HashMap::new(),
@@ -377,6 +378,9 @@ struct Running<T> {
     last_committed: HashMap<TopicPartition, i64>,
     /// Deliveries not yet checked (AT_LEAST_ONCE, EXACTLY_ONCE).
     pending: Vec<(String, DeliveryFuture)>,
+    /// AT_LEAST_ONCE: the commit round in flight (its offsets wait for its deliveries while
+    /// processing goes on).
+    round: Option<Round>,
     txn_open: bool,
     txn_started: Instant,
     /// EXACTLY_ONCE: the first offset processed in the open transaction, per partition (where
@@ -390,7 +394,44 @@ struct Running<T> {
     name: String,
 }
 
+/// An AT_LEAST_ONCE commit round: positions taken at one moment, committed once every output
+/// sent before that moment is acknowledged.
+struct Round {
+    offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    acks: tokio::task::JoinHandle<Result<(), StreamError>>,
+    started: Instant,
+}
+
+/// Waits for every delivery; the first failure is returned.
+async fn await_deliveries(pending: Vec<(String, DeliveryFuture)>) -> Result<(), StreamError> {
+    let mut first = None;
+    for (topic, d) in pending {
+        if let Err(e) = d.await {
+            if first.is_none() {
+                first = Some(StreamError::Produce {
+                    topic,
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+async fn round_acks(round: &mut Option<Round>) -> Result<(), StreamError> {
+    match round {
+        Some(r) => match (&mut r.acks).await {
+            Ok(res) => res,
+            Err(e) => Err(StreamError::Transaction(format!(
+                "delivery check task failed: {e}"
+            ))),
+        },
+        None => std::future::pending().await,
+    }
+}
+
 enum Step {
+    RoundAcked(Result<(), StreamError>),
     Shutdown(StopReason),
     Group(Option<Rebalance>),
     Commit,
@@ -577,6 +618,7 @@ impl<T: Send + 'static> Running<T> {
                 }
                 _ = ctl.signals.recv() => Step::Shutdown(StopReason::Signal),
                 e = next_event(&self.member) => Step::Group(e),
+                r = round_acks(&mut self.round) => Step::RoundAcked(r),
                 _ = sleep_until_opt(commit_at) => Step::Commit,
                 _ = sleep_until_opt(next_discovery) => Step::Discover,
                 _ = tokio::time::sleep_until(next_metrics.into()) => Step::Metrics,
@@ -591,7 +633,17 @@ impl<T: Send + 'static> Running<T> {
                     return Err(StreamError::Group("the group member stopped".into()))
                 }
                 Step::Group(Some(ev)) => self.on_rebalance(ev).await?,
-                Step::Commit => self.commit().await?,
+                Step::Commit => {
+                    if self.settings.guarantee == DeliveryGuarantee::AtLeastOnce {
+                        self.start_round();
+                    } else {
+                        self.commit().await?;
+                    }
+                }
+                Step::RoundAcked(r) => {
+                    r?;
+                    self.finish_round().await?;
+                }
                 Step::Discover => {
                     let scope = self.scope().await?;
                     self.assign_new(scope).await?;
@@ -906,6 +958,9 @@ impl<T: Send + 'static> Running<T> {
         if self.eos() {
             return self.txn_open.then_some(self.txn_started + interval);
         }
+        if self.round.is_some() {
+            return None;
+        }
         if self.dirty && self.group_id().is_some() {
             return Some(self.last_commit + interval);
         }
@@ -1205,24 +1260,12 @@ impl<T: Send + 'static> Running<T> {
         out
     }
 
-    /// Waits for every pending delivery; the first failure is returned.
+    /// Flushes the producer and waits for every pending delivery; the first failure is
+    /// returned.
     async fn check_deliveries(&mut self) -> Result<(), StreamError> {
         alive(self.member.as_ref(), self.producer.flush()).await;
-        let mut first = None;
-        for (topic, d) in self.pending.drain(..) {
-            if let Err(e) = d.await {
-                if first.is_none() {
-                    first = Some(StreamError::Produce {
-                        topic,
-                        source: Box::new(e),
-                    });
-                }
-            }
-        }
-        match first {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let pending = std::mem::take(&mut self.pending);
+        alive(self.member.as_ref(), await_deliveries(pending)).await
     }
 
     fn group_metadata(&self) -> ConsumerGroupMetadata {
@@ -1274,6 +1317,16 @@ impl<T: Send + 'static> Running<T> {
                 }
             }
             DeliveryGuarantee::AtLeastOnce => {
+                if let Some(r) = self.round.as_mut() {
+                    let acked = match (&mut r.acks).await {
+                        Ok(res) => res,
+                        Err(e) => Err(StreamError::Transaction(format!(
+                            "delivery check task failed: {e}"
+                        ))),
+                    };
+                    acked?;
+                    self.finish_round().await?;
+                }
                 self.check_deliveries().await?;
                 let offsets = self.positions();
                 if let Err(e) = self.commit_offsets(offsets, started).await {
@@ -1296,6 +1349,43 @@ impl<T: Send + 'static> Running<T> {
         }
         self.dirty = !done;
         self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// AT_LEAST_ONCE: takes the positions now and starts waiting for the deliveries sent so
+    /// far in the background; [`Self::finish_round`] commits them once all are acknowledged.
+    fn start_round(&mut self) {
+        if self.round.is_some() {
+            return;
+        }
+        let offsets = self.positions();
+        let pending = std::mem::take(&mut self.pending);
+        self.dirty = false;
+        self.last_commit = Instant::now();
+        if offsets.is_empty() && pending.is_empty() {
+            return;
+        }
+        self.round = Some(Round {
+            offsets,
+            acks: tokio::spawn(await_deliveries(pending)),
+            started: Instant::now(),
+        });
+    }
+
+    /// Commits the offsets of the round whose deliveries were all acknowledged.
+    async fn finish_round(&mut self) -> Result<(), StreamError> {
+        let Some(round) = self.round.take() else {
+            return Ok(());
+        };
+        let mut offsets = round.offsets;
+        offsets.retain(|tp, _| self.owned.contains(tp));
+        if let Err(e) = self.commit_offsets(offsets, round.started).await {
+            if !commit_can_wait(&e) {
+                return Err(e);
+            }
+            warn!(job = %self.name, error = %e, "offset commit failed; retrying with the next one");
+            self.dirty = true;
+        }
         Ok(())
     }
 
