@@ -330,6 +330,9 @@ fn krust_consume(
         if let Some(n) = env_usize("KRUST_PEER_PARTITION_FETCH_BYTES") {
             cfg = cfg.with_max_partition_fetch_bytes(n as i32);
         }
+        if let Some(n) = env_usize("KRUST_PEER_PREFETCH_BYTES") {
+            cfg = cfg.with_max_prefetch_bytes(n);
+        }
         if let Some(n) = env_usize("KRUST_PEER_MAX_POLL") {
             cfg = cfg.with_max_poll_records(n);
         }
