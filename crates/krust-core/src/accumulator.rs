@@ -313,6 +313,9 @@ pub struct Readiness {
 
 /// The batches of one partition, in send order.
 pub struct PartitionBuffer<R> {
+    /// Records in the last batch opened before the current one: the capacity a new batch's
+    /// record vector starts with, so a steady stream does not regrow (and copy) it.
+    last_batch_records: usize,
     tp: TopicPartition,
     batches: VecDeque<ProducerBatch<R>>,
     leader: Option<NodeId>,
@@ -360,6 +363,7 @@ impl<R> PartitionBuffer<R> {
             next_sequence,
             reset_pending: false,
             held: false,
+            last_batch_records: 0,
         }
     }
 
@@ -515,11 +519,11 @@ impl<R> Accumulator<R> {
     }
 
     fn buffer_mut(&mut self, tp: &TopicPartition) -> &mut PartitionBuffer<R> {
-        if !self.partitions.contains_key(tp) {
-            let b = PartitionBuffer::new(tp.clone(), self.default_producer, self.first_sequence);
-            self.partitions.insert(tp.clone(), b);
-        }
-        self.partitions.get_mut(tp).expect("inserted above")
+        let (producer, first) = (self.default_producer, self.first_sequence);
+        // One lookup in the common case (the partition exists); a key clone is an Arc clone.
+        self.partitions
+            .entry(tp.clone())
+            .or_insert_with(|| PartitionBuffer::new(tp.clone(), producer, first))
     }
 
     /// Sets the leader of `tp` from metadata. Returns true when the leader changed (a
@@ -708,11 +712,14 @@ impl<R> Accumulator<R> {
                 if last.state == BatchState::Open {
                     last.state = BatchState::Waiting;
                 }
+                b.last_batch_records = last.records.len();
             }
+            // Capped, so one large batch does not make every later one reserve as much.
+            let capacity = b.last_batch_records.min(16 * 1024);
             b.batches.push_back(ProducerBatch {
                 id: BatchId(next_id),
                 tp: tp.clone(),
-                records: Vec::new(),
+                records: Vec::with_capacity(capacity),
                 size: BATCH_OVERHEAD,
                 created: now,
                 attempts: 0,

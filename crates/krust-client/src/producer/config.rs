@@ -71,7 +71,9 @@ pub struct ProducerConfig {
     pub batch_size: usize,
     /// `buffer.memory`: bytes of records held by the producer (waiting and in flight) before
     /// [`send`](super::Producer::send) waits and [`try_send`](super::Producer::try_send) hands the
-    /// record back. Default 33554432 (32 MiB).
+    /// record back. Default 33554432 (32 MiB). A record counts its encoded size plus 256 bytes
+    /// for the producer's bookkeeping of it, so the producer's memory stays within this bound
+    /// (plus a constant) for small records too.
     pub buffer_memory: usize,
     /// `compression.type`: none, gzip, snappy, lz4 or zstd, applied per batch. Default none.
     #[serde(with = "compression_name")]

@@ -9,6 +9,7 @@
 //! result; that is what makes "never drop a record silently" checkable in one place.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,9 +60,11 @@ pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
 pub(crate) struct Pending {
     pub record: ProducerRecord,
     tx: Option<oneshot::Sender<Delivery>>,
-    /// Accounted size; `size.max(1)` permits of `buffer.memory` were taken (and forgotten) for
-    /// it and go back when it completes.
+    /// Encoded size (upper bound): what `batch.size` counts.
     pub size: usize,
+    /// Permits of `buffer.memory` taken (and forgotten) for it: its size plus
+    /// [`RECORD_OVERHEAD`](super::RECORD_OVERHEAD). They go back when it completes.
+    pub reserved: usize,
     pub enqueued: Instant,
     /// Flush generation (set by the driver on arrival).
     pub gen: u64,
@@ -72,12 +75,14 @@ impl Pending {
         record: ProducerRecord,
         tx: oneshot::Sender<Delivery>,
         size: usize,
+        reserved: usize,
         enqueued: Instant,
     ) -> Self {
         Pending {
             record,
             tx: Some(tx),
             size,
+            reserved,
             enqueued,
             gen: 0,
         }
@@ -175,7 +180,8 @@ pub(crate) struct Driver {
     cfg: ProducerConfig,
     acc: Accumulator<Pending>,
     partitioner: BuiltinPartitioner,
-    topics: HashMap<Arc<str>, TopicState>,
+    /// Keyed with a cheap hash: looked up once per record.
+    topics: HashMap<Arc<str>, TopicState, BuildHasherDefault<FnvHasher>>,
     /// Records for topics whose metadata is not known yet.
     waiting: HashMap<String, VecDeque<Pending>>,
     lookups: HashSet<String>,
@@ -253,7 +259,7 @@ impl Driver {
             acc: Accumulator::new(acc_cfg, seed.rotate_left(17)),
             cluster,
             cfg,
-            topics: HashMap::new(),
+            topics: HashMap::default(),
             waiting: HashMap::new(),
             lookups: HashSet::new(),
             lookup_retry_at: HashMap::new(),
@@ -1205,7 +1211,7 @@ impl Driver {
         persistence: Persistence,
     ) {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        let (size, gen) = (p.size, p.gen);
+        let (reserved, gen) = (p.reserved, p.gen);
         let record = std::mem::replace(&mut p.record, ProducerRecord::new(String::new()));
         if self.txn.is_some()
             && !matches!(
@@ -1218,17 +1224,17 @@ impl Driver {
             self.txn_produce_failed(&tp, &kind);
         }
         let err = ProduceError::new(record, partition, kind, persistence);
-        self.finish(gen, size);
+        self.finish(gen, reserved);
         p.resolve(Err(err));
     }
 
     fn complete(&mut self, mut p: Pending, result: Delivery) {
-        self.finish(p.gen, p.size);
+        self.finish(p.gen, p.reserved);
         p.resolve(result);
     }
 
-    fn finish(&mut self, gen: u64, size: usize) {
-        self.to_release += size.max(1);
+    fn finish(&mut self, gen: u64, reserved: usize) {
+        self.to_release += reserved;
         if let Some(n) = self.outstanding.get_mut(&gen) {
             *n -= 1;
             if *n == 0 {
@@ -1315,6 +1321,30 @@ fn init_result(
         _ => InitFailure::Fatal,
     };
     Err((f, format!("InitProducerId on broker {node}: {code}")))
+}
+
+/// FNV-1a: a short topic name hashes in a few dozen instructions (SipHash takes ~150 per
+/// lookup). The names are the application's own, so flooding is no concern.
+#[derive(Default)]
+struct FnvHasher(u64);
+
+impl Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -96,6 +96,12 @@ use crate::error::{Error, Result, TxnClass};
 /// Bytes a batch adds around its records (magic v2 header).
 const BATCH_OVERHEAD: usize = krust_wire::record::BATCH_HEADER_LEN;
 
+/// Bytes of `buffer.memory` a record takes beyond its encoded size: what the producer keeps
+/// per record until it completes (the pending record and its delivery slot, ~250 bytes), so
+/// that the producer's memory stays within `buffer.memory` plus a constant whatever the
+/// record size (with 100 B records, the bookkeeping outweighs the bytes).
+pub(crate) const RECORD_OVERHEAD: usize = 256;
+
 struct Shared {
     cluster: Cluster,
     config: ProducerConfig,
@@ -226,6 +232,16 @@ impl Producer {
         }
     }
 
+    /// Permits of `buffer.memory` a record of encoded size `size` takes: the size plus the
+    /// per-record overhead, never more than the whole buffer (`check` refused larger records).
+    fn reservation(&self, size: usize) -> usize {
+        (size + RECORD_OVERHEAD)
+            .min(self.shared.config.buffer_memory)
+            .min(Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize)
+            .max(1)
+    }
+
     /// Checks a record and returns its accounted size.
     fn check(&self, record: &mut ProducerRecord) -> std::result::Result<usize, TrySendReason> {
         if self.shared.closed.load(Ordering::Acquire) {
@@ -275,22 +291,23 @@ impl Producer {
     // The record goes back by value, as tokio's `SendError<T>` does.
     #[allow(clippy::result_large_err)]
     //
-    // The caller took `size.max(1)` permits from `buffer.memory` and forgot them: the driver
+    // The caller took `reserved` permits from `buffer.memory` and forgot them: the driver
     // gives them back when the record completes (in bulk, once per wake-up).
     fn enqueue(
         &self,
         record: ProducerRecord,
         size: usize,
+        reserved: usize,
     ) -> std::result::Result<DeliveryFuture, (ProducerRecord, TrySendReason)> {
         let (tx, rx) = oneshot::channel();
         // `enqueued` is set by the driver on arrival (one clock read per burst, not per record).
-        let pending = Pending::new(record, tx, size, self.shared.started);
+        let pending = Pending::new(record, tx, size, reserved, self.shared.started);
         match self.tx.send(Command::Send(pending)) {
             Ok(()) => Ok(DeliveryFuture { rx }),
             Err(cmd) => match cmd {
                 Command::Send(p) => {
                     // The driver is gone: nobody else gives the permits back.
-                    self.shared.memory.add_permits(size.max(1));
+                    self.shared.memory.add_permits(reserved);
                     Err((p.into_record(), TrySendReason::Closed))
                 }
                 _ => unreachable!("sent a Send"),
@@ -316,11 +333,12 @@ impl Producer {
             Ok(s) => s,
             Err(reason) => return Err(refused(record, reason)),
         };
-        match self.shared.memory.acquire_many(size.max(1) as u32).await {
+        let reserved = self.reservation(size);
+        match self.shared.memory.acquire_many(reserved as u32).await {
             Ok(p) => p.forget(),
             Err(_) => return Err(refused(record, TrySendReason::Closed)),
         };
-        self.enqueue(record, size)
+        self.enqueue(record, size, reserved)
             .map_err(|(record, reason)| refused(record, reason))
     }
 
@@ -337,7 +355,8 @@ impl Producer {
             Ok(s) => s,
             Err(reason) => return Err(TrySendError { record, reason }),
         };
-        match self.shared.memory.try_acquire_many(size.max(1) as u32) {
+        let reserved = self.reservation(size);
+        match self.shared.memory.try_acquire_many(reserved as u32) {
             Ok(p) => p.forget(),
             Err(TryAcquireError::NoPermits) => {
                 return Err(TrySendError {
@@ -352,7 +371,7 @@ impl Producer {
                 })
             }
         };
-        self.enqueue(record, size)
+        self.enqueue(record, size, reserved)
             .map_err(|(record, reason)| TrySendError { record, reason })
     }
 

@@ -2,9 +2,9 @@
 //!
 //! An unbounded multi-producer, single-consumer queue made for the send path: a push is one
 //! uncontended lock and a `Vec::push`, the driver is woken only when the queue goes from empty
-//! to non-empty, and the driver takes everything queued in one swap (the two vectors are
-//! recycled, so a steady stream allocates nothing). Memory is bounded by `buffer.memory`,
-//! which `send` reserves before pushing a record.
+//! to non-empty, and the driver takes everything queued in one swap (one allocation per
+//! burst, not per command). Memory is bounded by `buffer.memory`, which `send` reserves
+//! before pushing a record.
 //!
 //! It closes like a channel: when every sender is dropped the receiver sees the end once the
 //! queue is empty; when the receiver is dropped, later pushes hand the command back and
@@ -38,10 +38,8 @@ pub(crate) struct CommandTx {
 /// The driver's side.
 pub(crate) struct CommandRx {
     shared: Arc<Shared>,
-    /// Taken from the queue, not handed out yet.
+    /// Taken from the queue, not handed out yet (a burst larger than asked for).
     local: VecDeque<Command>,
-    /// An empty vector with capacity, swapped into the queue at the next take.
-    spare: Vec<Command>,
 }
 
 /// A new queue.
@@ -61,7 +59,6 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
         CommandRx {
             shared,
             local: VecDeque::new(),
-            spare: Vec::new(),
         },
     )
 }
@@ -117,22 +114,30 @@ impl CommandRx {
     /// Up to `max` commands in the order they were sent (at least one), or `None` once every
     /// sender is dropped and nothing is left. Cancel-safe: nothing is taken unless returned.
     pub(crate) async fn recv_many(&mut self, max: usize) -> Option<Vec<Command>> {
+        let max = max.max(1);
         poll_fn(|cx| {
             if self.local.is_empty() {
                 self.shared.waker.register(cx.waker());
-                let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                if st.queued.is_empty() {
-                    return if st.senders == 0 {
-                        Poll::Ready(None)
-                    } else {
-                        Poll::Pending
-                    };
+                let taken = {
+                    let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if st.queued.is_empty() {
+                        return if st.senders == 0 {
+                            Poll::Ready(None)
+                        } else {
+                            Poll::Pending
+                        };
+                    }
+                    // The queue keeps a vector with room for a burst like this one.
+                    let room = Vec::with_capacity(st.queued.len());
+                    std::mem::replace(&mut st.queued, room)
+                };
+                if taken.len() <= max {
+                    // The usual case: handed over as it is, no copy.
+                    return Poll::Ready(Some(taken));
                 }
-                std::mem::swap(&mut st.queued, &mut self.spare);
-                drop(st);
-                self.local.extend(self.spare.drain(..));
+                self.local.extend(taken);
             }
-            let n = self.local.len().min(max.max(1));
+            let n = self.local.len().min(max);
             Poll::Ready(Some(self.local.drain(..n).collect()))
         })
         .await
