@@ -380,7 +380,7 @@ impl Consumer {
     /// Returns what is ready now without waiting: up to `max.poll.records` records, or the
     /// first pending partition error. An empty vector means nothing was ready.
     pub fn try_poll(&mut self) -> Result<Vec<ConsumerRecord>> {
-        let mut out = Vec::new();
+        let mut out = self.poll_vec();
         self.take_ready(&mut out)?;
         Ok(out)
     }
@@ -402,7 +402,7 @@ impl Consumer {
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
         loop {
             self.data_rx.borrow_and_update();
-            let mut out = Vec::new();
+            let mut out = self.poll_vec();
             let eof = self.take_ready(&mut out)?;
             if !out.is_empty() || eof {
                 return Ok(out);
@@ -457,6 +457,12 @@ impl Consumer {
                 }
             },
         )
+    }
+
+    /// The vector a poll fills: sized for a full poll (up to a cap), so that pushing records
+    /// never regrows it (each regrowth copied every record polled so far).
+    fn poll_vec(&self) -> Vec<ConsumerRecord> {
+        Vec::with_capacity(self.config.max_poll_records.clamp(1, 4096))
     }
 
     /// Moves ready records into `out`; returns whether end-of-partition events were taken.
