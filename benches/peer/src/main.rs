@@ -157,8 +157,34 @@ fn summarize(runs: &[Run]) -> Option<Summary> {
 }
 
 /// Runs this executable as a child doing one workload; returns its measurements.
+/// The executable children run: a private copy of this one (see [`ChildExe`]).
+static CHILD_EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// A copy of this executable for the children, removed at the end: a rebuild of the benchmark
+/// while it runs (another checkout's `cargo run`) replaces the original file, and children
+/// started from its path would fail or run different code.
+struct ChildExe(std::path::PathBuf);
+
+impl ChildExe {
+    fn new() -> std::io::Result<ChildExe> {
+        let exe = std::env::current_exe()?;
+        let copy = std::env::temp_dir().join(format!("krust-peer-bench-{}", std::process::id()));
+        std::fs::copy(&exe, &copy)?;
+        Ok(ChildExe(copy))
+    }
+}
+
+impl Drop for ChildExe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn run_child(client: Client, w: &Workload, bootstrap: &str, topic: &str) -> Result<Run, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = match CHILD_EXE.get() {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
     let mut child = Command::new(exe)
         .args([
             "--child",
@@ -684,6 +710,14 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let child_exe = match ChildExe::new() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("copying the benchmark for its children: {e}");
+            std::process::exit(2);
+        }
+    };
+    let _ = CHILD_EXE.set(child_exe.0.clone());
     // The null broker and the tansu set-up run here, on one worker thread; clients run in
     // children.
     let rt = tokio::runtime::Builder::new_multi_thread()
