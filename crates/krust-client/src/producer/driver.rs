@@ -46,6 +46,10 @@ use crate::error::Error;
 #[path = "txn.rs"]
 pub(crate) mod txn;
 
+#[path = "sticky.rs"]
+mod sticky;
+use sticky::StickyMirror;
+
 use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
 
 /// What a [`DeliveryFuture`](super::DeliveryFuture) resolves to. On success the metadata's
@@ -171,8 +175,10 @@ enum Event {
 
 #[derive(Debug, Clone)]
 struct TopicState {
+    name: Arc<str>,
     count: i32,
     available: Vec<i32>,
+    sticky: StickyMirror,
 }
 
 pub(crate) struct Driver {
@@ -406,14 +412,14 @@ impl Driver {
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
     fn route(&mut self, p: Pending, now: Instant) {
-        let Some((topic_arc, state)) = self.topics.get_key_value(p.record.topic.as_str()) else {
+        let Some(state) = self.topics.get_mut(p.record.topic.as_str()) else {
             let topic = p.record.topic.clone();
             self.waiting.entry(topic.clone()).or_default().push_back(p);
             self.start_lookup(&topic, now);
             return;
         };
         let count = state.count;
-        let topic_arc = topic_arc.clone();
+        let topic_arc = state.name.clone();
         let parts = TopicPartitions {
             count,
             available: &state.available,
@@ -434,8 +440,20 @@ impl Driver {
                     Some(x) => x,
                     None => {
                         sticky = p.record.key.is_none() || self.cfg.partitioner_ignore_keys;
-                        self.partitioner
-                            .partition(&p.record.topic, p.record.key.as_deref(), parts)
+                        if sticky {
+                            state.sticky.partition(
+                                &mut self.partitioner,
+                                &p.record.topic,
+                                p.record.key.as_deref(),
+                                parts,
+                            )
+                        } else {
+                            self.partitioner.partition(
+                                &p.record.topic,
+                                p.record.key.as_deref(),
+                                parts,
+                            )
+                        }
                     }
                 }
             }
@@ -457,8 +475,21 @@ impl Driver {
         let size = p.size;
         let appended = self.acc.append(&tp, p, size, now);
         if sticky {
-            self.partitioner
-                .record_appended(&tp.topic, partition, size, appended.batch_full);
+            self.sticky_appended(&tp.topic, partition, size, appended.batch_full);
+        }
+    }
+
+    /// Tells the partitioner (through its mirror) that `size` bytes went to `partition`.
+    fn sticky_appended(&mut self, topic: &str, partition: i32, size: usize, batch_full: bool) {
+        if let Some(state) = self.topics.get_mut(topic) {
+            state.sticky.appended(
+                &mut self.partitioner,
+                self.cfg.batch_size,
+                topic,
+                partition,
+                size,
+                batch_full,
+            );
         }
     }
 
@@ -530,8 +561,19 @@ impl Driver {
                     debug!(%tp, leader = ?p.leader, epoch = p.leader_epoch, "partition leader changed");
                 }
             }
-            self.topics
-                .insert(arc.clone(), TopicState { count, available });
+            let sticky = match self.topics.get(&arc) {
+                Some(old) => old.sticky,
+                None => StickyMirror::new(&self.partitioner, &name),
+            };
+            self.topics.insert(
+                arc.clone(),
+                TopicState {
+                    name: arc.clone(),
+                    count,
+                    available,
+                    sticky,
+                },
+            );
             if let Some(q) = self.waiting.remove(&name) {
                 for p in q {
                     self.route(p, now);
