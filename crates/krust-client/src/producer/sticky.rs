@@ -7,7 +7,7 @@ use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
 /// partitioner behaves exactly as if asked for every record: its state is only ever changed
 /// through this mirror, and its switch rule is mirrored (after `batch.size` bytes the
 /// partition is left once its batch is full, or after twice `batch.size`); the bytes are
-/// reported to it from `batch.size` on, before which it cannot switch.
+/// reported to it in one call when it switches, as until then it would not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum StickyMirror {
     /// Not known: ask the partitioner for every record (a topic it may have seen before).
@@ -80,17 +80,18 @@ impl StickyMirror {
             } if *sp == partition => {
                 *produced += size;
                 *unreported += size;
-                if *produced >= threshold {
+                if *produced >= threshold.saturating_mul(2)
+                    || (*produced >= threshold && batch_full)
+                {
+                    // It switches now (the same rule), on the bytes it was not told about
+                    // yet: before this record it could not have.
                     partitioner.record_appended(
                         topic,
                         partition,
                         std::mem::take(unreported),
                         batch_full,
                     );
-                    if *produced >= threshold.saturating_mul(2) || batch_full {
-                        // It switched (the same rule): the next record gets a new partition.
-                        *self = StickyMirror::Fresh;
-                    }
+                    *self = StickyMirror::Fresh;
                 }
             }
             _ => {
@@ -149,7 +150,8 @@ mod tests {
                 let b = mirror.partition(&mut mirrored, "t", None, parts);
                 assert_eq!(a, b, "seed {seed} record {i}");
                 let o = &mut open[a as usize];
-                if *o + size > batch_size && *o > 0 {
+                // A batch closes when the record does not fit, or (linger) at random.
+                if (*o + size > batch_size && *o > 0) || rng.next() % 16 == 0 {
                     *o = 0;
                 }
                 *o += size;
