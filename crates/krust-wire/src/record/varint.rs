@@ -69,14 +69,29 @@ fn get_uvarint(buf: &[u8], max_bytes: usize, bits: u32, at: usize) -> Result<(u6
     Err(Error::malformed("varint", at, "varint too long"))
 }
 
+/// A varint of one or two bytes at the front of `buf` (14 bits fit any width), or `None` for
+/// a longer one or too few bytes (then the general decoder decides).
+#[inline]
+fn short_uvarint(buf: &[u8]) -> Option<(u64, usize)> {
+    let b0 = *buf.first()?;
+    if b0 < 0x80 {
+        return Some((u64::from(b0), 1));
+    }
+    let b1 = *buf.get(1)?;
+    if b1 < 0x80 {
+        return Some((u64::from(b0 & 0x7f) | (u64::from(b1) << 7), 2));
+    }
+    None
+}
+
 /// Reads a zig-zag varint (`i32`) from the front of `buf`: the value and the bytes used.
 /// `at` is the position of `buf[0]`, for error messages.
 #[inline]
 pub fn get_varint(buf: &[u8], at: usize) -> Result<(i32, usize)> {
-    // One byte: every small length and delta (the common case in a batch).
-    if let Some(&b) = buf.first().filter(|b| **b < 0x80) {
-        let u = u32::from(b);
-        return Ok((((u >> 1) as i32) ^ -((u & 1) as i32), 1));
+    // One or two bytes: every length and delta below 8 KiB (the common case in a batch).
+    if let Some((u, n)) = short_uvarint(buf) {
+        let u = u as u32;
+        return Ok((((u >> 1) as i32) ^ -((u & 1) as i32), n));
     }
     let (u, n) = get_uvarint(buf, 5, 32, at)?;
     let u = u as u32;
@@ -86,9 +101,8 @@ pub fn get_varint(buf: &[u8], at: usize) -> Result<(i32, usize)> {
 /// Reads a zig-zag varlong (`i64`) from the front of `buf`: the value and the bytes used.
 #[inline]
 pub fn get_varlong(buf: &[u8], at: usize) -> Result<(i64, usize)> {
-    if let Some(&b) = buf.first().filter(|b| **b < 0x80) {
-        let u = u64::from(b);
-        return Ok((((u >> 1) as i64) ^ -((u & 1) as i64), 1));
+    if let Some((u, n)) = short_uvarint(buf) {
+        return Ok((((u >> 1) as i64) ^ -((u & 1) as i64), n));
     }
     let (u, n) = get_uvarint(buf, 10, 64, at)?;
     Ok((((u >> 1) as i64) ^ -((u & 1) as i64), n))
@@ -100,17 +114,63 @@ mod tests {
 
     #[test]
     fn round_trips_edges() {
-        for v in [0, 1, -1, 63, -64, 64, -65, i32::MAX, i32::MIN] {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            8191,
+            -8192,
+            8192,
+            -8193,
+            i32::MAX,
+            i32::MIN,
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v));
             assert_eq!(get_varint(&b, 0).unwrap(), (v, b.len()));
         }
-        for v in [0, 1, -1, 63, -64, 64, -65, i64::MAX, i64::MIN, 1 << 40] {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            8191,
+            -8192,
+            8192,
+            i64::MAX,
+            i64::MIN,
+            1 << 40,
+        ] {
             let mut b = Vec::new();
             put_varlong(&mut b, v);
             assert_eq!(b.len(), varlong_len(v));
             assert_eq!(get_varlong(&b, 0).unwrap(), (v, b.len()));
+        }
+    }
+
+    #[test]
+    fn the_short_path_agrees_with_the_general_decoder_on_every_two_byte_input() {
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                for buf in [&[b0][..], &[b0, b1][..], &[b0, b1, 0x01][..]] {
+                    let general = get_uvarint(buf, 5, 32, 0).map(|(u, n)| {
+                        let u = u as u32;
+                        (((u >> 1) as i32) ^ -((u & 1) as i32), n)
+                    });
+                    assert_eq!(get_varint(buf, 0).ok(), general.ok(), "{buf:?}");
+                    let general = get_uvarint(buf, 10, 64, 0)
+                        .map(|(u, n)| (((u >> 1) as i64) ^ -((u & 1) as i64), n));
+                    assert_eq!(get_varlong(buf, 0).ok(), general.ok(), "{buf:?}");
+                }
+            }
         }
     }
 
