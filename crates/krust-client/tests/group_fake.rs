@@ -452,3 +452,89 @@ async fn admin_helpers_list_describe_reset_delete() {
         .iter()
         .all(|g| g.group_id != "adm"));
 }
+
+/// A group consumer on a fake cluster whose topic `t` has 2 partitions of 20 records, with
+/// offset 10 committed for `group` on both; `request.timeout.ms` is short so that an
+/// OffsetFetch error outlasts one `fetch_committed` call.
+async fn late_offsets_setup(group: &str) -> (FakeCluster, krust_client::group::GroupConsumer) {
+    let (fake, _) = fake(1, 2).await;
+    for p in 0..2 {
+        let values: Vec<Vec<u8>> = (0..20).map(|i| format!("{p}-{i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        fake.append(
+            "t",
+            p,
+            krust_testkit::batch::data_batch(&refs, 1, -1, 0, 0, false),
+        )
+        .unwrap();
+        fake.commit(group, "t", p, 10);
+    }
+    let config = ConsumerConfig::from_properties(
+        Properties::new()
+            .with("bootstrap.servers", fake.bootstrap())
+            .with("request.timeout.ms", "400")
+            .with("retry.backoff.ms", "20")
+            .with("retry.backoff.max.ms", "100")
+            .with("group.id", group)
+            .with("session.timeout.ms", "6000")
+            .with("heartbeat.interval.ms", "200")
+            .with("max.poll.interval.ms", "6000")
+            .with("enable.auto.commit", "false")
+            .with("auto.offset.reset", "earliest")
+            .with("fetch.max.wait.ms", "50"),
+    )
+    .unwrap();
+    let consumer = Consumer::connect(config).await.unwrap();
+    let gc = consumer.subscribe(Subscription::topics(["t"])).unwrap();
+    (fake, gc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_answered_late_are_waited_for_not_replaced_by_the_reset_policy() {
+    let (fake, mut gc) = late_offsets_setup("late").await;
+    // UNSTABLE_OFFSET_COMMIT (a transaction holding offsets is open) for longer than one
+    // request timeout: the member must keep asking, not start from auto.offset.reset.
+    fake.fail_next_n(FakeApi::OffsetFetch, 88, 25);
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 20 && Instant::now() < deadline {
+        if let Some(recs) = gc.poll_timeout(Duration::from_millis(100)).await.unwrap() {
+            for r in recs {
+                assert!(
+                    r.offset >= 10,
+                    "partition {} read from offset {}: the committed offset 10 was ignored",
+                    r.partition,
+                    r.offset
+                );
+                seen.insert((r.partition, r.offset));
+            }
+        }
+    }
+    assert_eq!(seen.len(), 20, "offsets 10..20 of both partitions read");
+    assert!(
+        fake.requests_of(FakeApi::OffsetFetch).len() > 25,
+        "the failed OffsetFetch answers were retried"
+    );
+    gc.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_retriable_committed_offsets_error_fails_the_consumer_instead_of_resetting() {
+    let (fake, mut gc) = late_offsets_setup("denied").await;
+    // GROUP_AUTHORIZATION_FAILED on every OffsetFetch.
+    fake.fail_next_n(FakeApi::OffsetFetch, 30, 1_000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        assert!(Instant::now() < deadline, "the consumer never failed");
+        match gc.poll_timeout(Duration::from_millis(100)).await {
+            Ok(Some(recs)) => panic!(
+                "read {} records without knowing the committed offsets",
+                recs.len()
+            ),
+            Ok(None) => continue,
+            Err(e) => break e,
+        }
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("committed offsets"), "{msg}");
+}

@@ -455,7 +455,7 @@ impl Task {
                         let r = if partitions.is_empty() {
                             Ok(BTreeMap::new())
                         } else {
-                            fetch_committed(&cluster, &group, &partitions, stable).await
+                            committed_for_assignment(&cluster, &group, &partitions, stable).await
                         };
                         Done::Assigned(partitions, metadata, r)
                     }));
@@ -609,8 +609,12 @@ impl Task {
                 let committed = match committed {
                     Ok(c) => c,
                     Err(e) => {
-                        warn!(group = %self.settings.group.group_id, error = %e, "could not fetch committed offsets; using auto.offset.reset");
-                        BTreeMap::new()
+                        // Never guess: starting from auto.offset.reset where offsets may be
+                        // committed would read records twice or skip them.
+                        let _ = self.events.send(Rebalance::Fatal(format!(
+                            "could not fetch the committed offsets of the assigned partitions: {e}"
+                        )));
+                        return;
                     }
                 };
                 let partitions = partitions
@@ -890,6 +894,37 @@ pub(crate) async fn commit_offsets(
 }
 
 /// The committed offsets of `group` for `partitions`: `None` where nothing is committed.
+/// The committed offsets of newly assigned partitions: [`fetch_committed`] again and again
+/// while its errors are retriable (a coordinator moving or loading, a transport failure, or
+/// UNSTABLE_OFFSET_COMMIT while a transaction holding offsets stays open, which can last up to
+/// its `transaction.timeout.ms`), so a partition never starts from `auto.offset.reset` only
+/// because the answer was late. A non-retriable error (authorization, a bad group id) is
+/// returned.
+async fn committed_for_assignment(
+    cluster: &Cluster,
+    group: &str,
+    partitions: &[TopicPartition],
+    require_stable: bool,
+) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
+    let cfg = cluster.config().clone();
+    let mut attempt = 0;
+    loop {
+        match fetch_committed(cluster, group, partitions, require_stable).await {
+            Err(e) if e.is_retriable() || matches!(e, Error::UnknownBroker(_)) => {
+                warn!(group = %group, error = %e, "committed offsets not known yet; retrying");
+                tokio::time::sleep(backoff_delay(
+                    cfg.retry_backoff,
+                    cfg.retry_backoff_max,
+                    attempt,
+                ))
+                .await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Retries coordinator moves, loading coordinators and UNSTABLE_OFFSET_COMMIT (a transaction
 /// holding offsets is still open) within `request.timeout.ms`.
 pub async fn fetch_committed(
