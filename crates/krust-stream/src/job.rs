@@ -333,6 +333,7 @@ async fn run_plan<T: Send + 'static>(
         producer,
         cluster,
         member: None,
+        applied_metadata: None,
         group_cluster: None,
         owned: BTreeSet::new(),
         stops: None,
@@ -365,6 +366,11 @@ struct Running<T> {
     producer: Producer,
     cluster: Cluster,
     member: Option<GroupMember>,
+    /// The group metadata of the last assignment this job applied: the membership its records
+    /// belong to. The member's own (`GroupMember::group_metadata`) can already be a newer
+    /// generation, in which these partitions may be someone else's; offsets sent with it would
+    /// be accepted and the records written twice.
+    applied_metadata: Option<ConsumerGroupMetadata>,
     /// The member's own connections.
     group_cluster: Option<Cluster>,
     /// Partitions this instance processes now.
@@ -902,7 +908,11 @@ impl<T: Send + 'static> Running<T> {
 
     async fn on_rebalance(&mut self, ev: Rebalance) -> Result<(), StreamError> {
         match ev {
-            Rebalance::Assigned { partitions, .. } => {
+            Rebalance::Assigned {
+                partitions,
+                metadata,
+            } => {
+                self.applied_metadata = Some(metadata);
                 self.metrics.rebalanced();
                 let tps: Vec<TopicPartition> = partitions.into_keys().collect();
                 info!(job = %self.name, partitions = ?tps, "assigned");
@@ -1269,6 +1279,9 @@ impl<T: Send + 'static> Running<T> {
     }
 
     fn group_metadata(&self) -> ConsumerGroupMetadata {
+        if let Some(applied) = &self.applied_metadata {
+            return applied.clone();
+        }
         match &self.member {
             Some(m) => m.group_metadata(),
             None => ConsumerGroupMetadata {
