@@ -538,3 +538,41 @@ async fn a_non_retriable_committed_offsets_error_fails_the_consumer_instead_of_r
     let msg = err.to_string();
     assert!(msg.contains("committed offsets"), "{msg}");
 }
+
+/// Polls `gc` until `n` records arrived (or 20 s passed); returns (partition, offset) pairs.
+async fn poll_n(gc: &mut krust_client::group::GroupConsumer, n: usize) -> BTreeSet<(i32, i64)> {
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < n && Instant::now() < deadline {
+        if let Some(recs) = gc.poll_timeout(Duration::from_millis(100)).await.unwrap() {
+            seen.extend(recs.iter().map(|r| (r.partition, r.offset)));
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewind_to_committed_reads_again_from_the_committed_offsets() {
+    let (fake, mut gc) = late_offsets_setup("rewind").await;
+    let all: BTreeSet<(i32, i64)> = (0..2).flat_map(|p| (10..20).map(move |o| (p, o))).collect();
+    assert_eq!(
+        poll_n(&mut gc, 20).await,
+        all,
+        "offsets 10..20 of both partitions"
+    );
+    // Everything read; nothing new committed: a rewind reads it all again.
+    gc.rewind_to_committed().await.unwrap();
+    assert_eq!(
+        poll_n(&mut gc, 20).await,
+        all,
+        "read again after the rewind"
+    );
+    // The group's offsets move (as a transaction committing them would): the rewind follows.
+    fake.commit("rewind", "t", 0, 15);
+    fake.commit("rewind", "t", 1, 20);
+    gc.rewind_to_committed().await.unwrap();
+    let again = poll_n(&mut gc, 5).await;
+    let expected: BTreeSet<(i32, i64)> = (15..20).map(|o| (0, o)).collect();
+    assert_eq!(again, expected);
+    gc.close().await;
+}

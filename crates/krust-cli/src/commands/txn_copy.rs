@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use krust_client::consumer::{ConsumerRecord, StartOffset, TopicPartition};
+use krust_client::consumer::{ConsumerRecord, TopicPartition};
 use krust_client::group::{
     ConsumerGroupMetadata as GroupMetadata, GroupConsumer, OffsetAndMetadata, Subscription,
 };
@@ -318,33 +318,8 @@ fn transform(r: &ConsumerRecord, to: &str) -> ProducerRecord {
 /// where nothing is committed), dropping what was fetched beyond it. Retries a retriable
 /// failure to read the offsets a few times.
 async fn rewind(consumer: &mut GroupConsumer) -> Result<(), CliError> {
-    let owned: Vec<TopicPartition> = consumer.member().assignment().into_iter().collect();
-    if owned.is_empty() {
-        return Ok(());
-    }
-    let mut attempt = 0u32;
-    let committed = loop {
-        match consumer.member().committed(&owned).await {
-            Ok(c) => break c,
-            Err(e) if e.is_retriable() && attempt < 10 => {
-                tracing::debug!(error = %e, "committed offsets: retrying");
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            }
-            Err(e) => {
-                return Err(CliError::failed(format!(
-                    "cannot read the committed offsets: {e}"
-                )))
-            }
-        }
-    };
-    for tp in owned {
-        let start = match committed.get(&tp).cloned().flatten() {
-            Some(o) => StartOffset::Offset(o.offset),
-            None => StartOffset::Earliest,
-        };
-        // A partition revoked meanwhile is not the consumer's any more: nothing to rewind.
-        let _ = consumer.consumer().seek(&tp, start);
-    }
-    Ok(())
+    consumer
+        .rewind_to_committed()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot rewind to the committed offsets: {e}")))
 }

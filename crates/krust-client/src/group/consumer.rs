@@ -102,12 +102,7 @@ impl GroupConsumer {
                 metadata,
             } => {
                 self.applied = metadata;
-                let reset = match self.consumer.config().auto_offset_reset {
-                    OffsetReset::Earliest => StartOffset::Earliest,
-                    // `none` has no position to fall back on; Java raises an error there. krust
-                    // starts at the end, like `latest`, and logs nothing more.
-                    OffsetReset::Latest | OffsetReset::None => StartOffset::Latest,
-                };
+                let reset = self.reset_start();
                 let starts: Vec<(TopicPartition, StartOffset)> = partitions
                     .into_iter()
                     .map(|(tp, c)| {
@@ -127,6 +122,57 @@ impl GroupConsumer {
                 self.consumer.unassign(partitions.iter());
             }
             Rebalance::Fatal(e) => self.fatal = Some(e),
+        }
+        Ok(())
+    }
+
+    /// Where a partition without a committed offset starts (`auto.offset.reset`).
+    fn reset_start(&self) -> StartOffset {
+        match self.consumer.config().auto_offset_reset {
+            OffsetReset::Earliest => StartOffset::Earliest,
+            // `none` has no position to fall back on; Java raises an error there. krust
+            // starts at the end, like `latest`, and logs nothing more.
+            OffsetReset::Latest | OffsetReset::None => StartOffset::Latest,
+        }
+    }
+
+    /// Moves every partition this consumer owns back to the group's committed offset (where
+    /// nothing is committed: `auto.offset.reset`), dropping what was fetched beyond it. The
+    /// move after an aborted transaction: the records polled since the last commit are read
+    /// again. Retriable errors of the offset lookup are retried (a transaction holding offsets
+    /// may still be completing); others are returned and nothing moves.
+    ///
+    /// Cancel safety: not cancel safe; a cancelled call may have moved some partitions.
+    pub async fn rewind_to_committed(&mut self) -> Result<()> {
+        let owned = self.consumer.assignment();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        let retry = self.consumer.cluster().config().clone();
+        let mut attempt = 0u32;
+        let committed = loop {
+            match self.member.committed(&owned).await {
+                Ok(c) => break c,
+                Err(e) if e.is_retriable() && attempt < 20 => {
+                    tracing::debug!(error = %e, "committed offsets: retrying");
+                    tokio::time::sleep(crate::cluster::backoff_delay(
+                        retry.retry_backoff,
+                        retry.retry_backoff_max,
+                        attempt,
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let reset = self.reset_start();
+        for tp in owned {
+            let start = match committed.get(&tp).cloned().flatten() {
+                Some(o) => StartOffset::Offset(o.offset),
+                None => reset,
+            };
+            self.consumer.seek(&tp, start)?;
         }
         Ok(())
     }
