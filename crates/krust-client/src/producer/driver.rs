@@ -56,6 +56,9 @@ use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
 /// topic is the record's own topic string, moved (no allocation per record).
 pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
 
+/// The driver's end of a record's delivery slot.
+pub(crate) type DeliverySender = futures::channel::oneshot::Sender<Delivery>;
+
 /// A record accepted by `send`, on its way.
 ///
 /// Dropped without a result (the driver task dropped, for example by a runtime shutting
@@ -63,7 +66,10 @@ pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
 /// [`ProduceErrorKind::Closed`], possibly persisted, handing the record back.
 pub(crate) struct Pending {
     pub record: ProducerRecord,
-    tx: Option<oneshot::Sender<Delivery>>,
+    /// A `futures` oneshot, not tokio's: reading a delivered result is never refused by
+    /// tokio's cooperative budget (an application polling finished deliveries with
+    /// `now_or_never` between sends sees every one that is finished).
+    tx: Option<DeliverySender>,
     /// Encoded size (upper bound): what `batch.size` counts.
     pub size: usize,
     /// Permits of `buffer.memory` taken (and forgotten) for it: its size plus
@@ -77,7 +83,7 @@ pub(crate) struct Pending {
 impl Pending {
     pub(crate) fn new(
         record: ProducerRecord,
-        tx: oneshot::Sender<Delivery>,
+        tx: DeliverySender,
         size: usize,
         reserved: usize,
         enqueued: Instant,
@@ -312,6 +318,13 @@ impl Driver {
             if (self.closing || self.dropped) && self.is_idle() {
                 break;
             }
+            // Lazy command queue while the timer fires within linger.ms anyway: records
+            // queued meanwhile are picked up then, with their batches opened at their arrival.
+            let lazy = !self.cfg.linger.is_zero()
+                && !self.closing
+                && !self.dropped
+                && next.is_some_and(|t| t <= now + self.cfg.linger);
+            rx.set_lazy(lazy);
             let sleep_until = next.map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
@@ -327,7 +340,7 @@ impl Driver {
                         Some(cmds) => {
                             // A burst at a time (one readiness pass and one clock read per
                             // burst), at most 4096 so sending keeps up.
-                            let now = Instant::now();
+                            let now = rx.first_unwoken().unwrap_or_else(Instant::now);
                             for cmd in cmds {
                                 self.handle_command(cmd, now);
                             }

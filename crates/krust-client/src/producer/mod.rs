@@ -299,7 +299,7 @@ impl Producer {
         size: usize,
         reserved: usize,
     ) -> std::result::Result<DeliveryFuture, (ProducerRecord, TrySendReason)> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = futures::channel::oneshot::channel();
         // `enqueued` is set by the driver on arrival (one clock read per burst, not per record).
         let pending = Pending::new(record, tx, size, reserved, self.shared.started);
         match self.tx.send(Command::Send(pending)) {
@@ -598,7 +598,7 @@ fn refused(record: ProducerRecord, reason: TrySendReason) -> ProduceError {
 #[derive(Debug)]
 #[must_use = "a DeliveryFuture tells whether the record was written"]
 pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Delivery>,
+    rx: futures::channel::oneshot::Receiver<Delivery>,
 }
 
 impl Future for DeliveryFuture {

@@ -6,23 +6,37 @@
 //! burst, not per command). Memory is bounded by `buffer.memory`, which `send` reserves
 //! before pushing a record.
 //!
+//! *Lazy* mode (set by the driver while `linger.ms` is positive and its own timer fires within
+//! `linger.ms` anyway): a record pushed then does not wake the driver (the push into an empty
+//! queue notes the time instead, one clock read per burst), unless the queue holds
+//! [`LAZY_WAKE_LEN`] commands; any other command wakes it. The driver picks the records up at
+//! its timer and opens their batches at the noted time, so no record waits longer than
+//! `linger.ms` before its batch may be sent, and a fast sender costs the driver one wake-up per
+//! burst instead of one per record.
+//!
 //! It closes like a channel: when every sender is dropped the receiver sees the end once the
 //! queue is empty; when the receiver is dropped, later pushes hand the command back and
 //! whatever was queued is dropped (a dropped record still resolves its future).
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
+use std::time::Instant;
 
 use futures::task::AtomicWaker;
 
 use super::driver::Command;
 
+/// Queued commands that wake a lazy driver.
+pub(crate) const LAZY_WAKE_LEN: usize = 1024;
+
 struct State {
     queued: Vec<Command>,
     senders: usize,
     receiver_alive: bool,
+    lazy: bool,
+    /// When the first command of the queue was pushed without waking the driver.
+    first_unwoken: Option<Instant>,
 }
 
 struct Shared {
@@ -39,7 +53,9 @@ pub(crate) struct CommandTx {
 pub(crate) struct CommandRx {
     shared: Arc<Shared>,
     /// Taken from the queue, not handed out yet (a burst larger than asked for).
-    local: VecDeque<Command>,
+    local: std::vec::IntoIter<Command>,
+    /// `first_unwoken` of the commands taken last from the queue.
+    first_unwoken: Option<Instant>,
 }
 
 /// A new queue.
@@ -49,6 +65,8 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
             queued: Vec::new(),
             senders: 1,
             receiver_alive: true,
+            lazy: false,
+            first_unwoken: None,
         }),
         waker: AtomicWaker::new(),
     });
@@ -58,7 +76,8 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
         },
         CommandRx {
             shared,
-            local: VecDeque::new(),
+            local: Vec::new().into_iter(),
+            first_unwoken: None,
         },
     )
 }
@@ -68,16 +87,24 @@ impl CommandTx {
     // The command goes back by value, as tokio's `SendError<T>` does.
     #[allow(clippy::result_large_err)]
     pub(crate) fn send(&self, cmd: Command) -> Result<(), Command> {
-        let was_empty = {
+        let is_send = matches!(cmd, Command::Send(_));
+        let wake = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             if !st.receiver_alive {
                 return Err(cmd);
             }
             let was_empty = st.queued.is_empty();
             st.queued.push(cmd);
-            was_empty
+            if st.lazy && is_send {
+                if was_empty {
+                    st.first_unwoken = Some(Instant::now());
+                }
+                st.queued.len() == LAZY_WAKE_LEN
+            } else {
+                was_empty || st.lazy
+            }
         };
-        if was_empty {
+        if wake {
             self.shared.waker.wake();
         }
         Ok(())
@@ -111,12 +138,24 @@ impl Drop for CommandTx {
 }
 
 impl CommandRx {
+    /// Lazy mode on or off (see the module docs).
+    pub(crate) fn set_lazy(&self, lazy: bool) {
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.lazy = lazy;
+    }
+
+    /// When the oldest command of the burst last returned by [`CommandRx::recv_many`] was
+    /// queued, if it was queued without waking the driver (lazy mode).
+    pub(crate) fn first_unwoken(&self) -> Option<Instant> {
+        self.first_unwoken
+    }
+
     /// Up to `max` commands in the order they were sent (at least one), or `None` once every
     /// sender is dropped and nothing is left. Cancel-safe: nothing is taken unless returned.
     pub(crate) async fn recv_many(&mut self, max: usize) -> Option<Vec<Command>> {
         let max = max.max(1);
         poll_fn(|cx| {
-            if self.local.is_empty() {
+            if self.local.len() == 0 {
                 self.shared.waker.register(cx.waker());
                 let taken = {
                     let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -129,16 +168,16 @@ impl CommandRx {
                     }
                     // The queue keeps a vector with room for a burst like this one.
                     let room = Vec::with_capacity(st.queued.len());
+                    self.first_unwoken = st.first_unwoken.take();
                     std::mem::replace(&mut st.queued, room)
                 };
                 if taken.len() <= max {
                     // The usual case: handed over as it is, no copy.
                     return Poll::Ready(Some(taken));
                 }
-                self.local.extend(taken);
+                self.local = taken.into_iter();
             }
-            let n = self.local.len().min(max);
-            Poll::Ready(Some(self.local.drain(..n).collect()))
+            Poll::Ready(Some(self.local.by_ref().take(max).collect()))
         })
         .await
     }
@@ -198,6 +237,75 @@ mod tests {
         let last = rx.recv_many(10).await.expect("queued before the end");
         assert_eq!(last.len(), 1);
         assert!(rx.recv_many(10).await.is_none());
+    }
+
+    struct WakeCount(std::sync::atomic::AtomicUsize);
+    impl futures::task::ArcWake for WakeCount {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn send_cmd() -> Command {
+        let (tx, _rx) = futures::channel::oneshot::channel();
+        let record = crate::producer::ProducerRecord::new("t").with_value("v");
+        Command::Send(super::super::driver::Pending::new(
+            record,
+            tx,
+            10,
+            10,
+            Instant::now(),
+        ))
+    }
+
+    #[test]
+    fn a_lazy_receiver_is_woken_by_a_full_burst_or_another_command_and_learns_when_it_began() {
+        use std::future::Future;
+        use std::sync::atomic::Ordering::SeqCst;
+        let (tx, mut rx) = command_queue();
+        rx.set_lazy(true);
+        let count = Arc::new(WakeCount(Default::default()));
+        let waker = futures::task::waker(count.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let before = Instant::now();
+        {
+            let mut fut = Box::pin(rx.recv_many(10_000));
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            for _ in 0..LAZY_WAKE_LEN - 1 {
+                tx.send(send_cmd()).ok().unwrap();
+            }
+            assert_eq!(count.0.load(SeqCst), 0, "records alone do not wake it");
+            tx.send(send_cmd()).ok().unwrap();
+            assert_eq!(count.0.load(SeqCst), 1, "a full burst does");
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(Some(cmds)) => assert_eq!(cmds.len(), LAZY_WAKE_LEN),
+                other => panic!(
+                    "expected the burst, got {:?}",
+                    other.map(|o| o.map(|v| v.len()))
+                ),
+            }
+        }
+        let first = rx.first_unwoken().expect("noted at the first push");
+        assert!(first >= before && first <= Instant::now());
+        {
+            let mut fut = Box::pin(rx.recv_many(10_000));
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            tx.send(send_cmd()).ok().unwrap();
+            assert_eq!(count.0.load(SeqCst), 1);
+            let (c, _r) = flush_cmd();
+            tx.send(c).ok().unwrap();
+            assert_eq!(count.0.load(SeqCst), 2, "a flush wakes it at once");
+            assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Some(v)) if v.len() == 2));
+        }
+        // Not lazy: the first record wakes it, with no arrival time noted.
+        rx.set_lazy(false);
+        let mut fut = Box::pin(rx.recv_many(10_000));
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        tx.send(send_cmd()).ok().unwrap();
+        assert_eq!(count.0.load(SeqCst), 3);
+        assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Some(v)) if v.len() == 1));
+        drop(fut);
+        assert_eq!(rx.first_unwoken(), None);
     }
 
     #[tokio::test]
