@@ -334,10 +334,18 @@ impl Producer {
             Err(reason) => return Err(refused(record, reason)),
         };
         let reserved = self.reservation(size);
-        match self.shared.memory.acquire_many(reserved as u32).await {
+        // The common case without a future (tokio hands released permits to waiters first, so
+        // this never jumps the queue), then the wait.
+        match self.shared.memory.try_acquire_many(reserved as u32) {
             Ok(p) => p.forget(),
-            Err(_) => return Err(refused(record, TrySendReason::Closed)),
-        };
+            Err(TryAcquireError::Closed) => return Err(refused(record, TrySendReason::Closed)),
+            Err(TryAcquireError::NoPermits) => {
+                match self.shared.memory.acquire_many(reserved as u32).await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return Err(refused(record, TrySendReason::Closed)),
+                }
+            }
+        }
         self.enqueue(record, size, reserved)
             .map_err(|(record, reason)| refused(record, reason))
     }
