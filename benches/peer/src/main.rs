@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
+mod latency;
+
 /// Which client a child runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Client {
@@ -181,26 +183,56 @@ impl Drop for ChildExe {
 }
 
 fn run_child(client: Client, w: &Workload, bootstrap: &str, topic: &str) -> Result<Run, String> {
+    let (out, usage) = spawn_child(&[
+        "--child",
+        client.name(),
+        match w.kind {
+            Kind::Produce => "produce",
+            Kind::Consume => "consume",
+        },
+        bootstrap,
+        topic,
+        &w.size.to_string(),
+        &w.partitions.to_string(),
+        w.codec,
+        if w.idempotent { "1" } else { "0" },
+        &w.records.to_string(),
+    ])?;
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("no RESULT line in {out:?}"))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() != 4 {
+        return Err(format!("bad RESULT line {line:?}"));
+    }
+    Ok(Run {
+        records: f[0].parse().map_err(|_| "records")?,
+        bytes: f[1].parse().map_err(|_| "bytes")?,
+        secs: f[2].parse().map_err(|_| "secs")?,
+        cpu_secs: cpu_secs(&usage),
+        max_rss_kb: match f[3].parse::<i64>() {
+            Ok(kb) if kb > 0 => kb,
+            _ => usage.ru_maxrss,
+        },
+    })
+}
+
+/// User + system CPU seconds of a child's rusage.
+fn cpu_secs(usage: &libc::rusage) -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Runs this executable (its private copy) as a child with `args`; returns its stdout and its
+/// resource usage.
+fn spawn_child(args: &[&str]) -> Result<(String, libc::rusage), String> {
     let exe = match CHILD_EXE.get() {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| e.to_string())?,
     };
     let mut child = Command::new(exe)
-        .args([
-            "--child",
-            client.name(),
-            match w.kind {
-                Kind::Produce => "produce",
-                Kind::Consume => "consume",
-            },
-            bootstrap,
-            topic,
-            &w.size.to_string(),
-            &w.partitions.to_string(),
-            w.codec,
-            if w.idempotent { "1" } else { "0" },
-            &w.records.to_string(),
-        ])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -224,25 +256,7 @@ fn run_child(client: Client, w: &Workload, bootstrap: &str, topic: &str) -> Resu
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         return Err(format!("child failed (status {status}): {out}"));
     }
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .ok_or_else(|| format!("no RESULT line in {out:?}"))?;
-    let f: Vec<&str> = line.split_whitespace().collect();
-    if f.len() != 4 {
-        return Err(format!("bad RESULT line {line:?}"));
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Run {
-        records: f[0].parse().map_err(|_| "records")?,
-        bytes: f[1].parse().map_err(|_| "bytes")?,
-        secs: f[2].parse().map_err(|_| "secs")?,
-        cpu_secs: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_kb: match f[3].parse::<i64>() {
-            Ok(kb) if kb > 0 => kb,
-            _ => usage.ru_maxrss,
-        },
-    })
+    Ok((out, usage))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -538,6 +552,9 @@ struct Options {
     tansu: bool,
     tansu_addr: String,
     only: Option<String>,
+    /// `--latency`: the produce-to-acknowledge latency table instead of the throughput one.
+    latency: bool,
+    latency_secs: f64,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -548,6 +565,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         tansu: true,
         tansu_addr: std::env::var("KRUST_BROKER").unwrap_or_else(|_| "127.0.0.1:19092".into()),
         only: None,
+        latency: false,
+        latency_secs: 10.0,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -556,7 +575,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--quick" => {
                 o.runs = 1;
                 o.records = 200_000;
+                o.latency_secs = 3.0;
             }
+            "--latency" => o.latency = true,
+            "--latency-secs" => o.latency_secs = val()?.parse().map_err(|_| "--latency-secs")?,
             "--runs" => o.runs = val()?.parse().map_err(|_| "--runs")?,
             "--records" => o.records = val()?.parse().map_err(|_| "--records")?,
             "--broker" => match val()?.as_str() {
@@ -704,6 +726,13 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--latency-child") {
+        if let Err(e) = latency::child(&args[1..]) {
+            eprintln!("latency child: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("--null-broker") {
         serve_null(&args[1..]);
         return;
@@ -758,6 +787,16 @@ fn main() {
                 opts.tansu_addr
             );
         }
+    }
+    if opts.latency {
+        latency::parent(
+            &rt,
+            &brokers,
+            &opts.tansu_addr,
+            opts.runs,
+            opts.latency_secs,
+        );
+        return;
     }
     for broker in brokers {
         for w in &selected {

@@ -1,0 +1,425 @@
+//! Produce-to-acknowledge latency (issue #9 item 5): an open-loop, paced producer with
+//! `linger.ms=0`, `acks=all`, idempotence on, 100 B records, one partition.
+//!
+//! Record `i` is scheduled at `start + i / rate`. One pacing thread (the same code for both
+//! clients) sleeps until the next record is due and then sends every record that is due, so a
+//! slow send delays later sends but is charged to them: latency is measured from a record's
+//! scheduled time (not from the moment `send` was called) to the moment the application sees
+//! its acknowledgement, which avoids coordinated omission.
+//!
+//! - krust: `Producer::try_send` from the pacing thread; each `DeliveryFuture` is awaited by a
+//!   task of its own spawned on the producer's tokio runtime (multi-thread), which takes the
+//!   time as soon as it is woken.
+//! - librdkafka: `ThreadedProducer` (its own thread serves the delivery reports as they
+//!   arrive); the record's index rides in the delivery opaque and the callback takes the time.
+//!
+//! Before the clock starts, each client sends one record and waits for it (connections,
+//! metadata and the producer id are set up outside the measurement).
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The rates measured, records per second.
+pub const RATES: [u64; 2] = [1_000, 50_000];
+
+/// Record size in bytes.
+pub const SIZE: usize = 100;
+
+/// What one child reports.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencyRun {
+    pub delivered: u64,
+    pub failed: u64,
+    /// Achieved rate: acknowledged records / (last acknowledgement - start).
+    pub rate: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// Client CPU (user + sys of the child) per record, µs.
+    pub cpu_us: f64,
+}
+
+/// One acknowledgement: record index, latency in ns from its scheduled time, success.
+type Ack = (u64, u64, bool);
+
+/// Sleeps the calling thread until `t` (with a 1 µs timer slack, see [`precise_timers`]).
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Lowers this thread's timer slack from Linux's default 50 µs to 1 µs, so the pacing thread
+/// wakes when a record is due rather than up to 50 µs later.
+fn precise_timers() {
+    // SAFETY: PR_SET_TIMERSLACK takes a value in ns and only affects the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Runs the schedule: calls `send(i)` for each record at or after its scheduled time.
+fn pace(start: Instant, interval: Duration, records: u64, mut send: impl FnMut(u64)) {
+    precise_timers();
+    let mut i = 0;
+    while i < records {
+        let due = start + interval * i as u32;
+        sleep_until(due);
+        let now = Instant::now();
+        while i < records && start + interval * i as u32 <= now {
+            send(i);
+            i += 1;
+        }
+    }
+}
+
+/// Collects `records` acknowledgements from `rx` and turns them into the child's result line.
+fn collect(rx: mpsc::Receiver<Ack>, records: u64, interval: Duration) -> Result<String, String> {
+    let mut lat = Vec::with_capacity(records as usize);
+    let mut failed = 0u64;
+    let mut last_ack_ns = 0u64;
+    for _ in 0..records {
+        let (i, ns, ok) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| format!("{} of {records} acknowledgements arrived", lat.len()))?;
+        if ok {
+            lat.push(ns);
+        } else {
+            failed += 1;
+        }
+        let at = (interval * i as u32).as_nanos() as u64 + ns;
+        last_ack_ns = last_ack_ns.max(at);
+    }
+    if lat.is_empty() {
+        return Err(format!("all {failed} records failed"));
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        let idx = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[idx] as f64 / 1e3
+    };
+    Ok(format!(
+        "LATENCY {} {failed} {} {} {} {} {}",
+        lat.len(),
+        lat.len() as f64 / (last_ack_ns as f64 / 1e9),
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        *lat.last().expect("not empty") as f64 / 1e3,
+    ))
+}
+
+/// `--latency-child CLIENT BOOTSTRAP TOPIC RATE SECS`: one paced run; prints
+/// `LATENCY delivered failed rate p50 p99 p999 max` (µs).
+pub fn child(args: &[String]) -> Result<(), String> {
+    let [client, bootstrap, topic, rate, secs] = args else {
+        return Err(format!("bad latency child arguments {args:?}"));
+    };
+    let rate: u64 = rate.parse().map_err(|_| "rate")?;
+    let secs: f64 = secs.parse().map_err(|_| "secs")?;
+    let records = ((rate as f64 * secs) as u64).max(1);
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let line = match client.as_str() {
+        "krust" => krust(bootstrap, topic, records, interval)?,
+        _ => rdkafka_run(bootstrap, topic, records, interval)?,
+    };
+    println!("{line}");
+    Ok(())
+}
+
+fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Result<String, String> {
+    use krust_client::producer::{Producer, ProducerConfig, ProducerRecord, TrySendReason};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut cfg = ProducerConfig::new(bootstrap);
+    cfg.linger = Duration::ZERO;
+    // krust's default with acks=all; stated for clarity.
+    cfg.enable_idempotence = Some(true);
+    let producer = rt.block_on(Producer::new(cfg)).map_err(|e| e.to_string())?;
+    let value = bytes::Bytes::from(vec![b'x'; SIZE]);
+    let rec = || {
+        ProducerRecord::new(topic)
+            .with_partition(0)
+            .with_value(value.clone())
+    };
+    // Warm-up: connection, metadata and producer id.
+    rt.block_on(async {
+        producer
+            .send(rec())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    let (tx, rx) = mpsc::channel::<Ack>();
+    let handle = rt.handle().clone();
+    let _guard = rt.enter();
+    let start = Instant::now();
+    let mut send_error = None;
+    pace(start, interval, records, |i| {
+        let f = match producer.try_send(rec()) {
+            Ok(f) => Ok(f),
+            Err(e) if matches!(e.reason, TrySendReason::BufferFull) => handle
+                .block_on(producer.send(e.record))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{:?}", e.reason)),
+        };
+        match f {
+            Ok(f) => {
+                let tx = tx.clone();
+                handle.spawn(async move {
+                    let ok = f.await.is_ok();
+                    let ns = start.elapsed().saturating_sub(interval * i as u32);
+                    let _ = tx.send((i, ns.as_nanos() as u64, ok));
+                });
+            }
+            Err(e) => {
+                send_error.get_or_insert(e);
+                let _ = tx.send((i, 0, false));
+            }
+        }
+    });
+    if let Some(e) = send_error {
+        return Err(format!("krust send failed: {e}"));
+    }
+    drop(tx);
+    let line = collect(rx, records, interval);
+    rt.block_on(producer.close());
+    line
+}
+
+struct Reports {
+    tx: std::sync::Mutex<mpsc::Sender<Ack>>,
+    start: std::sync::OnceLock<Instant>,
+    interval: Duration,
+}
+
+impl rdkafka::ClientContext for Reports {}
+
+impl rdkafka::producer::ProducerContext for Reports {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, r: &rdkafka::producer::DeliveryResult<'_>, i: usize) {
+        // The warm-up record (index usize::MAX) arrives before the clock starts.
+        let Some(start) = self.start.get() else {
+            return;
+        };
+        let ns = start
+            .elapsed()
+            .saturating_sub(self.interval * i as u32)
+            .as_nanos() as u64;
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = tx.send((i as u64, ns, r.is_ok()));
+    }
+}
+
+fn rdkafka_run(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    interval: Duration,
+) -> Result<String, String> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let (tx, rx) = mpsc::channel::<Ack>();
+    let ctx = Reports {
+        tx: std::sync::Mutex::new(tx),
+        start: std::sync::OnceLock::new(),
+        interval,
+    };
+    let producer: ThreadedProducer<Reports> = crate::rdk_config(bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        // librdkafka's default is off; on here to match krust.
+        .set("enable.idempotence", "true")
+        .create_with_context(ctx)
+        .map_err(|e| e.to_string())?;
+    let value = [b'x'; SIZE];
+    let warm = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, usize::MAX)
+        .partition(0)
+        .payload(&value[..]);
+    producer.send(warm).map_err(|(e, _)| e.to_string())?;
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let _ = producer.context().start.set(start);
+    let mut send_error = None;
+    pace(start, interval, records, |i| {
+        let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, i as usize)
+            .partition(0)
+            .payload(&value[..]);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err((e, _)) => {
+                    send_error.get_or_insert(e.to_string());
+                    break;
+                }
+            }
+        }
+    });
+    if let Some(e) = send_error {
+        return Err(format!("librdkafka send failed: {e}"));
+    }
+    let line = collect(rx, records, interval);
+    let _ = producer.flush(Duration::from_secs(30));
+    line
+}
+
+/// Parses a child's `LATENCY` line.
+pub fn parse(out: &str, cpu_secs: f64) -> Result<LatencyRun, String> {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("LATENCY "))
+        .ok_or_else(|| format!("no LATENCY line in {out:?}"))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .map(|s| {
+            s.parse::<f64>()
+                .map_err(|_| format!("bad LATENCY line {line:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let [delivered, failed, rate, p50, p99, p999, max] = f[..] else {
+        return Err(format!("bad LATENCY line {line:?}"));
+    };
+    Ok(LatencyRun {
+        delivered: delivered as u64,
+        failed: failed as u64,
+        rate,
+        p50_us: p50,
+        p99_us: p99,
+        p999_us: p999,
+        max_us: max,
+        cpu_us: cpu_secs * 1e6 / (delivered + failed).max(1.0),
+    })
+}
+
+/// Median of each field over the runs (`None` if none succeeded).
+pub fn summarize(runs: &[LatencyRun]) -> Option<LatencyRun> {
+    if runs.is_empty() {
+        return None;
+    }
+    let m = |f: &dyn Fn(&LatencyRun) -> f64| crate::median(runs.iter().map(f).collect());
+    Some(LatencyRun {
+        delivered: runs.iter().map(|r| r.delivered).sum(),
+        failed: runs.iter().map(|r| r.failed).sum(),
+        rate: m(&|r| r.rate),
+        p50_us: m(&|r| r.p50_us),
+        p99_us: m(&|r| r.p99_us),
+        p999_us: m(&|r| r.p999_us),
+        max_us: m(&|r| r.max_us),
+        cpu_us: m(&|r| r.cpu_us),
+    })
+}
+
+/// Runs one latency child against `bootstrap`.
+fn run(
+    client: &str,
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    secs: f64,
+) -> Result<LatencyRun, String> {
+    let (out, usage) = crate::spawn_child(&[
+        "--latency-child",
+        client,
+        bootstrap,
+        topic,
+        &rate.to_string(),
+        &secs.to_string(),
+    ])?;
+    parse(&out, crate::cpu_secs(&usage))
+}
+
+/// The parent side of `--latency`: every rate against the selected brokers, `runs` runs of
+/// `secs` seconds per client; prints a markdown table of medians.
+pub fn parent(
+    rt: &tokio::runtime::Runtime,
+    brokers: &[&str],
+    tansu_addr: &str,
+    runs: usize,
+    secs: f64,
+) {
+    let mut rows = Vec::new();
+    for &broker in brokers {
+        for rate in RATES {
+            let mut results = Vec::new();
+            for client in ["krust", "librdkafka"] {
+                let mut ok = Vec::new();
+                for n in 0..runs {
+                    let r = if broker == "null" {
+                        rt.block_on(async {
+                            use krust_testkit::{NullBroker, NullBrokerConfig};
+                            let nb = NullBroker::start(NullBrokerConfig::new().with_partitions(1))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            let bootstrap = nb.bootstrap();
+                            let topic = crate::unique("lat");
+                            tokio::task::spawn_blocking(move || {
+                                run(client, &bootstrap, &topic, rate, secs)
+                            })
+                            .await
+                            .map_err(|e| e.to_string())?
+                        })
+                    } else {
+                        rt.block_on(async {
+                            let admin = crate::tansu_admin(tansu_addr).await?;
+                            let topic = crate::tansu_topic(&admin, 1).await?;
+                            let (addr, t2) = (tansu_addr.to_string(), topic.clone());
+                            let r = tokio::task::spawn_blocking(move || {
+                                run(client, &addr, &t2, rate, secs)
+                            })
+                            .await
+                            .map_err(|e| e.to_string())?;
+                            let _ = admin.delete_topics(&[topic.as_str()]).await;
+                            r
+                        })
+                    };
+                    match r {
+                        Ok(r) => {
+                            eprintln!(
+                                "{broker:5} latency {rate:>6}/s {client:10} run {}: {:.0} rec/s, p50 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} us, {:.2} us CPU/rec, {} failed",
+                                n + 1,
+                                r.rate,
+                                r.p50_us,
+                                r.p99_us,
+                                r.p999_us,
+                                r.max_us,
+                                r.cpu_us,
+                                r.failed
+                            );
+                            ok.push(r);
+                        }
+                        Err(e) => eprintln!("{broker} latency {rate}/s {client}: {e}"),
+                    }
+                }
+                results.push(summarize(&ok));
+            }
+            for (client, s) in ["krust", "librdkafka"].iter().zip(&results) {
+                rows.push(match s {
+                    Some(s) => format!(
+                        "| {broker} | {rate} | {client} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+                        s.rate, s.p50_us, s.p99_us, s.p999_us, s.max_us, s.cpu_us
+                    ),
+                    None => format!("| {broker} | {rate} | {client} | failed | | | | | |"),
+                });
+            }
+        }
+    }
+    println!(
+        "produce-to-acknowledge latency: linger.ms=0, acks=all, idempotent, {SIZE} B records, 1 partition, open loop (from each record's scheduled send time), {secs} s per run, medians of {runs} run(s)\n"
+    );
+    println!("| broker | target rec/s | client | achieved rec/s | p50 µs | p99 µs | p99.9 µs | max µs | CPU µs/rec |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+}
