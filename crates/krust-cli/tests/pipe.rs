@@ -16,20 +16,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::krust;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use krust_client::consumer::{IsolationLevel, StartOffset, TopicPartition};
 use krust_client::{
     Admin, ClientConfig, Cluster, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
     ProducerRecord,
 };
-use krust_wire::record::{batches, ControlRecordType};
 
 const PARTITIONS: i32 = 6;
 
@@ -187,103 +183,29 @@ async fn seed(bootstrap: &str, input: &str, output: &str, n: usize) -> Vec<Strin
     values
 }
 
-/// What the output log holds, from its raw batches.
-#[derive(Debug, Default)]
+/// What the output log holds, from its raw batches: the committed values (those whose
+/// transaction committed, or written outside a transaction), and the aborted and open ones.
 struct Audit {
-    /// Values whose transaction committed (or written outside a transaction).
     committed: Vec<String>,
-    /// Values whose transaction was aborted.
     aborted: usize,
-    /// Values of transactions still open.
     open: usize,
 }
 
-/// Reads every batch of every partition of `topic` from offset 0 with raw Fetch requests
-/// (read_uncommitted) and sorts the data by the transaction markers that follow it.
+/// Reads every partition of `topic` with raw Fetch requests (read_uncommitted) and sorts the
+/// data by the transaction markers that follow it ([`common::txn_log::txn_log`]).
 async fn audit(bootstrap: &str, topic: &str) -> Audit {
     let cluster = Cluster::connect(ClientConfig::new(bootstrap))
         .await
         .unwrap();
-    let md = cluster.topic(topic).await.unwrap();
-    let mut audit = Audit::default();
-    for p in &md.partitions {
-        let leader = p.leader.expect("leader");
-        let mut pending: HashMap<i64, Vec<String>> = HashMap::new();
-        let mut offset = 0i64;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (_v, resp) = cluster
-                .send(leader, |_v| {
-                    FetchRequest::default()
-                        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                        .with_max_wait_ms(50)
-                        .with_min_bytes(1)
-                        .with_max_bytes(32 << 20)
-                        .with_isolation_level(0)
-                        .with_session_id(0)
-                        .with_session_epoch(-1)
-                        .with_topics(vec![FetchTopic::default()
-                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                            .with_partitions(vec![FetchPartition::default()
-                                .with_partition(p.partition)
-                                .with_fetch_offset(offset)
-                                .with_current_leader_epoch(-1)
-                                .with_last_fetched_epoch(-1)
-                                .with_log_start_offset(-1)
-                                .with_partition_max_bytes(16 << 20)])])
-                })
-                .await
-                .unwrap();
-            let Some(part) = resp.responses.first().and_then(|t| t.partitions.first()) else {
-                break;
-            };
-            assert_eq!(part.error_code, 0, "fetch error");
-            let hw = part.high_watermark;
-            if let Some(records) = part.records.clone() {
-                for batch in batches(records) {
-                    let batch = batch.unwrap();
-                    let next = batch.next_offset();
-                    if next <= offset {
-                        continue;
-                    }
-                    let inflated = batch.inflate().unwrap();
-                    let h = *inflated.header();
-                    if h.is_control() {
-                        let values = pending.remove(&h.producer_id).unwrap_or_default();
-                        match inflated.control().map(|c| c.kind) {
-                            Some(ControlRecordType::Commit) => audit.committed.extend(values),
-                            Some(ControlRecordType::Abort) => audit.aborted += values.len(),
-                            other => panic!("unknown control record {other:?}"),
-                        }
-                    } else {
-                        for r in inflated.into_records().unwrap() {
-                            if r.offset < offset {
-                                continue;
-                            }
-                            let v =
-                                String::from_utf8(r.value.unwrap_or_default().to_vec()).unwrap();
-                            if h.is_transactional() {
-                                pending.entry(h.producer_id).or_default().push(v);
-                            } else {
-                                audit.committed.push(v);
-                            }
-                        }
-                    }
-                    offset = offset.max(next);
-                }
-            }
-            if offset >= hw {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fetch did not reach the high watermark"
-            );
-        }
-        audit.open += pending.values().map(Vec::len).sum::<usize>();
-    }
+    let log = common::txn_log::txn_log(&cluster, topic, PARTITIONS).await;
     cluster.close();
-    audit
+    let mut committed = log.committed;
+    committed.extend(log.plain);
+    Audit {
+        committed,
+        aborted: log.aborted.len(),
+        open: log.open.len(),
+    }
 }
 
 /// What a krust consumer with `isolation` reads from `topic` (every partition, to the end).

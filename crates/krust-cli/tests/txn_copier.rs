@@ -21,20 +21,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use krust_client::consumer::{StartOffset, TopicPartition};
 use krust_client::{Cluster, Consumer, ConsumerConfig, Producer, ProducerConfig, Properties};
 use krust_testkit::{ClusterConfig, FakeCluster, FaultProxy, TxnProtocol};
-use krust_wire::record::{batches, ControlRecordType};
 use tokio::sync::watch;
+
+use common::txn_log::txn_log;
 
 const BATCH: &str = "750";
 
@@ -332,121 +330,6 @@ async fn wait_alive(
             copier.log_text()
         );
     }
-}
-
-/// One partition's log, sorted into transactions by the control markers in it.
-#[derive(Debug, Default)]
-struct TxnLog {
-    /// Values of committed transactional records.
-    committed: Vec<String>,
-    /// Values of aborted transactional records.
-    aborted: Vec<String>,
-    /// Values of transactional records with no marker yet.
-    open: Vec<String>,
-    /// Values of non-transactional records.
-    plain: Vec<String>,
-    /// Per committed data batch: (partition, producer epoch, base offset).
-    committed_batches: Vec<(i32, i16, i64)>,
-}
-
-/// A producer's transactional records waiting for their marker: values and batches.
-type Pending = (Vec<String>, Vec<(i32, i16, i64)>);
-
-/// Reads every batch of `topic` (read_uncommitted, raw Fetch from offset 0 to the high
-/// watermark) and files each transactional record under the outcome its producer's next
-/// marker in that partition gives it.
-async fn txn_log(cluster: &Cluster, topic: &str, partitions: i32) -> TxnLog {
-    let mut out = TxnLog::default();
-    for partition in 0..partitions {
-        let md = cluster.topic(topic).await.expect("metadata");
-        let leader = md
-            .partition(partition)
-            .and_then(|p| p.leader)
-            .expect("leader");
-        let mut offset = 0i64;
-        // Per producer id: the values and batches waiting for a marker.
-        let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (_v, resp) = cluster
-                .send(leader, |_v| {
-                    FetchRequest::default()
-                        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                        .with_max_wait_ms(100)
-                        .with_min_bytes(1)
-                        .with_max_bytes(64 << 20)
-                        .with_isolation_level(0)
-                        .with_session_id(0)
-                        .with_session_epoch(-1)
-                        .with_topics(vec![FetchTopic::default()
-                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                            .with_partitions(vec![FetchPartition::default()
-                                .with_partition(partition)
-                                .with_fetch_offset(offset)
-                                .with_current_leader_epoch(-1)
-                                .with_last_fetched_epoch(-1)
-                                .with_log_start_offset(-1)
-                                .with_partition_max_bytes(32 << 20)])])
-                })
-                .await
-                .expect("fetch");
-            let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else {
-                break;
-            };
-            assert_eq!(p.error_code, 0, "fetch error");
-            let hw = p.high_watermark;
-            for batch in batches(p.records.clone().unwrap_or_default()) {
-                let batch = batch.expect("batch");
-                if batch.next_offset() <= offset {
-                    continue;
-                }
-                let inflated = batch.inflate().expect("inflate");
-                let h = *inflated.header();
-                if batch.is_control() {
-                    let kind = inflated.control().map(|c| c.kind);
-                    let (values, bs) = pending.remove(&h.producer_id).unwrap_or_default();
-                    match kind {
-                        Some(ControlRecordType::Commit) => {
-                            out.committed.extend(values);
-                            out.committed_batches.extend(bs);
-                        }
-                        Some(ControlRecordType::Abort) => out.aborted.extend(values),
-                        other => panic!("unexpected control record {other:?}"),
-                    }
-                } else {
-                    let values: Vec<String> = inflated
-                        .into_records()
-                        .expect("records")
-                        .into_iter()
-                        .filter(|r| r.offset >= offset)
-                        .map(|r| {
-                            String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
-                                .into_owned()
-                        })
-                        .collect();
-                    if h.is_transactional() {
-                        let e = pending.entry(h.producer_id).or_default();
-                        e.0.extend(values);
-                        e.1.push((partition, h.producer_epoch, h.base_offset));
-                    } else {
-                        out.plain.extend(values);
-                    }
-                }
-                offset = offset.max(batch.next_offset());
-            }
-            if offset >= hw {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fetch did not reach the high watermark"
-            );
-        }
-        for (_, (values, _)) in pending {
-            out.open.extend(values);
-        }
-    }
-    out
 }
 
 /// Duplicates and missing values of `got` against `want` (a set).

@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+pub mod txn_log;
+
 pub fn krust() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_krust"));
     // Tests say which broker they mean; an inherited KRUST_BROKER must not leak into them.
