@@ -27,6 +27,13 @@ async fn fake(partitions: i32) -> FakeCluster {
     f
 }
 
+/// Records written to `topic` (partitions `0..partitions`): the sum of the high watermarks.
+fn written(f: &FakeCluster, topic: &str, partitions: i32) -> i64 {
+    (0..partitions)
+        .map(|p| f.offsets(topic, p).unwrap().1)
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_job_ends_with_the_exact_count_at_each_guarantee() {
     let f = fake(3).await;
@@ -50,31 +57,13 @@ async fn bounded_job_ends_with_the_exact_count_at_each_guarantee() {
             true,
             Duration::from_millis(50),
         );
-        let summary = tokio::time::timeout(Duration::from_secs(30), job.run())
-            .await
-            .expect("bounded job ends by itself")
-            .unwrap();
+        let summary = run_within(job, Duration::from_secs(30), "bounded job").await;
         assert_eq!(summary.reason, StopReason::BoundedEnd, "{g:?}");
         assert_eq!(summary.metrics.records_in, 3_000, "{g:?}");
         assert_eq!(summary.metrics.records_out, 3_000, "{g:?}");
-        let got = read_values(
-            &b,
-            out,
-            IsolationLevel::ReadCommitted,
-            want.len(),
-            Duration::from_secs(10),
-        )
-        .await;
-        assert_eq!(compare(&want, &got), (0, 0, 0), "{g:?}");
+        assert_committed_exactly(&b, out, &want, Duration::from_secs(10), &format!("{g:?}")).await;
         // The committed offsets are the stop offsets (the ends at start).
-        for p in 0..3 {
-            let (_, hw, _) = f.offsets("in", p).unwrap();
-            assert_eq!(
-                f.committed(&group, "in", p),
-                Some(hw),
-                "{g:?} partition {p}"
-            );
-        }
+        assert_group_at_end(&f, &group, "in", 3, &format!("{g:?}"));
     }
 }
 
@@ -92,14 +81,13 @@ async fn records_after_the_stop_are_left_for_the_next_run() {
     // More input arrives before the job starts: an explicit stop leaves it alone.
     let later: Vec<String> = (0..50).map(|i| format!("later-{i}")).collect();
     produce(&b, "in", &later).await;
-    let mut src = KafkaSource::builder(&b)
-        .topic("in")
-        .group_id("g-stop")
-        .deserializer(krust_stream::Utf8Deserializer)
-        .bounded(StopPosition::Offsets(stops.clone()));
-    for (k, v) in GROUP_PROPS {
-        src = src.property(k, v);
-    }
+    let src = with_group_props(
+        KafkaSource::builder(&b)
+            .topic("in")
+            .group_id("g-stop")
+            .deserializer(krust_stream::Utf8Deserializer)
+            .bounded(StopPosition::Offsets(stops.clone())),
+    );
     let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
         .topic("out")
         .delivery_guarantee(DeliveryGuarantee::AtLeastOnce)
@@ -112,23 +100,12 @@ async fn records_after_the_stop_are_left_for_the_next_run() {
         .sink(sink)
         .unwrap()
         .handle_signals(false);
-    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = run_within(job, Duration::from_secs(30), "bounded job").await;
     assert_eq!(s.metrics.records_in, 200);
     for (tp, stop) in &stops {
         assert_eq!(f.committed("g-stop", "in", tp.partition), Some(*stop));
     }
-    let got = read_values(
-        &b,
-        "out",
-        IsolationLevel::ReadCommitted,
-        200,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(compare(&first, &got), (0, 0, 0));
+    assert_committed_exactly(&b, "out", &first, Duration::from_secs(10), "").await;
 }
 
 #[derive(serde::Deserialize)]
@@ -163,15 +140,14 @@ fn json_inputs() -> (Vec<String>, Vec<String>) {
 }
 
 fn json_job(b: &str, group: &str, policy: ErrorPolicy) -> krust_stream::Job {
-    let mut src = KafkaSource::builder(b)
-        .topic("in")
-        .group_id(group)
-        .deserializer(JsonDeserializer::<Order>::new())
-        .bounded(StopPosition::Latest)
-        .on_error(policy);
-    for (k, v) in GROUP_PROPS {
-        src = src.property(k, v);
-    }
+    let src = with_group_props(
+        KafkaSource::builder(b)
+            .topic("in")
+            .group_id(group)
+            .deserializer(JsonDeserializer::<Order>::new())
+            .bounded(StopPosition::Latest)
+            .on_error(policy),
+    );
     let sink = KafkaSink::builder(b, JsonSerializer)
         .topic("out")
         .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
@@ -295,10 +271,7 @@ async fn a_failed_transaction_is_aborted_and_replayed_exactly_once() {
         true,
         Duration::from_millis(20),
     );
-    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = run_within(job, Duration::from_secs(30), "replaying job").await;
     assert!(s.metrics.aborts >= 1, "{:?}", s.metrics);
     assert!(
         s.metrics.records_in > 2_000,
@@ -306,15 +279,7 @@ async fn a_failed_transaction_is_aborted_and_replayed_exactly_once() {
         s.metrics
     );
     let want: Vec<String> = input.iter().map(|s| s.to_uppercase()).collect();
-    let committed = read_values(
-        &b,
-        "out",
-        IsolationLevel::ReadCommitted,
-        want.len(),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(compare(&want, &committed), (0, 0, 0));
+    assert_committed_exactly(&b, "out", &want, Duration::from_secs(10), "").await;
     // The aborted attempts are in the log (read_uncommitted sees them).
     let raw = read_values(
         &b,
@@ -350,27 +315,22 @@ async fn a_killed_instance_s_open_transaction_is_aborted_when_it_restarts() {
     );
     let metrics = job.metrics();
     let run = tokio::spawn(job.run());
-    let t0 = std::time::Instant::now();
-    while metrics.snapshot().records_out < 500 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "first run made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let every = Duration::from_millis(20);
+    wait_until(
+        Duration::from_secs(20),
+        every,
+        "first run made no progress",
+        || metrics.snapshot().records_out >= 500,
+    )
+    .await;
     // Wait until the outputs are in the log, then "kill" the instance (no abort, no leave).
-    let t1 = std::time::Instant::now();
-    loop {
-        let written: i64 = (0..2).map(|p| f.offsets("out", p).unwrap().1).sum();
-        if written >= 500 {
-            break;
-        }
-        assert!(
-            t1.elapsed() < Duration::from_secs(10),
-            "outputs never reached the log"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        every,
+        "outputs never reached the log",
+        || written(&f, "out", 2) >= 500,
+    )
+    .await;
     run.abort();
     let _ = run.await;
     // The open transaction holds the last stable offset back: read_committed sees nothing.
@@ -406,25 +366,11 @@ async fn a_killed_instance_s_open_transaction_is_aborted_when_it_restarts() {
         true,
         Duration::from_millis(50),
     );
-    let s = tokio::time::timeout(Duration::from_secs(40), job.run())
-        .await
-        .expect("restarted job ends")
-        .unwrap();
+    let s = run_within(job, Duration::from_secs(40), "restarted job").await;
     assert_eq!(s.metrics.records_in, 500);
-    for p in 0..2 {
-        let (_, hw, lso) = f.offsets("out", p).unwrap();
-        assert_eq!(lso, hw, "partition {p}: nothing left open");
-    }
+    assert_nothing_open(&f, "out", 2, "nothing left open");
     let want: Vec<String> = input.iter().map(|s| s.to_uppercase()).collect();
-    let got = read_values(
-        &b,
-        "out",
-        IsolationLevel::ReadCommitted,
-        want.len(),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(compare(&want, &got), (0, 0, 0));
+    assert_committed_exactly(&b, "out", &want, Duration::from_secs(10), "").await;
 }
 
 #[test]
@@ -499,26 +445,23 @@ async fn a_departed_instance_s_transaction_is_aborted_by_abort_lingering() {
     );
     let metrics = job.metrics();
     let run = tokio::spawn(job.run());
-    let t0 = std::time::Instant::now();
-    loop {
-        let written: i64 = (0..2).map(|p| f.offsets("out", p).unwrap().1).sum();
-        if metrics.snapshot().records_out >= 300 && written >= 300 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        "no progress",
+        || metrics.snapshot().records_out >= 300 && written(&f, "out", 2) >= 300,
+    )
+    .await;
     run.abort();
     let _ = run.await;
     // A single new instance with another id, told to clean up after departed ones.
-    let mut src = KafkaSource::builder(&b)
-        .topic("in")
-        .group_id("g-gone")
-        .deserializer(krust_stream::Utf8Deserializer)
-        .bounded(StopPosition::Latest);
-    for (k, v) in GROUP_PROPS {
-        src = src.property(k, v);
-    }
+    let src = with_group_props(
+        KafkaSource::builder(&b)
+            .topic("in")
+            .group_id("g-gone")
+            .deserializer(krust_stream::Utf8Deserializer)
+            .bounded(StopPosition::Latest),
+    );
     let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
         .topic("out")
         .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
@@ -536,28 +479,11 @@ async fn a_departed_instance_s_transaction_is_aborted_by_abort_lingering() {
         .sink(sink)
         .unwrap()
         .handle_signals(false);
-    let s = tokio::time::timeout(Duration::from_secs(40), job.run())
-        .await
-        .expect("ends")
-        .unwrap();
+    let s = run_within(job, Duration::from_secs(40), "cleaning job").await;
     assert_eq!(s.metrics.records_in, 300);
-    for p in 0..2 {
-        let (_, hw, lso) = f.offsets("out", p).unwrap();
-        assert_eq!(
-            lso, hw,
-            "partition {p}: the departed instance's transaction is gone"
-        );
-    }
+    assert_nothing_open(&f, "out", 2, "the departed instance's transaction is gone");
     let want: Vec<String> = input.iter().map(|s| s.to_uppercase()).collect();
-    let got = read_values(
-        &b,
-        "out",
-        IsolationLevel::ReadCommitted,
-        want.len(),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(compare(&want, &got), (0, 0, 0));
+    assert_committed_exactly(&b, "out", &want, Duration::from_secs(10), "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,11 +504,13 @@ async fn shutdown_handle_stops_gracefully_with_everything_committed() {
     );
     let (metrics, stop) = (job.metrics(), job.shutdown_handle());
     let run = tokio::spawn(job.run());
-    let t0 = std::time::Instant::now();
-    while metrics.snapshot().records_out < 1_000 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(10),
+        "no progress",
+        || metrics.snapshot().records_out >= 1_000,
+    )
+    .await;
     // Nothing is committed yet (30 s interval): the graceful stop commits it.
     assert_eq!(metrics.snapshot().commits, 0);
     stop.shutdown();
@@ -593,10 +521,7 @@ async fn shutdown_handle_stops_gracefully_with_everything_committed() {
         .unwrap();
     assert_eq!(s.reason, StopReason::Shutdown);
     assert!(s.metrics.commits >= 1);
-    for p in 0..3 {
-        let (_, hw, _) = f.offsets("in", p).unwrap();
-        assert_eq!(f.committed("g-stop-handle", "in", p), Some(hw));
-    }
+    assert_group_at_end(&f, "g-stop-handle", "in", 3, "");
     // The member left the group.
     f.wait_for_group("g-stop-handle", |g| g.members.is_empty())
         .await;
@@ -608,14 +533,13 @@ async fn async_map_keeps_partition_order_in_a_job() {
     let b = f.bootstrap();
     let input: Vec<String> = (0..300).map(|i| format!("{i}")).collect();
     produce(&b, "in", &input).await;
-    let mut src = KafkaSource::builder(&b)
-        .topic("in")
-        .group_id("g-async")
-        .deserializer(krust_stream::Utf8Deserializer)
-        .bounded(StopPosition::Latest);
-    for (k, v) in GROUP_PROPS {
-        src = src.property(k, v);
-    }
+    let src = with_group_props(
+        KafkaSource::builder(&b)
+            .topic("in")
+            .group_id("g-async")
+            .deserializer(krust_stream::Utf8Deserializer)
+            .bounded(StopPosition::Latest),
+    );
     let sink = KafkaSink::builder(&b, krust_stream::StringSerializer)
         .topic("out")
         .partition(|_| Some(0))
@@ -635,10 +559,7 @@ async fn async_map_keeps_partition_order_in_a_job() {
         .sink(sink)
         .unwrap()
         .handle_signals(false);
-    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = run_within(job, Duration::from_secs(30), "async map job").await;
     assert_eq!(s.metrics.records_out, 300);
     let got = read_values(
         &b,
@@ -675,28 +596,11 @@ async fn explicit_partitions_without_a_group_read_only_those() {
         .topic("out")
         .build()
         .unwrap();
-    let s = tokio::time::timeout(
-        Duration::from_secs(20),
-        src.pipeline()
-            .sink(sink)
-            .unwrap()
-            .handle_signals(false)
-            .run(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let job = src.pipeline().sink(sink).unwrap().handle_signals(false);
+    let s = run_within(job, Duration::from_secs(20), "bounded job").await;
     assert_eq!(s.reason, StopReason::BoundedEnd);
     assert_eq!(s.metrics.records_in, hw1 as u64);
-    let got = read_values(
-        &b,
-        "out",
-        IsolationLevel::ReadCommitted,
-        want.len(),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(compare(&want, &got), (0, 0, 0));
+    assert_committed_exactly(&b, "out", &want, Duration::from_secs(10), "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -721,15 +625,13 @@ async fn a_pattern_source_discovers_new_topics() {
     let wait_for = |n: u64| {
         let m = metrics.clone();
         async move {
-            let t0 = std::time::Instant::now();
-            while m.snapshot().records_in < n {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(20),
-                    "stuck at {:?}",
-                    m.snapshot()
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_until(
+                Duration::from_secs(20),
+                Duration::from_millis(10),
+                &format!("stuck below {n} records in"),
+                || m.snapshot().records_in >= n,
+            )
+            .await
         }
     };
     wait_for(100).await;
@@ -802,29 +704,16 @@ async fn a_bounded_job_over_transactional_input_ends_past_the_last_marker() {
         true,
         Duration::from_millis(50),
     );
-    let s = tokio::time::timeout(Duration::from_secs(30), job.run())
-        .await
-        .expect("the bounded job ends although the last offsets are markers")
-        .unwrap();
-    assert_eq!(s.metrics.records_in, 150);
-    for p in 0..2 {
-        let (_, hw, _) = f.offsets("in", p).unwrap();
-        assert_eq!(
-            f.committed("g-txn-input", "in", p),
-            Some(hw),
-            "partition {p}"
-        );
-    }
-    let want: Vec<String> = committed_inputs.iter().map(|s| s.to_uppercase()).collect();
-    let got = read_values(
-        &b,
-        "out",
-        IsolationLevel::ReadCommitted,
-        want.len(),
-        Duration::from_secs(10),
+    let s = run_within(
+        job,
+        Duration::from_secs(30),
+        "the bounded job ends although the last offsets are markers",
     )
     .await;
-    assert_eq!(compare(&want, &got), (0, 0, 0));
+    assert_eq!(s.metrics.records_in, 150);
+    assert_group_at_end(&f, "g-txn-input", "in", 2, "");
+    let want: Vec<String> = committed_inputs.iter().map(|s| s.to_uppercase()).collect();
+    assert_committed_exactly(&b, "out", &want, Duration::from_secs(10), "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -856,26 +745,9 @@ async fn start_and_stop_at_timestamps() {
         .topic("out")
         .build()
         .unwrap();
-    let s = tokio::time::timeout(
-        Duration::from_secs(20),
-        src.pipeline()
-            .sink(sink)
-            .unwrap()
-            .handle_signals(false)
-            .run(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let job = src.pipeline().sink(sink).unwrap().handle_signals(false);
+    let s = run_within(job, Duration::from_secs(20), "bounded job").await;
     assert_eq!(s.reason, StopReason::BoundedEnd);
     assert_eq!(s.metrics.records_in, 60);
-    let got = read_values(
-        &b,
-        "out",
-        IsolationLevel::ReadCommitted,
-        60,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(compare(&middle, &got), (0, 0, 0));
+    assert_committed_exactly(&b, "out", &middle, Duration::from_secs(10), "").await;
 }

@@ -51,24 +51,13 @@ async fn bounded_exactly_once_job_ends_with_the_exact_count() {
         true,
         Duration::from_millis(100),
     );
-    let summary = tokio::time::timeout(Duration::from_secs(40), job.run())
-        .await
-        .expect("ends by itself")
-        .unwrap();
+    let summary = run_within(job, Duration::from_secs(40), "bounded job").await;
     assert_eq!(summary.reason, StopReason::BoundedEnd);
     assert_eq!(summary.metrics.records_in, 5_000);
     assert_eq!(summary.metrics.aborts, 0);
     let want: Vec<String> = values.iter().map(|v| v.to_uppercase()).collect();
-    let got = read_values(
-        &b,
-        &output,
-        IsolationLevel::ReadCommitted,
-        want.len(),
-        Duration::from_secs(20),
-    )
-    .await;
     // No abort happened, so even tansu's unfiltered read_committed is exact here.
-    assert_eq!(compare(&want, &got), (0, 0, 0));
+    assert_committed_exactly(&b, &output, &want, Duration::from_secs(20), "").await;
 }
 
 #[derive(serde::Deserialize, serde::Serialize)]
@@ -96,15 +85,14 @@ async fn invalid_json_goes_to_the_dead_letter_topic_with_its_error() {
     values.insert(7, "not json at all".into());
     values.insert(19, "{\"sensor\": 3".into());
     produce(&b, &input, &values).await;
-    let mut src = KafkaSource::builder(&b)
-        .topic(&input)
-        .group_id(format!("sj-{s}"))
-        .deserializer(JsonDeserializer::<Reading>::new())
-        .bounded(StopPosition::Latest)
-        .on_error(ErrorPolicy::DeadLetter(dlq.clone()));
-    for (k, v) in GROUP_PROPS {
-        src = src.property(k, v);
-    }
+    let src = with_group_props(
+        KafkaSource::builder(&b)
+            .topic(&input)
+            .group_id(format!("sj-{s}"))
+            .deserializer(JsonDeserializer::<Reading>::new())
+            .bounded(StopPosition::Latest)
+            .on_error(ErrorPolicy::DeadLetter(dlq.clone())),
+    );
     let sink = KafkaSink::builder(&b, JsonSerializer)
         .topic(&output)
         .delivery_guarantee(DeliveryGuarantee::AtLeastOnce)
@@ -118,10 +106,7 @@ async fn invalid_json_goes_to_the_dead_letter_topic_with_its_error() {
         .sink(sink)
         .unwrap()
         .handle_signals(false);
-    let summary = tokio::time::timeout(Duration::from_secs(40), job.run())
-        .await
-        .unwrap()
-        .unwrap();
+    let summary = run_within(job, Duration::from_secs(40), "dead-letter job").await;
     assert_eq!(summary.metrics.dead_lettered, 2);
     assert_eq!(summary.metrics.records_out, 20);
     let dead = read_all(
@@ -179,11 +164,13 @@ async fn a_killed_instance_holds_readers_back_until_its_restart_aborts() {
     );
     let metrics = job.metrics();
     let run = tokio::spawn(job.run());
-    let t0 = std::time::Instant::now();
-    while metrics.snapshot().records_out < 400 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        "no progress",
+        || metrics.snapshot().records_out >= 400,
+    )
+    .await;
     // Let the producer's batches reach the broker, then kill (no abort, no leave).
     tokio::time::sleep(Duration::from_millis(500)).await;
     run.abort();
@@ -226,10 +213,7 @@ async fn a_killed_instance_holds_readers_back_until_its_restart_aborts() {
         true,
         Duration::from_millis(100),
     );
-    let summary = tokio::time::timeout(Duration::from_secs(40), job.run())
-        .await
-        .expect("restart ends")
-        .unwrap();
+    let summary = run_within(job, Duration::from_secs(40), "restarted job").await;
     assert_eq!(summary.metrics.records_in, 400);
     // read_committed is no longer stuck. tansu does not filter the aborted first attempt, so
     // it returns both attempts: every value twice (a broker listing aborted transactions

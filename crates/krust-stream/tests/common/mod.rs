@@ -9,9 +9,10 @@ use bytes::Bytes;
 use krust_client::consumer::{IsolationLevel, StartOffset, TopicPartition};
 use krust_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
 use krust_stream::{
-    DeliveryGuarantee, Job, KafkaSink, KafkaSource, StopPosition, StringSerializer,
-    Utf8Deserializer,
+    DeliveryGuarantee, Deserializer, Job, JobSummary, KafkaSink, KafkaSource, KafkaSourceBuilder,
+    StopPosition, StringSerializer, Utf8Deserializer,
 };
+use krust_testkit::FakeCluster;
 
 /// Fast group timings (tansu and the fake alike).
 pub const GROUP_PROPS: [(&str, &str); 3] = [
@@ -19,6 +20,80 @@ pub const GROUP_PROPS: [(&str, &str); 3] = [
     ("heartbeat.interval.ms", "500"),
     ("max.poll.interval.ms", "6000"),
 ];
+
+/// `source` with the fast group timings of [`GROUP_PROPS`].
+pub fn with_group_props<D: Deserializer>(
+    mut source: KafkaSourceBuilder<D>,
+) -> KafkaSourceBuilder<D> {
+    for (k, v) in GROUP_PROPS {
+        source = source.property(k, v);
+    }
+    source
+}
+
+/// Runs `job` to its end, which must come within `limit` (`what` names the run on timeout).
+pub async fn run_within(job: Job, limit: Duration, what: &str) -> JobSummary {
+    tokio::time::timeout(limit, job.run())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the job did not end within {limit:?}"))
+        .unwrap()
+}
+
+/// Polls `done` every `every` until it holds; panics with `what` after `limit`.
+pub async fn wait_until(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < limit, "{what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Reads `topic` read_committed (up to `want.len()` values or `limit`) and asserts it holds
+/// exactly `want`, each value once (`ctx` is added to the failure message).
+pub async fn assert_committed_exactly(
+    bootstrap: &str,
+    topic: &str,
+    want: &[String],
+    limit: Duration,
+    ctx: &str,
+) {
+    let got = read_values(
+        bootstrap,
+        topic,
+        IsolationLevel::ReadCommitted,
+        want.len(),
+        limit,
+    )
+    .await;
+    assert_eq!(compare(want, &got), (0, 0, 0), "{ctx}");
+}
+
+/// Asserts that `group`'s committed offsets on `topic` (partitions `0..partitions`) are the
+/// partitions' high watermarks.
+pub fn assert_group_at_end(f: &FakeCluster, group: &str, topic: &str, partitions: i32, ctx: &str) {
+    for p in 0..partitions {
+        let (_, hw, _) = f.offsets(topic, p).unwrap();
+        assert_eq!(
+            f.committed(group, topic, p),
+            Some(hw),
+            "{ctx} partition {p}"
+        );
+    }
+}
+
+/// Asserts that no transaction is left open in `topic` (partitions `0..partitions`): each
+/// partition's last stable offset is its high watermark.
+pub fn assert_nothing_open(f: &FakeCluster, topic: &str, partitions: i32, ctx: &str) {
+    for p in 0..partitions {
+        let (_, hw, lso) = f.offsets(topic, p).unwrap();
+        assert_eq!(lso, hw, "partition {p}: {ctx}");
+    }
+}
 
 /// Logs to stderr when `KRUST_TEST_LOG` holds a tracing filter (e.g. `krust_stream=debug`).
 pub fn init_log() {
@@ -161,13 +236,12 @@ pub fn upper_job(
     bounded: bool,
     commit_interval: Duration,
 ) -> Job {
-    let mut b = KafkaSource::builder(bootstrap)
-        .topic(input)
-        .group_id(group)
-        .deserializer(Utf8Deserializer);
-    for (k, v) in GROUP_PROPS {
-        b = b.property(k, v);
-    }
+    let mut b = with_group_props(
+        KafkaSource::builder(bootstrap)
+            .topic(input)
+            .group_id(group)
+            .deserializer(Utf8Deserializer),
+    );
     if bounded {
         b = b.bounded(StopPosition::Latest);
     }
