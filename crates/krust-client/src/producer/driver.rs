@@ -302,6 +302,7 @@ impl Driver {
         let mut rx_open = true;
         loop {
             let now = Instant::now();
+            self.txn_forget_added();
             self.poll_metadata_snapshot();
             self.expire(now);
             if self.dropped {

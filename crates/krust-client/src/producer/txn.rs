@@ -90,6 +90,11 @@ pub(crate) struct TxnDriver {
     abort_waiters: Vec<TxnReply>,
     shared: Arc<TxnShared>,
     transactional_id: Arc<str>,
+    /// The partition the previous record of this burst went to, once the transaction has it:
+    /// the next record to it skips `record_partition` (two partition builds and a set lookup).
+    /// Forgotten at every transactional command and answer and at each turn of the driver's
+    /// loop, so it lives within one burst of commands, each checked by `txn_refuse`.
+    last_added: Option<AccTp>,
 }
 
 impl TxnDriver {
@@ -114,6 +119,7 @@ impl TxnDriver {
             commit_waiters: Vec::new(),
             abort_waiters: Vec::new(),
             shared,
+            last_added: None,
             transactional_id: Arc::from(transactional_id),
         }
     }
@@ -177,6 +183,9 @@ impl Driver {
 
     pub(super) fn handle_txn_command(&mut self, cmd: TxnCommand, reply: TxnReply) {
         let now = Instant::now();
+        if let Some(t) = self.txn.as_mut() {
+            t.last_added = None;
+        }
         let Some(t) = self.txn.as_mut() else {
             let _ = reply.send(Err(Error::transaction(
                 TxnClass::Usage,
@@ -317,6 +326,9 @@ impl Driver {
 
     pub(super) fn handle_txn_protocol(&mut self, result: Result<TxnProtocol, String>) {
         let now = Instant::now();
+        if let Some(t) = self.txn.as_mut() {
+            t.last_added = None;
+        }
         let retry = self.cfg.client.retry_backoff_max;
         let Some(t) = self.txn.as_mut() else { return };
         t.negotiating = false;
@@ -340,6 +352,13 @@ impl Driver {
     // ------------------------------------------------------------------ the loop
 
     /// Sends what the machine asks for and applies its events. Returns when to look again.
+    /// Forgets the partition cached by `txn_record_partition`.
+    pub(super) fn txn_forget_added(&mut self) {
+        if let Some(t) = self.txn.as_mut() {
+            t.last_added = None;
+        }
+    }
+
     pub(super) fn drive_txn(&mut self, now: Instant) -> Option<Instant> {
         let t = self.txn.as_ref()?;
         let mut next = None;
@@ -547,8 +566,16 @@ impl Driver {
         let Some(t) = self.txn.as_mut() else {
             return Ok(());
         };
+        if t.last_added.as_ref() == Some(tp) {
+            // Added already, and nothing transactional happened since (`txn_refuse` checked
+            // the state for this record).
+            return Ok(());
+        }
         match t.tm.record_partition(&txn_tp(tp)) {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                t.last_added = Some(tp.clone());
+                Ok(())
+            }
             Ok(false) => {
                 self.acc.set_held(tp, true);
                 Ok(())
@@ -626,6 +653,7 @@ impl Driver {
     ) {
         let now = Instant::now();
         let Some(t) = self.txn.as_mut() else { return };
+        t.last_added = None;
         match result {
             Ok(resp) => t.tm.handle_response(id, resp, now),
             Err(f) => {
