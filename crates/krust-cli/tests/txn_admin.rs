@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{assert_one_line_failure, ok, run};
+use common::{assert_one_line_failure, consume_sorted, ok, run, suffix};
 use krust_client::admin::{
     abort_lingering, abort_transactions, complete_transaction, describe_transactions,
 };
@@ -31,14 +31,6 @@ async fn connect(bootstrap: &str) -> Cluster {
     Cluster::connect(ClientConfig::new(bootstrap))
         .await
         .expect("connect")
-}
-
-fn suffix() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{n}", std::process::id())
 }
 
 async fn coordinator(cluster: &Cluster, id: &str) -> i32 {
@@ -379,13 +371,7 @@ async fn resolve_on_real_broker() {
     };
     let s = suffix();
     let topic = format!("txn-admin-{s}");
-    let admin = krust_client::admin::Admin::connect(ClientConfig::new(&b))
-        .await
-        .unwrap();
-    admin
-        .create_topics(&[krust_client::admin::NewTopic::new(&topic, 2, 1)])
-        .await
-        .unwrap();
+    let admin = create_topic(&b, &topic).await;
     let cluster = connect(&b).await;
 
     let id = format!("resume-{s}");
@@ -444,25 +430,20 @@ async fn prepared(bootstrap: &str, topic: &str, id: &str, n: usize) -> (i64, i16
     identity
 }
 
+/// Creates `topic` (2 partitions) on the broker at `b`; returns the admin client.
+async fn create_topic(b: &str, topic: &str) -> krust_client::admin::Admin {
+    let admin = krust_client::admin::Admin::connect(ClientConfig::new(b))
+        .await
+        .unwrap();
+    admin
+        .create_topics(&[krust_client::admin::NewTopic::new(topic, 2, 1)])
+        .await
+        .unwrap();
+    admin
+}
+
 fn read_committed(b: &str, topic: &str) -> Vec<String> {
-    let out = ok(
-        &run(&[
-            "consume",
-            "-b",
-            b,
-            "-t",
-            topic,
-            "-e",
-            "--isolation",
-            "read_committed",
-            "-f",
-            "%s\\n",
-        ]),
-        "consume --isolation read_committed",
-    );
-    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
-    v.sort();
-    v
+    consume_sorted(b, topic, "read_committed")
 }
 
 async fn resume_after_crash(b: &str, topic: &str, s: &str, exact_abort: bool) {
@@ -541,13 +522,7 @@ async fn resume_a_crashed_producers_transaction_on_real_broker() {
     };
     let s = suffix();
     let topic = format!("txn-resume-{s}");
-    let admin = krust_client::admin::Admin::connect(ClientConfig::new(&b))
-        .await
-        .unwrap();
-    admin
-        .create_topics(&[krust_client::admin::NewTopic::new(&topic, 2, 1)])
-        .await
-        .unwrap();
+    let admin = create_topic(&b, &topic).await;
     resume_after_crash(&b, &topic, &s, false).await;
     admin.delete_topics(&[topic.as_str()]).await.ok();
 }

@@ -4,29 +4,8 @@
 
 mod common;
 
-use common::{assert_one_line_failure, ok, run, run_with_stdin, stderr};
+use common::{assert_one_line_failure, consume_sorted, ok, run, run_with_stdin, stderr};
 use krust_testkit::{ClusterConfig, FakeCluster};
-
-fn values(b: &str, topic: &str, isolation: &str) -> Vec<String> {
-    let out = ok(
-        &run(&[
-            "consume",
-            "-b",
-            b,
-            "-t",
-            topic,
-            "-e",
-            "--isolation",
-            isolation,
-            "-f",
-            "%s\\n",
-        ]),
-        "consume",
-    );
-    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
-    v.sort();
-    v
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_with_aborts_and_read_committed() {
@@ -53,8 +32,8 @@ async fn transactions_with_aborts_and_read_committed() {
             ],
             input.as_bytes(),
         );
-        let committed = values(&b, "tx", "read_committed");
-        let uncommitted = values(&b, "tx", "read_uncommitted");
+        let committed = consume_sorted(&b, "tx", "read_committed");
+        let uncommitted = consume_sorted(&b, "tx", "read_uncommitted");
         // The same transactional id again: the previous run left nothing open.
         let again = run_with_stdin(
             &[

@@ -32,6 +32,7 @@ use krust_client::{Cluster, Consumer, ConsumerConfig, Producer, ProducerConfig, 
 use krust_testkit::{ClusterConfig, FakeCluster, FaultProxy, TxnProtocol};
 use tokio::sync::watch;
 
+use common::suffix;
 use common::txn_log::txn_log;
 
 const BATCH: &str = "750";
@@ -41,14 +42,6 @@ fn records_wanted() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000)
-}
-
-fn suffix() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{n}", std::process::id())
 }
 
 /// A small xorshift generator seeded from the clock; the seed is printed so a failing run can
@@ -332,6 +325,53 @@ async fn wait_alive(
     }
 }
 
+/// A fake cluster of `brokers` brokers (from `config`) holding the copier's input (2
+/// partitions) and output (3), every broker behind a [`FaultProxy`] (chaos off) and advertised
+/// as the proxy.
+async fn fake_behind_proxies(
+    names: &Names,
+    config: ClusterConfig,
+    brokers: usize,
+) -> (FakeCluster, Vec<FaultProxy>) {
+    let fake = FakeCluster::with_config(
+        config
+            .with_brokers(brokers)
+            .with_topic(&names.input, 2, 1)
+            .with_topic(&names.output, 3, 1),
+    )
+    .await
+    .unwrap();
+    let mut proxies = Vec::new();
+    for id in 0..brokers as i32 {
+        let p = FaultProxy::start(fake.broker_addr(id)).await.unwrap();
+        fake.set_advertised(id, "127.0.0.1", p.addr().port());
+        proxies.push(p);
+    }
+    (fake, proxies)
+}
+
+/// Seeds the input with records `0..n` and starts a read_committed [`Reader`] of the output
+/// (3 partitions) that knows the values `0..known`; returns those values and the reader.
+async fn seed_and_read(
+    bootstrap: &str,
+    names: &Names,
+    n: usize,
+    known: usize,
+) -> (Arc<HashSet<String>>, Reader) {
+    seed(bootstrap, &names.input, 0..n).await;
+    let known: Arc<HashSet<String>> = Arc::new((0..known).map(value).collect());
+    let reader = Reader::start(bootstrap, &names.output, 3, known.clone()).await;
+    (known, reader)
+}
+
+/// The copier's output log (3 partitions), sorted into transactions by its markers.
+async fn output_log(bootstrap: &str, names: &Names) -> common::txn_log::TxnLog {
+    let cluster = Cluster::connect(krust_client::ClientConfig::new(bootstrap))
+        .await
+        .unwrap();
+    txn_log(&cluster, &names.output, 3).await
+}
+
 /// Duplicates and missing values of `got` against `want` (a set).
 fn diff(want: &HashSet<String>, got: &[String]) -> (usize, usize) {
     let mut seen = HashSet::with_capacity(got.len());
@@ -416,26 +456,10 @@ async fn copier_killed_three_times_on_kip890_fake_cluster_with_cut_connections()
 
 async fn kills_on_fake_cluster(n: usize, protocol: TxnProtocol) {
     let names = Names::new("fake");
-    let fake = FakeCluster::with_config(
-        ClusterConfig::new()
-            .with_brokers(3)
-            .with_txn_protocol(protocol)
-            .with_topic(&names.input, 2, 1)
-            .with_topic(&names.output, 3, 1),
-    )
-    .await
-    .unwrap();
-    // Every broker behind a proxy, and advertised as the proxy.
-    let mut proxies = Vec::new();
-    for id in 0..3 {
-        let p = FaultProxy::start(fake.broker_addr(id)).await.unwrap();
-        fake.set_advertised(id, "127.0.0.1", p.addr().port());
-        proxies.push(p);
-    }
+    let (fake, proxies) =
+        fake_behind_proxies(&names, ClusterConfig::new().with_txn_protocol(protocol), 3).await;
     let b = fake.bootstrap();
-    seed(&b, &names.input, 0..n).await;
-    let known: Arc<HashSet<String>> = Arc::new((0..n).map(value).collect());
-    let mut reader = Reader::start(&b, &names.output, 3, known.clone()).await;
+    let (known, mut reader) = seed_and_read(&b, &names, n, n).await;
     for p in &proxies {
         p.set_chaos(true);
     }
@@ -460,10 +484,7 @@ async fn kills_on_fake_cluster(n: usize, protocol: TxnProtocol) {
     }
     let seen = reader.finish().await;
 
-    let cluster = Cluster::connect(krust_client::ClientConfig::new(&b))
-        .await
-        .unwrap();
-    let log = txn_log(&cluster, &names.output, 3).await;
+    let log = output_log(&b, &names).await;
     let (dups, missing) = diff(&known, &log.committed);
     eprintln!(
         "copier on the fake cluster ({protocol:?}): {n} records, {secs:.1} s, {kills} SIGKILLs, {resets} \
@@ -525,9 +546,7 @@ async fn copier_killed_three_times_on_real_broker() {
         ])
         .await
         .unwrap();
-    seed(&b, &names.input, 0..n).await;
-    let known: Arc<HashSet<String>> = Arc::new((0..n).map(value).collect());
-    let mut reader = Reader::start(&b, &names.output, 3, known.clone()).await;
+    let (known, mut reader) = seed_and_read(&b, &names, n, n).await;
     // tansu accepts short sessions; a killed member is gone after 2 s.
     let copier_args = [
         "--consumer-property",
@@ -545,10 +564,7 @@ async fn copier_killed_three_times_on_real_broker() {
     )
     .await;
 
-    let cluster = Cluster::connect(krust_client::ClientConfig::new(&b))
-        .await
-        .unwrap();
-    let log = txn_log(&cluster, &names.output, 3).await;
+    let log = output_log(&b, &names).await;
     // The reader drains what is below the LSO (tansu returns aborted records there too).
     let below_lso = log.committed.len() + log.aborted.len();
     reader
@@ -610,9 +626,7 @@ async fn zombie_copier_is_fenced_on_fake_cluster() {
     .await
     .unwrap();
     let b = fake.bootstrap();
-    seed(&b, &names.input, 0..n).await;
-    let known: Arc<HashSet<String>> = Arc::new((0..n + more).map(value).collect());
-    let mut reader = Reader::start(&b, &names.output, 3, known.clone()).await;
+    let (known, mut reader) = seed_and_read(&b, &names, n, n + more).await;
     let timeouts = [
         "--consumer-property",
         "session.timeout.ms=2000",
@@ -708,10 +722,7 @@ async fn zombie_copier_is_fenced_on_fake_cluster() {
     assert!(b_copier.wait_exit(Duration::from_secs(30)).await.success());
     let seen = reader.finish().await;
 
-    let cluster = Cluster::connect(krust_client::ClientConfig::new(&b))
-        .await
-        .unwrap();
-    let log = txn_log(&cluster, &names.output, 3).await;
+    let log = output_log(&b, &names).await;
     let (dups, missing) = diff(&known, &log.committed);
     eprintln!(
         "zombie: A copied {copied_by_a} before the pause (its transaction then: {} epoch {}); \
@@ -764,24 +775,9 @@ async fn zombie_copier_is_fenced_on_fake_cluster() {
 async fn two_copiers_with_rebalances_and_kills_on_fake_cluster() {
     let n = 40_000usize.min(records_wanted());
     let names = Names::new("pair");
-    let fake = FakeCluster::with_config(
-        ClusterConfig::new()
-            .with_brokers(2)
-            .with_topic(&names.input, 2, 1)
-            .with_topic(&names.output, 3, 1),
-    )
-    .await
-    .unwrap();
-    let mut proxies = Vec::new();
-    for id in 0..2 {
-        let p = FaultProxy::start(fake.broker_addr(id)).await.unwrap();
-        fake.set_advertised(id, "127.0.0.1", p.addr().port());
-        proxies.push(p);
-    }
+    let (fake, proxies) = fake_behind_proxies(&names, ClusterConfig::new(), 2).await;
     let b = fake.bootstrap();
-    seed(&b, &names.input, 0..n).await;
-    let known: Arc<HashSet<String>> = Arc::new((0..n).map(value).collect());
-    let mut reader = Reader::start(&b, &names.output, 3, known.clone()).await;
+    let (known, mut reader) = seed_and_read(&b, &names, n, n).await;
     for p in &proxies {
         p.set_chaos(true);
     }
@@ -854,10 +850,7 @@ async fn two_copiers_with_rebalances_and_kills_on_fake_cluster() {
         p.set_chaos(false);
     }
     let seen = reader.finish().await;
-    let cluster = Cluster::connect(krust_client::ClientConfig::new(&b))
-        .await
-        .unwrap();
-    let log = txn_log(&cluster, &names.output, 3).await;
+    let log = output_log(&b, &names).await;
     let (dups, missing) = diff(&known, &log.committed);
     eprintln!(
         "two copiers: {n} records, committed {} (duplicates {dups}, missing {missing}), \

@@ -97,6 +97,39 @@ pub fn ok(o: &Output, what: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A suffix unique to this process and moment, for topic, group and transactional-id names on
+/// a shared broker.
+pub fn suffix() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{n}", std::process::id())
+}
+
+/// The values of `topic` read to its end by `krust consume` with `isolation`
+/// (`read_committed` or `read_uncommitted`), one per line, sorted.
+pub fn consume_sorted(b: &str, topic: &str, isolation: &str) -> Vec<String> {
+    let out = ok(
+        &run(&[
+            "consume",
+            "-b",
+            b,
+            "-t",
+            topic,
+            "-e",
+            "--isolation",
+            isolation,
+            "-f",
+            "%s\\n",
+        ]),
+        &format!("consume --isolation {isolation}"),
+    );
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
 /// The broker for tests that need one (the project-wide rule in krust-testkit).
 #[allow(unused_imports)] // not every test binary sharing this module needs a broker
 pub use krust_testkit::real_broker as broker;
