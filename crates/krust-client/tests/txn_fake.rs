@@ -4,6 +4,8 @@
 //! EndTxn, fencing, offsets in transactions (KIP-447), the no-abort-after-unknown-commit rule
 //! and a seeded randomized run with connections cut.
 
+mod txn_common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use krust_client::producer::{
 use krust_client::{ClientConfig, Cluster};
 use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
 use krust_testkit::{ClusterConfig, FakeCluster, TxnProtocol};
+use txn_common::{init, send_all, values};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -44,12 +47,52 @@ fn pconfig(fake: &FakeCluster, id: &str) -> ProducerConfig {
 }
 
 async fn producer(fake: &FakeCluster, id: &str) -> Producer {
-    let p = Producer::new(pconfig(fake, id)).await.expect("producer");
-    tokio::time::timeout(T, p.init_transactions())
+    init(Producer::new(pconfig(fake, id)).await.expect("producer")).await
+}
+
+/// A request held by [`hold_first`]: the broker it was sent to, its body and its version.
+type Held<R> = std::sync::Arc<std::sync::Mutex<Option<(i32, R, i16)>>>;
+
+/// The first request of `api` is lost on the way: its connection is closed and the request
+/// kept (with its broker and version) for [`deliver_late`]; `pick` takes the body out.
+fn hold_first<R: Clone + Send + 'static>(
+    fake: &FakeCluster,
+    api: FakeApi,
+    pick: fn(&krust_testkit::kafka_protocol::messages::RequestKind) -> Option<&R>,
+) -> Held<R> {
+    let held: Held<R> = Default::default();
+    let h = held.clone();
+    fake.intercept(krust_testkit::Intercept::api(api).once(), move |r| {
+        let req = pick(&r.body)?;
+        *h.lock().unwrap() = Some((r.broker, req.clone(), r.version));
+        Some(krust_testkit::Action::Close)
+    });
+    held
+}
+
+/// Delivers a held request late, on a connection of its own to `broker`; returns the answer.
+async fn deliver_late<R: krust_testkit::kafka_protocol::protocol::Request>(
+    fake: &FakeCluster,
+    broker: i32,
+    req: &R,
+    version: i16,
+) -> R::Response {
+    let mut raw = krust_testkit::raw::RawClient::connect(fake.broker_addr(broker))
         .await
-        .expect("init in time")
-        .expect("init_transactions");
-    p
+        .unwrap();
+    raw.send(req, version).await.unwrap()
+}
+
+/// Asserts that `code` is a fencing error (PRODUCER_FENCED or INVALID_PRODUCER_EPOCH).
+fn assert_fenced(code: i16, what: &str) {
+    assert!(
+        [
+            krust_wire::ErrorCode::PRODUCER_FENCED.0,
+            krust_wire::ErrorCode::INVALID_PRODUCER_EPOCH.0
+        ]
+        .contains(&code),
+        "{what}: {code}"
+    );
 }
 
 fn rec(topic: &str, partition: i32, value: String) -> ProducerRecord {
@@ -60,27 +103,6 @@ fn rec(topic: &str, partition: i32, value: String) -> ProducerRecord {
 
 /// Sends `values` round-robin over `partitions` of `topic` inside the open transaction and
 /// waits for every delivery.
-async fn send_all(p: &Producer, topic: &str, partitions: i32, values: &[String]) {
-    let mut futs = Vec::new();
-    for (i, v) in values.iter().enumerate() {
-        let f = p
-            .send(rec(topic, i as i32 % partitions, v.clone()))
-            .await
-            .expect("accepted");
-        futs.push(f);
-    }
-    for f in futs {
-        tokio::time::timeout(T, f)
-            .await
-            .expect("delivered in time")
-            .expect("delivered");
-    }
-}
-
-fn values(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
 /// Waits until no transaction holds `topic`'s partitions open (LSO == high watermark).
 async fn wait_stable(fake: &FakeCluster, topic: &str, partitions: i32) {
     let deadline = Instant::now() + T;
@@ -413,9 +435,7 @@ async fn leader_down_mid_transaction() {
 /// partial data; each transaction is reported truthfully and is whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_end_txn_is_fenced_kip890() {
-    use krust_testkit::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, RequestKind};
-    use krust_testkit::{Action, Intercept};
-    use std::sync::{Arc, Mutex};
+    use krust_testkit::kafka_protocol::messages::RequestKind;
 
     let fake = fake(
         ClusterConfig::new()
@@ -424,14 +444,9 @@ async fn delayed_end_txn_is_fenced_kip890() {
     )
     .await;
     let p = producer(&fake, "t8").await;
-    let held: Arc<Mutex<Option<(i32, EndTxnRequest, i16)>>> = Arc::default();
-    let h = held.clone();
-    fake.intercept(Intercept::api(FakeApi::EndTxn).once(), move |r| {
-        let RequestKind::EndTxn(req) = &r.body else {
-            return None;
-        };
-        *h.lock().unwrap() = Some((r.broker, req.clone(), r.version));
-        Some(Action::Close)
+    let held = hold_first(&fake, FakeApi::EndTxn, |r| match r {
+        RequestKind::EndTxn(req) => Some(req),
+        _ => None,
     });
     let mut sent = BTreeMap::new();
     p.begin_transaction().await.unwrap();
@@ -448,19 +463,8 @@ async fn delayed_end_txn_is_fenced_kip890() {
     p.begin_transaction().await.unwrap();
     let k1 = values("k1", 10);
     send_all(&p, "t", 2, &k1).await;
-    let mut raw = krust_testkit::raw::RawClient::connect(fake.broker_addr(broker))
-        .await
-        .unwrap();
-    let resp: EndTxnResponse = raw.send(&req, version).await.unwrap();
-    assert!(
-        [
-            krust_wire::ErrorCode::PRODUCER_FENCED.0,
-            krust_wire::ErrorCode::INVALID_PRODUCER_EPOCH.0
-        ]
-        .contains(&resp.error_code),
-        "the delayed EndTxn of k is fenced in k+1: {}",
-        resp.error_code
-    );
+    let resp = deliver_late(&fake, broker, &req, version).await;
+    assert_fenced(resp.error_code, "the delayed EndTxn of k is fenced in k+1");
     // k+1 is still open: nothing of it is visible, the LSO holds.
     let (_, hw, lso) = fake.offsets("t", 0).unwrap();
     assert!(lso < hw, "k+1 still open after the late EndTxn");
@@ -1062,9 +1066,7 @@ async fn usage_errors() {
 /// only during transaction k+1 carries k's epoch and is fenced; k+1 is not polluted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_produce_is_fenced_kip890() {
-    use krust_testkit::kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestKind};
-    use krust_testkit::{Action, Intercept};
-    use std::sync::{Arc, Mutex};
+    use krust_testkit::kafka_protocol::messages::RequestKind;
 
     let fake = fake(
         ClusterConfig::new()
@@ -1073,14 +1075,9 @@ async fn delayed_produce_is_fenced_kip890() {
     )
     .await;
     let p = producer(&fake, "t8p").await;
-    let held: Arc<Mutex<Option<(i32, ProduceRequest, i16)>>> = Arc::default();
-    let h = held.clone();
-    fake.intercept(Intercept::api(FakeApi::Produce).once(), move |r| {
-        let RequestKind::Produce(req) = &r.body else {
-            return None;
-        };
-        *h.lock().unwrap() = Some((r.broker, req.clone(), r.version));
-        Some(Action::Close)
+    let held = hold_first(&fake, FakeApi::Produce, |r| match r {
+        RequestKind::Produce(req) => Some(req),
+        _ => None,
     });
     let mut sent = BTreeMap::new();
     p.begin_transaction().await.unwrap();
@@ -1093,19 +1090,9 @@ async fn delayed_produce_is_fenced_kip890() {
     p.begin_transaction().await.unwrap();
     let k1 = values("k1", 5);
     send_all(&p, "t", 1, &k1).await;
-    let mut raw = krust_testkit::raw::RawClient::connect(fake.broker_addr(broker))
-        .await
-        .unwrap();
-    let resp: ProduceResponse = raw.send(&req, version).await.unwrap();
+    let resp = deliver_late(&fake, broker, &req, version).await;
     let code = resp.responses[0].partition_responses[0].error_code;
-    assert!(
-        [
-            krust_wire::ErrorCode::PRODUCER_FENCED.0,
-            krust_wire::ErrorCode::INVALID_PRODUCER_EPOCH.0
-        ]
-        .contains(&code),
-        "the late Produce of k is fenced in k+1: {code}"
-    );
+    assert_fenced(code, "the late Produce of k is fenced in k+1");
     p.commit_transaction().await.unwrap();
     sent.insert("k1".to_string(), k1);
     let read = read_committed(&fake, "t", 1).await;

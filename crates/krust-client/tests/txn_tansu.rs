@@ -10,6 +10,7 @@
 //! an abort marker.
 
 mod consumer_common;
+mod txn_common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use krust_client::producer::{
     TopicPartition,
 };
 use krust_client::Cluster;
+use txn_common::{init, send_all, values};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -35,32 +37,7 @@ fn pconfig(broker: &str, id: &str) -> ProducerConfig {
 }
 
 async fn producer(broker: &str, id: &str) -> Producer {
-    let p = Producer::new(pconfig(broker, id)).await.expect("producer");
-    tokio::time::timeout(T, p.init_transactions())
-        .await
-        .expect("init in time")
-        .expect("init_transactions");
-    p
-}
-
-fn values(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-async fn send_all(p: &Producer, topic: &str, partitions: i32, vals: &[String]) {
-    let mut futs = Vec::new();
-    for (i, v) in vals.iter().enumerate() {
-        let r = ProducerRecord::new(topic)
-            .with_partition(i as i32 % partitions)
-            .with_value(v.clone());
-        futs.push(p.send(r).await.expect("accepted"));
-    }
-    for f in futs {
-        tokio::time::timeout(T, f)
-            .await
-            .expect("delivered in time")
-            .expect("delivered");
-    }
+    init(Producer::new(pconfig(broker, id)).await.expect("producer")).await
 }
 
 /// Reads `topic` from the start until `n` records arrived (or `T` passed), per partition.
