@@ -274,43 +274,10 @@ async fn cli_txn_commands_on_fake_cluster() {
     let (complete, again, abort, fenced) = tokio::task::spawn_blocking(move || {
         let pid_s = pid.to_string();
         let epoch_s = epoch.to_string();
-        let complete = run(&[
-            "txn",
-            "complete",
-            "-b",
-            &b2,
-            "cli-1",
-            "--producer-id",
-            &pid_s,
-            "--epoch",
-            &epoch_s,
-            "--commit",
-        ]);
-        let again = run(&[
-            "txn",
-            "complete",
-            "-b",
-            &b2,
-            "cli-1",
-            "--producer-id",
-            &pid_s,
-            "--epoch",
-            &epoch_s,
-            "--abort",
-        ]);
+        let complete = txn_complete(&b2, "cli-1", &pid_s, &epoch_s, "--commit");
+        let again = txn_complete(&b2, "cli-1", &pid_s, &epoch_s, "--abort");
         let abort = run(&["txn", "abort", "-b", &b2, "--prefix", "cli-"]);
-        let fenced = run(&[
-            "txn",
-            "complete",
-            "-b",
-            &b2,
-            "cli-2",
-            "--producer-id",
-            &pid_s,
-            "--epoch",
-            "0",
-            "--commit",
-        ]);
+        let fenced = txn_complete(&b2, "cli-2", &pid_s, "0", "--commit");
         (complete, again, abort, fenced)
     })
     .await
@@ -442,6 +409,23 @@ async fn create_topic(b: &str, topic: &str) -> krust_client::admin::Admin {
     admin
 }
 
+/// `krust txn complete` of transactional id `id` with the recorded producer id and epoch;
+/// `outcome` is `--commit` or `--abort`.
+fn txn_complete(b: &str, id: &str, pid: &str, epoch: &str, outcome: &str) -> std::process::Output {
+    run(&[
+        "txn",
+        "complete",
+        "-b",
+        b,
+        id,
+        "--producer-id",
+        pid,
+        "--epoch",
+        epoch,
+        outcome,
+    ])
+}
+
 fn read_committed(b: &str, topic: &str) -> Vec<String> {
     consume_sorted(b, topic, "read_committed")
 }
@@ -459,18 +443,7 @@ async fn resume_after_crash(b: &str, topic: &str, s: &str, exact_abort: bool) {
     let (b2, t2) = (b.to_string(), topic.to_string());
     let (before, done, after) = tokio::task::spawn_blocking(move || {
         let before = read_committed(&b2, &t2);
-        let done = run(&[
-            "txn",
-            "complete",
-            "-b",
-            &b2,
-            &id,
-            "--producer-id",
-            &pid.to_string(),
-            "--epoch",
-            &epoch.to_string(),
-            "--commit",
-        ]);
+        let done = txn_complete(&b2, &id, &pid.to_string(), &epoch.to_string(), "--commit");
         (before, done, read_committed(&b2, &t2))
     })
     .await
@@ -484,18 +457,7 @@ async fn resume_after_crash(b: &str, topic: &str, s: &str, exact_abort: bool) {
     let (pid, epoch) = prepared(b, topic, &id, n).await;
     let (b2, t2) = (b.to_string(), topic.to_string());
     let (done, after) = tokio::task::spawn_blocking(move || {
-        let done = run(&[
-            "txn",
-            "complete",
-            "-b",
-            &b2,
-            &id,
-            "--producer-id",
-            &pid.to_string(),
-            "--epoch",
-            &epoch.to_string(),
-            "--abort",
-        ]);
+        let done = txn_complete(&b2, &id, &pid.to_string(), &epoch.to_string(), "--abort");
         (done, read_committed(&b2, &t2))
     })
     .await

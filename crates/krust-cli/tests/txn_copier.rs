@@ -372,6 +372,23 @@ async fn output_log(bootstrap: &str, names: &Names) -> common::txn_log::TxnLog {
     txn_log(&cluster, &names.output, 3).await
 }
 
+/// The output log holds exactly the `n` input records in committed transactions: no
+/// duplicate or missing one (`dups_missing`, from [`diff`]), none open, none written outside a
+/// transaction.
+fn assert_log_is_input(log: &common::txn_log::TxnLog, dups_missing: (usize, usize), n: usize) {
+    assert_eq!(dups_missing, (0, 0), "committed output vs input");
+    assert_eq!(log.committed.len(), n);
+    assert!(
+        log.open.is_empty(),
+        "{} records in open transactions",
+        log.open.len()
+    );
+    assert!(
+        log.plain.is_empty(),
+        "non-transactional records in the output"
+    );
+}
+
 /// Duplicates and missing values of `got` against `want` (a set).
 fn diff(want: &HashSet<String>, got: &[String]) -> (usize, usize) {
     let mut seen = HashSet::with_capacity(got.len());
@@ -498,17 +515,7 @@ async fn kills_on_fake_cluster(n: usize, protocol: TxnProtocol) {
     );
     assert_eq!(kills, 3);
     assert!(resets > 0, "the proxies cut no connection");
-    assert_eq!((dups, missing), (0, 0), "committed output vs input");
-    assert_eq!(log.committed.len(), n);
-    assert!(
-        log.open.is_empty(),
-        "{} records in open transactions",
-        log.open.len()
-    );
-    assert!(
-        log.plain.is_empty(),
-        "non-transactional records in the output"
-    );
+    assert_log_is_input(&log, (dups, missing), n);
     // The concurrent read_committed reader: every input record once, nothing else.
     assert_eq!(seen.unique.len(), n);
     assert!(
@@ -585,17 +592,7 @@ async fn copier_killed_three_times_on_real_broker() {
         seen.unknown.len()
     );
     assert_eq!(kills, 3);
-    assert_eq!((dups, missing), (0, 0), "committed output vs input");
-    assert_eq!(log.committed.len(), n);
-    assert!(
-        log.open.is_empty(),
-        "{} records in open transactions",
-        log.open.len()
-    );
-    assert!(
-        log.plain.is_empty(),
-        "non-transactional records in the output"
-    );
+    assert_log_is_input(&log, (dups, missing), n);
     // What read_committed gives on tansu: every committed record, plus the aborted ones (no
     // aborted-transactions list in Fetch): exactly the log below the LSO.
     assert_eq!(seen.unique.len(), n);
