@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use krust_client::consumer::IsolationLevel;
 use krust_stream::{
-    DeliveryGuarantee, ErrorPolicy, JsonDeserializer, JsonSerializer, KafkaSink, KafkaSource,
+    DeliveryGuarantee, ErrorPolicy, Job, JsonDeserializer, JsonSerializer, KafkaSink, KafkaSource,
     StopPosition, StopReason, StreamError,
 };
 use krust_testkit::kafka_protocol::messages::ApiKey;
@@ -25,6 +25,20 @@ async fn fake(partitions: i32) -> FakeCluster {
         f.create_topic(t, partitions, 1).unwrap();
     }
     f
+}
+
+/// The upper-casing job from "in" to "out", exactly once.
+fn eos_job(b: &str, group: &str, instance: &str, bounded: bool, interval: Duration) -> Job {
+    upper_job(
+        b,
+        "in",
+        "out",
+        group,
+        DeliveryGuarantee::ExactlyOnce,
+        instance,
+        bounded,
+        interval,
+    )
 }
 
 /// Records written to `topic` (partitions `0..partitions`): the sum of the high watermarks.
@@ -261,16 +275,7 @@ async fn a_failed_transaction_is_aborted_and_replayed_exactly_once() {
     // The first two offset commits inside a transaction are refused as from a stale
     // generation: the producer makes the transaction abortable, the job aborts and replays.
     f.fail_next_n(ApiKey::TxnOffsetCommit, errors::ILLEGAL_GENERATION, 2);
-    let job = upper_job(
-        &b,
-        "in",
-        "out",
-        "g-replay",
-        DeliveryGuarantee::ExactlyOnce,
-        "r1",
-        true,
-        Duration::from_millis(20),
-    );
+    let job = eos_job(&b, "g-replay", "r1", true, Duration::from_millis(20));
     let s = run_within(job, Duration::from_secs(30), "replaying job").await;
     assert!(s.metrics.aborts >= 1, "{:?}", s.metrics);
     assert!(
@@ -303,16 +308,7 @@ async fn a_killed_instance_s_open_transaction_is_aborted_when_it_restarts() {
     let input = inputs(500);
     produce(&b, "in", &input).await;
     // A long commit interval keeps the first run's transaction open.
-    let job = upper_job(
-        &b,
-        "in",
-        "out",
-        "g-linger",
-        DeliveryGuarantee::ExactlyOnce,
-        "k1",
-        false,
-        Duration::from_secs(20),
-    );
+    let job = eos_job(&b, "g-linger", "k1", false, Duration::from_secs(20));
     let metrics = job.metrics();
     let run = tokio::spawn(job.run());
     let every = Duration::from_millis(20);
@@ -356,16 +352,7 @@ async fn a_killed_instance_s_open_transaction_is_aborted_when_it_restarts() {
     );
     // The restart (same instance id) fences the old producer, which aborts its transaction; the
     // job then processes everything again and commits.
-    let job = upper_job(
-        &b,
-        "in",
-        "out",
-        "g-linger",
-        DeliveryGuarantee::ExactlyOnce,
-        "k1",
-        true,
-        Duration::from_millis(50),
-    );
+    let job = eos_job(&b, "g-linger", "k1", true, Duration::from_millis(50));
     let s = run_within(job, Duration::from_secs(40), "restarted job").await;
     assert_eq!(s.metrics.records_in, 500);
     assert_nothing_open(&f, "out", 2, "nothing left open");
@@ -433,16 +420,7 @@ async fn a_departed_instance_s_transaction_is_aborted_by_abort_lingering() {
     produce(&b, "in", &input).await;
     // Instance "gone" processes everything in one transaction, which stays open: it is killed
     // and never comes back.
-    let job = upper_job(
-        &b,
-        "in",
-        "out",
-        "g-gone",
-        DeliveryGuarantee::ExactlyOnce,
-        "gone",
-        false,
-        Duration::from_secs(20),
-    );
+    let job = eos_job(&b, "g-gone", "gone", false, Duration::from_secs(20));
     let metrics = job.metrics();
     let run = tokio::spawn(job.run());
     wait_until(
@@ -694,16 +672,7 @@ async fn a_bounded_job_over_transactional_input_ends_past_the_last_marker() {
         .filter(|(i, _)| *i != 1)
         .flat_map(|(_, c)| c.iter().cloned())
         .collect();
-    let job = upper_job(
-        &b,
-        "in",
-        "out",
-        "g-txn-input",
-        DeliveryGuarantee::ExactlyOnce,
-        "t",
-        true,
-        Duration::from_millis(50),
-    );
+    let job = eos_job(&b, "g-txn-input", "t", true, Duration::from_millis(50));
     let s = run_within(
         job,
         Duration::from_secs(30),
