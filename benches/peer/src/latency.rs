@@ -77,6 +77,9 @@ fn pace(start: Instant, interval: Duration, records: u64, mut send: impl FnMut(u
 
 /// Collects `records` acknowledgements from `rx` and turns them into the child's result line.
 fn collect(rx: mpsc::Receiver<Ack>, records: u64, interval: Duration) -> Result<String, String> {
+    // KRUST_PEER_LAT_TRACE: the worst latency per 500 ms of schedule, on stderr.
+    let trace = std::env::var_os("KRUST_PEER_LAT_TRACE").is_some();
+    let mut worst = vec![0u64; 1 + (interval * records as u32).as_millis() as usize / 500];
     let mut lat = Vec::with_capacity(records as usize);
     let mut failed = 0u64;
     let mut last_ack_ns = 0u64;
@@ -89,8 +92,14 @@ fn collect(rx: mpsc::Receiver<Ack>, records: u64, interval: Duration) -> Result<
         } else {
             failed += 1;
         }
+        let slot = (interval * i as u32).as_millis() as usize / 500;
+        worst[slot] = worst[slot].max(ns);
         let at = (interval * i as u32).as_nanos() as u64 + ns;
         last_ack_ns = last_ack_ns.max(at);
+    }
+    if trace {
+        let ms: Vec<u64> = worst.iter().map(|ns| ns / 1_000_000).collect();
+        eprintln!("worst latency (ms) per 500 ms: {ms:?}");
     }
     if lat.is_empty() {
         return Err(format!("all {failed} records failed"));
@@ -139,6 +148,9 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     cfg.linger = Duration::ZERO;
     // krust's default with acks=all; stated for clarity.
     cfg.enable_idempotence = Some(true);
+    if let Some(n) = crate::env_usize("KRUST_PEER_BATCH_SIZE") {
+        cfg.batch_size = n;
+    }
     let producer = rt.block_on(Producer::new(cfg)).map_err(|e| e.to_string())?;
     let value = bytes::Bytes::from(vec![b'x'; SIZE]);
     let rec = || {
@@ -188,6 +200,9 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     }
     drop(tx);
     let line = collect(rx, records, interval);
+    if std::env::var_os("KRUST_PEER_STATS").is_some() {
+        eprintln!("krust producer: {:?}", producer.stats());
+    }
     rt.block_on(producer.close());
     line
 }

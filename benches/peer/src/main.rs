@@ -8,6 +8,11 @@
 //!     [--runs N] [--records N] [--broker null|tansu|both] [--only SUBSTRING] [--tansu ADDR]
 //! ```
 //!
+//! `--latency [--latency-secs S]`: instead of the throughput table, produce-to-acknowledge
+//! latency (open loop, `linger.ms=0`, at 1,000 and 50,000 records/s; see `latency.rs`), 10 s
+//! per run (`--quick`: 3 s, one run). `--latency-child CLIENT BOOTSTRAP TOPIC RATE SECS` runs
+//! one of those.
+//!
 //! `--null-broker PARTITIONS [FETCH_END SIZE CODEC]` runs a null broker alone (for profiling);
 //! `--child CLIENT produce|consume BOOTSTRAP TOPIC SIZE PARTITIONS CODEC IDEMPOTENT(0|1) RECORDS`
 //! runs one client workload and prints `RESULT records bytes seconds peak-rss-kib`.
