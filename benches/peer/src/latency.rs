@@ -211,9 +211,21 @@ struct Reports {
     tx: std::sync::Mutex<mpsc::Sender<Ack>>,
     start: std::sync::OnceLock<Instant>,
     interval: Duration,
+    /// Produce requests sent, from the last statistics report (KRUST_PEER_STATS).
+    produce_requests: std::sync::atomic::AtomicI64,
 }
 
-impl rdkafka::ClientContext for Reports {}
+impl rdkafka::ClientContext for Reports {
+    fn stats(&self, s: rdkafka::Statistics) {
+        let n: i64 = s
+            .brokers
+            .values()
+            .filter_map(|b| b.req.get("Produce"))
+            .sum();
+        self.produce_requests
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 impl rdkafka::producer::ProducerContext for Reports {
     type DeliveryOpaque = usize;
@@ -244,8 +256,14 @@ fn rdkafka_run(
         tx: std::sync::Mutex::new(tx),
         start: std::sync::OnceLock::new(),
         interval,
+        produce_requests: std::sync::atomic::AtomicI64::new(0),
     };
-    let producer: ThreadedProducer<Reports> = crate::rdk_config(bootstrap)
+    let stats = std::env::var_os("KRUST_PEER_STATS").is_some();
+    let mut config = crate::rdk_config(bootstrap);
+    if stats {
+        config.set("statistics.interval.ms", "500");
+    }
+    let producer: ThreadedProducer<Reports> = config
         .set("acks", "all")
         .set("linger.ms", "0")
         // librdkafka's default is off; on here to match krust.
@@ -286,6 +304,17 @@ fn rdkafka_run(
     }
     let line = collect(rx, records, interval);
     let _ = producer.flush(Duration::from_secs(30));
+    if stats {
+        // Let one more statistics report arrive after the last acknowledgement.
+        std::thread::sleep(Duration::from_millis(700));
+        eprintln!(
+            "librdkafka producer: {} produce requests (warm-up included)",
+            producer
+                .context()
+                .produce_requests
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     line
 }
 
