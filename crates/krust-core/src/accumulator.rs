@@ -405,6 +405,14 @@ impl<R> PartitionBuffer<R> {
         self.reset_pending
     }
 
+    /// Whether the open batch could not go now even if it were closed: every in-flight slot
+    /// is taken, or a closed batch waits ahead of it (see
+    /// [`Accumulator::set_backlog_batch_size`]).
+    fn is_backlogged(&self, max_in_flight: usize) -> bool {
+        self.in_flight >= max_in_flight
+            || self.batches.iter().any(|b| b.state == BatchState::Waiting)
+    }
+
     /// The first batch not in flight, if it may be sent now to `leader`.
     fn sendable(&self, now: Instant, cfg: &AccumulatorConfig, flushing: bool) -> Option<usize> {
         let leader = self.leader?;
@@ -477,6 +485,9 @@ pub struct Accumulator<R> {
     rng: SmallRng,
     default_producer: ProducerIdentity,
     first_sequence: i32,
+    /// How large an open batch may grow while its partition is backlogged
+    /// ([`Accumulator::set_backlog_batch_size`]); `cfg.batch_size` means never past it.
+    backlog_batch_size: usize,
 }
 
 impl<R> fmt::Debug for Accumulator<R> {
@@ -492,6 +503,7 @@ impl<R> Accumulator<R> {
     /// An empty accumulator; `seed` drives the backoff jitter.
     pub fn new(cfg: AccumulatorConfig, seed: u64) -> Self {
         Self {
+            backlog_batch_size: cfg.batch_size,
             cfg,
             partitions: BTreeMap::new(),
             next_batch_id: 0,
@@ -501,6 +513,24 @@ impl<R> Accumulator<R> {
             default_producer: ProducerIdentity::NONE,
             first_sequence: 0,
         }
+    }
+
+    /// Lets a backlogged partition's open batch grow past `batch.size` up to `cap` bytes
+    /// (estimated; at least `batch.size`, which is the default: no growth).
+    ///
+    /// A partition is backlogged when its open batch could not be sent now anyway: all its
+    /// in-flight slots are taken, or a closed batch waits ahead of it. Its records then wait
+    /// regardless, and one larger batch carries them in the next free slot, where batches of
+    /// `batch.size` would drain at most `max_in_flight x batch.size` bytes per round trip and
+    /// fall behind a producer faster than that. While nothing waits, batches close at
+    /// `batch.size` exactly as before.
+    pub fn set_backlog_batch_size(&mut self, cap: usize) {
+        self.backlog_batch_size = cap.max(self.cfg.batch_size);
+    }
+
+    /// The cap set by [`Accumulator::set_backlog_batch_size`].
+    pub fn backlog_batch_size(&self) -> usize {
+        self.backlog_batch_size
     }
 
     /// The settings.
@@ -691,7 +721,8 @@ impl<R> Accumulator<R> {
     }
 
     /// Appends `record` (estimated encoded size `size`, from the record's own fields) to `tp`'s
-    /// open batch, or to a new batch when it would overflow `batch.size`.
+    /// open batch, or to a new batch when it would overflow `batch.size` (or, while the
+    /// partition is backlogged, the cap of [`Accumulator::set_backlog_batch_size`]).
     pub fn append(
         &mut self,
         tp: &TopicPartition,
@@ -700,11 +731,15 @@ impl<R> Accumulator<R> {
         now: Instant,
     ) -> Appended {
         let batch_size = self.cfg.batch_size;
+        let backlog_cap = self.backlog_batch_size;
+        let max_in_flight = self.cfg.max_in_flight_per_partition.max(1);
         let next_id = self.next_batch_id;
         let b = self.buffer_mut(tp);
         let fits = b.batches.back().is_some_and(|last| {
             last.state == BatchState::Open
-                && (last.records.is_empty() || last.size + size <= batch_size)
+                && (last.records.is_empty()
+                    || last.size + size <= batch_size
+                    || (last.size + size <= backlog_cap && b.is_backlogged(max_in_flight)))
         });
         let mut new_batch = false;
         if !fits {
@@ -1519,5 +1554,118 @@ mod tests {
         assert_eq!(increment_sequence(i32::MAX - 2, 3), 0);
         assert_eq!(increment_sequence(i32::MAX, 1), 0);
         assert_eq!(increment_sequence(i32::MAX - 1, 10), 8);
+    }
+
+    /// Sizes (estimated bytes) of the partition's batches, oldest first.
+    fn batch_sizes(a: &Accumulator<u32>, p: i32) -> Vec<usize> {
+        a.partition(&tp(p))
+            .map(|b| b.batches.iter().map(|x| x.size).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn batches_close_at_batch_size_while_the_partition_keeps_up() {
+        // The driver's shape without a backlog: drain after every append, answers come back
+        // before the in-flight slots run out. The backlog cap must not matter here.
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_backlog_batch_size(50_000);
+        assert_eq!(a.backlog_batch_size(), 50_000);
+        a.set_leader(&tp(0), Some(1), 0);
+        let mut sent = Vec::new();
+        for i in 0..200u32 {
+            a.append(&tp(0), i, 100, t0);
+            for d in a.drain(1, t0, usize::MAX, enc) {
+                assert!(a.partition(&tp(0)).unwrap().in_flight() < 5);
+                let done = a.handle_success(&d.tp, d.id).unwrap();
+                assert!(done.estimated_size() <= 1000, "{}", done.estimated_size());
+                sent.push(done.record_count());
+            }
+        }
+        // 61 + 9 * 100 <= 1000: every full batch has nine records, as without the cap.
+        assert_eq!(sent, vec![9; 22]);
+    }
+
+    #[test]
+    fn a_backlogged_partition_grows_its_open_batch_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.idempotent = true;
+        let mut a = Accumulator::new(c, 1);
+        a.set_backlog_batch_size(3_000);
+        a.set_default_producer(
+            ProducerIdentity {
+                producer_id: 7,
+                epoch: 0,
+            },
+            0,
+        );
+        a.set_leader(&tp(0), Some(1), 0);
+        // Five full batches of nine records fill the in-flight slots (the 46th record closes
+        // the fifth and opens the next batch).
+        let mut in_flight = Vec::new();
+        for i in 0..46u32 {
+            a.append(&tp(0), i, 100, t0);
+            in_flight.extend(a.drain(1, t0, usize::MAX, enc));
+        }
+        assert_eq!(in_flight.len(), 5);
+        assert_eq!(a.partition(&tp(0)).unwrap().in_flight(), 5);
+        // Backlogged: the open batch takes records past batch.size (1000), up to 3000.
+        for i in 46..100u32 {
+            a.append(&tp(0), i, 100, t0);
+            assert!(a.drain(1, t0, usize::MAX, enc).is_empty());
+        }
+        // 61 + 29 * 100 = 2961 <= 3000; the 30th record opened the next batch, which keeps
+        // growing too (a closed batch waits ahead of it): 55 = 29 + 26.
+        let sizes = batch_sizes(&a, 0);
+        assert_eq!(sizes[5..], [61 + 2900, 61 + 2600]);
+        // A free slot carries the grown batch whole, with the next sequence numbers.
+        a.handle_success(&tp(0), in_flight[0].id).unwrap();
+        let d = a.drain(1, t0, usize::MAX, enc);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].record_count, 29);
+        let big = &a.partition(&tp(0)).unwrap().batches[4];
+        assert_eq!(big.base_sequence(), 45);
+        assert_eq!(a.partition(&tp(0)).unwrap().next_sequence(), 45 + 29);
+        // Once slots are free and nothing waits, batches close at batch.size again.
+        for x in in_flight.iter().skip(1) {
+            a.handle_success(&tp(0), x.id).unwrap();
+        }
+        a.handle_success(&tp(0), d[0].id).unwrap();
+        let d = a.drain(1, t0, usize::MAX, enc);
+        assert_eq!(d[0].record_count, 26);
+        let mut counts = Vec::new();
+        for i in 100..120u32 {
+            a.append(&tp(0), i, 100, t0);
+            counts.extend(
+                a.drain(1, t0, usize::MAX, enc)
+                    .iter()
+                    .map(|d| d.record_count),
+            );
+        }
+        assert_eq!(counts, [9, 9]);
+        assert_eq!(batch_sizes(&a, 0), [61 + 2600, 961, 961, 61 + 200]);
+    }
+
+    #[test]
+    fn records_behind_a_waiting_batch_grow_the_open_one() {
+        // No slot is taken, but a closed batch has not gone yet (no drain between appends):
+        // its followers wait behind it anyway and collect in one batch.
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_backlog_batch_size(10_000);
+        a.set_leader(&tp(0), Some(1), 0);
+        for i in 0..50u32 {
+            a.append(&tp(0), i, 100, t0);
+        }
+        assert_eq!(batch_sizes(&a, 0), [61 + 900, 61 + 4100]);
+        // Without a cap (the default) the same appends close at batch.size.
+        let mut b = Accumulator::new(cfg(), 1);
+        assert_eq!(b.backlog_batch_size(), 1000);
+        b.set_leader(&tp(0), Some(1), 0);
+        for i in 0..50u32 {
+            b.append(&tp(0), i, 100, t0);
+        }
+        assert_eq!(batch_sizes(&b, 0), [961, 961, 961, 961, 961, 561]);
     }
 }

@@ -68,7 +68,23 @@ pub struct ProducerConfig {
     /// `batch.size`: target size in bytes of a batch per partition (uncompressed estimate).
     /// Also how many bytes a keyless topic's sticky partition gets before the partitioner moves
     /// on (KIP-794). Default 16384. A larger record gets a batch of its own.
+    ///
+    /// While a partition is not backlogged a batch closes at `batch.size`, as in Kafka's Java
+    /// client. While it is backlogged (all `max.in.flight.requests.per.connection` of its
+    /// batches are in flight, or a closed batch waits ahead of the open one), the open batch
+    /// keeps taking records up to [`backlog_batch_size`](Self::backlog_batch_size) bytes
+    /// (by default `min(max.request.size, 1000000)`), so the next free slot carries everything
+    /// that waited (librdkafka's shape) and a backlog drains in a few requests instead of
+    /// being capped at `max.in.flight x batch.size` per round trip. A `batch.size` set below
+    /// its default is kept as a hard cap. Ordering, sequence numbers, `buffer.memory` and
+    /// `delivery.timeout.ms` are unchanged.
     pub batch_size: usize,
+    /// krust only (no Kafka property): how large a backlogged partition's batch may grow (see
+    /// [`batch_size`](Self::batch_size)). `None` (the default): `min(max.request.size,
+    /// 1000000)` while `batch.size` is at least its default 16384, and no growth for a smaller
+    /// `batch.size`. `Some(n)`: up to `n` bytes (at most `max.request.size`); `Some(0)`, or
+    /// any `n` not above `batch.size`, keeps every batch at `batch.size` (Java's rule).
+    pub backlog_batch_size: Option<usize>,
     /// `buffer.memory`: bytes of records held by the producer (waiting and in flight) before
     /// [`send`](super::Producer::send) waits and [`try_send`](super::Producer::try_send) hands the
     /// record back. Default 33554432 (32 MiB). A record counts its encoded size plus 256 bytes
@@ -136,6 +152,7 @@ impl fmt::Debug for ProducerConfig {
             .field("acks", &self.acks)
             .field("linger", &self.linger)
             .field("batch_size", &self.batch_size)
+            .field("backlog_batch_size", &self.backlog_batch_size)
             .field("buffer_memory", &self.buffer_memory)
             .field("compression", &self.compression)
             .field("delivery_timeout", &self.delivery_timeout)
@@ -158,7 +175,8 @@ impl Default for ProducerConfig {
             client: ClientConfig::default(),
             acks: Acks::All,
             linger: Duration::from_millis(5),
-            batch_size: 16384,
+            batch_size: DEFAULT_BATCH_SIZE,
+            backlog_batch_size: None,
             buffer_memory: 32 * 1024 * 1024,
             compression: Compression::None,
             delivery_timeout: Duration::from_millis(120_000),
@@ -175,7 +193,28 @@ impl Default for ProducerConfig {
     }
 }
 
+/// `batch.size`'s default.
+const DEFAULT_BATCH_SIZE: usize = 16384;
+
+/// Upper bound of the automatic backlog batch size: below a broker's default
+/// `message.max.bytes` (1048588) with room for the size estimate's slack.
+const BACKLOG_BATCH_SIZE_MAX: usize = 1_000_000;
+
 impl ProducerConfig {
+    /// The effective cap of a backlogged partition's batch (estimated bytes; see
+    /// [`backlog_batch_size`](Self::backlog_batch_size)). Never below `batch.size`; equal to it
+    /// means batches never grow.
+    pub fn effective_backlog_batch_size(&self) -> usize {
+        let cap = match self.backlog_batch_size {
+            Some(n) => n.min(self.max_request_size),
+            None if self.batch_size >= DEFAULT_BATCH_SIZE => {
+                self.max_request_size.min(BACKLOG_BATCH_SIZE_MAX)
+            }
+            None => self.batch_size,
+        };
+        cap.max(self.batch_size)
+    }
+
     /// Defaults, with the given bootstrap servers (comma-separated `host:port`).
     pub fn new(bootstrap_servers: &str) -> Self {
         ProducerConfig {
@@ -612,5 +651,26 @@ mod tests {
         assert_eq!(back.acks, Acks::Leader);
         assert_eq!(back.linger, Duration::from_millis(7));
         assert_eq!(back.client, c.client);
+    }
+
+    #[test]
+    fn backlog_batch_size_is_automatic_at_the_default_batch_size_only() {
+        let mut c = ProducerConfig::new("127.0.0.1:9092");
+        assert_eq!(c.backlog_batch_size, None);
+        assert_eq!(c.effective_backlog_batch_size(), 1_000_000);
+        c.max_request_size = 200_000;
+        assert_eq!(c.effective_backlog_batch_size(), 200_000);
+        c.batch_size = 300_000;
+        assert_eq!(c.effective_backlog_batch_size(), 300_000);
+        // A batch.size below its default is a hard cap.
+        c.batch_size = 4096;
+        assert_eq!(c.effective_backlog_batch_size(), 4096);
+        c.backlog_batch_size = Some(65_536);
+        assert_eq!(c.effective_backlog_batch_size(), 65_536);
+        c.backlog_batch_size = Some(10_000_000);
+        assert_eq!(c.effective_backlog_batch_size(), 200_000);
+        c.batch_size = 16384;
+        c.backlog_batch_size = Some(0);
+        assert_eq!(c.effective_backlog_batch_size(), 16384);
     }
 }

@@ -268,7 +268,11 @@ impl Driver {
         });
         Driver {
             partitioner: BuiltinPartitioner::new(cfg.batch_size, cfg.partitioner_ignore_keys, seed),
-            acc: Accumulator::new(acc_cfg, seed.rotate_left(17)),
+            acc: {
+                let mut acc = Accumulator::new(acc_cfg, seed.rotate_left(17));
+                acc.set_backlog_batch_size(cfg.effective_backlog_batch_size());
+                acc
+            },
             cluster,
             cfg,
             topics: HashMap::default(),
