@@ -154,21 +154,9 @@ impl<T: Send + 'static> Pipeline<T> {
         f: impl Fn(T) -> Result<U, E> + Send + Sync + 'static,
     ) -> Pipeline<U> {
         self.then(move |r| {
-            let Record {
-                value,
-                key,
-                headers,
-                timestamp,
-                origin,
-            } = r;
+            let (value, context) = r.split();
             Staged::Now(match f(value) {
-                Ok(value) => Ok(vec![Record {
-                    value,
-                    key,
-                    headers,
-                    timestamp,
-                    origin,
-                }]),
+                Ok(value) => Ok(vec![context.with_value(value)]),
                 Err(e) => Err(RecordError::new("try_map", e)),
             })
         })
@@ -185,21 +173,9 @@ impl<T: Send + 'static> Pipeline<T> {
         f: impl Fn(T) -> Option<U> + Send + Sync + 'static,
     ) -> Pipeline<U> {
         self.then(move |r| {
-            let Record {
-                value,
-                key,
-                headers,
-                timestamp,
-                origin,
-            } = r;
+            let (value, context) = r.split();
             Staged::Now(Ok(match f(value) {
-                Some(value) => vec![Record {
-                    value,
-                    key,
-                    headers,
-                    timestamp,
-                    origin,
-                }],
+                Some(value) => vec![context.with_value(value)],
                 None => Vec::new(),
             }))
         })
@@ -211,22 +187,10 @@ impl<T: Send + 'static> Pipeline<T> {
         f: impl Fn(T) -> I + Send + Sync + 'static,
     ) -> Pipeline<U> {
         self.then(move |r| {
-            let Record {
-                value,
-                key,
-                headers,
-                timestamp,
-                origin,
-            } = r;
+            let (value, context) = r.split();
             Staged::Now(Ok(f(value)
                 .into_iter()
-                .map(|value| Record {
-                    value,
-                    key: key.clone(),
-                    headers: headers.clone(),
-                    timestamp,
-                    origin: origin.clone(),
-                })
+                .map(|value| context.clone().with_value(value))
                 .collect()))
         })
     }
@@ -264,13 +228,7 @@ impl<T: Send + 'static> Pipeline<T> {
     {
         let limit = Arc::new(Semaphore::new(concurrency.max(1)));
         self.then(move |r| {
-            let Record {
-                value,
-                key,
-                headers,
-                timestamp,
-                origin,
-            } = r;
+            let (value, context) = r.split();
             let limit = limit.clone();
             let fut = f(value);
             let fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
@@ -278,14 +236,7 @@ impl<T: Send + 'static> Pipeline<T> {
                     .acquire_owned()
                     .await
                     .map_err(|_| RecordError::new("map_async", "stage closed"))?;
-                let value = fut.await;
-                Ok(vec![Record {
-                    value,
-                    key,
-                    headers,
-                    timestamp,
-                    origin,
-                }])
+                Ok(vec![context.with_value(fut.await)])
             });
             Staged::Later(fut)
         })

@@ -48,6 +48,13 @@ impl<T> Record<T> {
 
     /// Changes the value, keeping the context.
     pub fn map_value<U>(self, f: impl FnOnce(T) -> U) -> Record<U> {
+        let (value, context) = self.split();
+        context.with_value(f(value))
+    }
+
+    /// Splits the value from its context (key, headers, timestamp, origin); put a value back
+    /// with [`Record::with_value`].
+    pub fn split(self) -> (T, Record<()>) {
         let Record {
             value,
             key,
@@ -55,13 +62,14 @@ impl<T> Record<T> {
             timestamp,
             origin,
         } = self;
-        Record {
-            value: f(value),
+        let context = Record {
+            value: (),
             key,
             headers,
             timestamp,
             origin,
-        }
+        };
+        (value, context)
     }
 
     /// Adds a header.
