@@ -223,6 +223,18 @@ pub(crate) fn backoff_delay(base: Duration, max: Duration, attempt: u32) -> Dura
     exp.mul_f64(jitter).min(max)
 }
 
+/// Sleeps the retry backoff of the `attempt`-th retry (`retry.backoff.ms` doubling up to
+/// `retry.backoff.max.ms`, with jitter) and counts the attempt.
+pub(crate) async fn retry_pause(cfg: &ClientConfig, attempt: &mut u32) {
+    tokio::time::sleep(backoff_delay(
+        cfg.retry_backoff,
+        cfg.retry_backoff_max,
+        *attempt,
+    ))
+    .await;
+    *attempt += 1;
+}
+
 impl Cluster {
     /// Connects to the cluster: reaches a bootstrap server and loads the broker list.
     ///
@@ -695,13 +707,7 @@ impl Cluster {
                 return Err(Error::UnknownTopic(topic.to_string()));
             }
             let cfg = &self.inner.config;
-            tokio::time::sleep(backoff_delay(
-                cfg.retry_backoff,
-                cfg.retry_backoff_max,
-                attempt,
-            ))
-            .await;
-            attempt += 1;
+            retry_pause(cfg, &mut attempt).await;
         }
     }
 

@@ -210,13 +210,7 @@ pub(crate) async fn find_txn_coordinator(cluster: &Cluster, id: &str) -> Result<
                 return Ok(node);
             }
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                tokio::time::sleep(backoff_delay(
-                    cfg.retry_backoff,
-                    cfg.retry_backoff_max,
-                    attempt,
-                ))
-                .await;
-                attempt += 1;
+                crate::cluster::retry_pause(&cfg, &mut attempt).await;
             }
             Err(e) => return Err(e),
         }

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use krust_core::fetch::{IsolationLevel, OffsetLookup, StartOffset, TopicPartition};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 
-use crate::cluster::{backoff_delay, Cluster, NodeId};
+use crate::cluster::{Cluster, NodeId};
 use crate::error::{Error, Result};
 
 /// An offset found by ListOffsets.
@@ -158,13 +158,7 @@ pub(crate) async fn list_offsets(
         }
         if retry || last_error.is_some() {
             let topics: Vec<String> = pending.keys().map(|tp| tp.topic.to_string()).collect();
-            tokio::time::sleep(backoff_delay(
-                cfg.retry_backoff,
-                cfg.retry_backoff_max,
-                attempt,
-            ))
-            .await;
-            attempt += 1;
+            crate::cluster::retry_pause(&cfg, &mut attempt).await;
             let _ = cluster.refresh_metadata(&topics).await;
         }
     }

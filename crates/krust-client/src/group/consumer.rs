@@ -155,13 +155,7 @@ impl GroupConsumer {
                 Ok(c) => break c,
                 Err(e) if e.is_retriable() && attempt < 20 => {
                     tracing::debug!(error = %e, "committed offsets: retrying");
-                    tokio::time::sleep(crate::cluster::backoff_delay(
-                        retry.retry_backoff,
-                        retry.retry_backoff_max,
-                        attempt,
-                    ))
-                    .await;
-                    attempt += 1;
+                    crate::cluster::retry_pause(&retry, &mut attempt).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -46,7 +46,7 @@ use krust_wire::{ApiKey, ErrorCode, KafkaRequest};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
-use crate::cluster::{backoff_delay, Cluster, Lane, NodeId};
+use crate::cluster::{Cluster, Lane, NodeId};
 use crate::error::{Error, Result};
 
 pub mod admin;
@@ -813,13 +813,7 @@ pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<N
         if Instant::now() >= deadline {
             return Err(err);
         }
-        tokio::time::sleep(backoff_delay(
-            cfg.retry_backoff,
-            cfg.retry_backoff_max,
-            attempt,
-        ))
-        .await;
-        attempt += 1;
+        crate::cluster::retry_pause(&cfg, &mut attempt).await;
     }
 }
 
@@ -883,13 +877,7 @@ pub(crate) async fn commit_offsets(
         if Instant::now() >= deadline {
             return Err(err);
         }
-        tokio::time::sleep(backoff_delay(
-            cfg.retry_backoff,
-            cfg.retry_backoff_max,
-            attempt,
-        ))
-        .await;
-        attempt += 1;
+        crate::cluster::retry_pause(&cfg, &mut attempt).await;
     }
 }
 
@@ -912,13 +900,7 @@ async fn committed_for_assignment(
         match fetch_committed(cluster, group, partitions, require_stable).await {
             Err(e) if e.is_retriable() || matches!(e, Error::UnknownBroker(_)) => {
                 warn!(group = %group, error = %e, "committed offsets not known yet; retrying");
-                tokio::time::sleep(backoff_delay(
-                    cfg.retry_backoff,
-                    cfg.retry_backoff_max,
-                    attempt,
-                ))
-                .await;
-                attempt += 1;
+                crate::cluster::retry_pause(&cfg, &mut attempt).await;
             }
             r => return r,
         }
@@ -994,12 +976,6 @@ pub async fn fetch_committed(
         if Instant::now() >= deadline {
             return Err(err);
         }
-        tokio::time::sleep(backoff_delay(
-            cfg.retry_backoff,
-            cfg.retry_backoff_max,
-            attempt,
-        ))
-        .await;
-        attempt += 1;
+        crate::cluster::retry_pause(&cfg, &mut attempt).await;
     }
 }
