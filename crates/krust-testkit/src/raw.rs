@@ -120,3 +120,32 @@ impl RawClient {
         Ok(resp)
     }
 }
+
+/// A Fetch of one partition from `offset`, read_uncommitted, with limits large enough to read a
+/// test log whole (64 MiB per response, 32 MiB per partition) and no fetch session: what tests
+/// that audit a log batch by batch send.
+pub fn whole_log_fetch(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(-1)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(32 << 20)])])
+}

@@ -2,9 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use krust_client::Cluster;
 use krust_wire::record::{batches, Record};
 
@@ -22,22 +19,7 @@ pub async fn read_partition(cluster: &Cluster, topic: &str, partition: i32) -> V
     loop {
         let (_v, resp) = cluster
             .send(leader, |_v| {
-                FetchRequest::default()
-                    .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                    .with_max_wait_ms(100)
-                    .with_min_bytes(1)
-                    .with_max_bytes(64 << 20)
-                    .with_session_id(0)
-                    .with_session_epoch(-1)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_current_leader_epoch(-1)
-                            .with_last_fetched_epoch(-1)
-                            .with_log_start_offset(-1)
-                            .with_partition_max_bytes(32 << 20)])])
+                krust_testkit::raw::whole_log_fetch(topic, partition, offset)
             })
             .await
             .expect("fetch");
