@@ -123,7 +123,7 @@ async fn consume_loop(
     args: &ConsumeArgs,
     format: &crate::format::Format,
 ) -> Result<Outcome, CliError> {
-    let mut stop = Box::pin(stop_signal());
+    let mut stop = super::stop_signals();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut buf = Vec::with_capacity(4096);
@@ -211,30 +211,4 @@ fn all_at_end(consumer: &mut GroupConsumer) -> bool {
     let c = consumer.consumer();
     let _ = c.take_partition_eofs();
     owned.iter().all(|tp| c.is_at_end(tp))
-}
-
-/// Resolves on SIGINT or SIGTERM (never, if the handlers cannot be installed).
-pub(crate) async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => std::future::pending().await,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }

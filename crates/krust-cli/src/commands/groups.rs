@@ -6,21 +6,12 @@ use krust_client::consumer::TopicPartition;
 use krust_client::group::admin::{
     delete_groups, describe_group, list_groups, reset_offsets, GroupDescription, ResetTo,
 };
-use krust_client::{ClientConfig, Cluster};
+use krust_client::Cluster;
 use krust_wire::ErrorCode;
 
-use super::{client_error, properties, topic_names};
-use crate::cli::{Connection, GroupResetArgs, GroupsCommand};
+use super::{client_error, topic_names};
+use crate::cli::{GroupResetArgs, GroupsCommand};
 use crate::error::CliError;
-
-async fn connect(conn: &Connection) -> Result<Cluster, CliError> {
-    let defaults = [("allow.auto.create.topics", "false".to_string())];
-    let config = ClientConfig::from_properties(properties(conn, &defaults))
-        .map_err(|e| client_error(e, None))?;
-    Cluster::connect(config)
-        .await
-        .map_err(|e| client_error(e, None))
-}
 
 /// A group error in one line: a missing or busy group is named plainly.
 fn group_error(e: krust_client::Error, group: &str) -> CliError {
@@ -46,7 +37,7 @@ fn unknown_group(group: &str) -> CliError {
 pub(crate) async fn run(cmd: GroupsCommand) -> Result<ExitCode, CliError> {
     match cmd {
         GroupsCommand::List(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let groups = list_groups(&cluster)
                 .await
                 .map_err(|e| client_error(e, None))?;
@@ -63,7 +54,7 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         GroupsCommand::Describe(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let mut d = describe_group(&cluster, &args.group)
                 .await
                 .map_err(|e| group_error(e, &args.group))?;
@@ -79,7 +70,7 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         GroupsCommand::ResetOffsets(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let moved = reset(&cluster, &args).await?;
             println!("topic\tpartition\toffset");
             for (tp, o) in &moved {
@@ -95,7 +86,7 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         GroupsCommand::Delete(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let names: Vec<&str> = args.groups.iter().map(String::as_str).collect();
             let mut results = delete_groups(&cluster, &names)
                 .await

@@ -14,10 +14,11 @@ mod txn;
 mod txn_copy;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use kafka_protocol::messages::MetadataRequest;
-use krust_client::{Cluster, Consumer, ConsumerConfig, Properties, TopicMetadata};
+use krust_client::{ClientConfig, Cluster, Consumer, ConsumerConfig, Properties, TopicMetadata};
 
 use crate::cli::{Cli, Command, Connection};
 use crate::error::CliError;
@@ -147,4 +148,44 @@ pub(crate) async fn topic_consumer(
         .await
         .map_err(|e| client_error(e, Some(topic)))?;
     Ok((consumer, meta))
+}
+
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called (never
+/// resolves if they cannot be).
+pub(crate) fn stop_signals() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => Box::pin(async move {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }),
+            _ => Box::pin(std::future::pending()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        Box::pin(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+/// A cluster connection for an administrative command: `-b`/`-X` properties, and no topic is
+/// ever created by looking it up.
+pub(crate) async fn connect_cluster(conn: &Connection) -> Result<Cluster, CliError> {
+    let defaults = [("allow.auto.create.topics", "false".to_string())];
+    let config = ClientConfig::from_properties(properties(conn, &defaults))
+        .map_err(|e| client_error(e, None))?;
+    Cluster::connect(config)
+        .await
+        .map_err(|e| client_error(e, None))
 }

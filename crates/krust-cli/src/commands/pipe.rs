@@ -15,7 +15,7 @@ use krust_stream::{
     Utf8Deserializer,
 };
 
-use super::{client_error, ensure_topic};
+use super::{client_error, ensure_topic, properties};
 use crate::cli::PipeArgs;
 use crate::error::CliError;
 
@@ -23,7 +23,9 @@ use crate::error::CliError;
 pub(crate) async fn run(args: PipeArgs) -> Result<ExitCode, CliError> {
     let job = build(&args)?;
     // The input must exist (a typo must not auto-create a topic and wait forever).
-    let cluster = krust_client::Cluster::connect(client_config(&args)?)
+    let config = krust_client::ClientConfig::from_properties(properties(&args.conn, &[]))
+        .map_err(|e| client_error(e, None))?;
+    let cluster = krust_client::Cluster::connect(config)
         .await
         .map_err(|e| client_error(e, None))?;
     let checked = ensure_topic(&cluster, &args.from).await;
@@ -87,15 +89,6 @@ fn stream_error(e: StreamError) -> CliError {
         StreamError::Client(c) => client_error(c, None),
         other => CliError::failed(other.to_string()),
     }
-}
-
-fn client_config(args: &PipeArgs) -> Result<krust_client::ClientConfig, CliError> {
-    let mut p = krust_client::Properties::new();
-    p.set("bootstrap.servers", args.conn.brokers.0.clone());
-    for prop in &args.conn.properties {
-        p.set(prop.name.clone(), prop.value.clone());
-    }
-    krust_client::ClientConfig::from_properties(p).map_err(|e| client_error(e, None))
 }
 
 fn apply_props<D: krust_stream::Deserializer>(
@@ -193,11 +186,7 @@ fn build(args: &PipeArgs) -> Result<Job, CliError> {
                 .deserializer(BytesDeserializer)
                 .build()
                 .map_err(stream_error)?;
-            return source
-                .pipeline()
-                .map(|b: Bytes| b.to_vec())
-                .sink(sink)
-                .map_err(stream_error);
+            return source.pipeline().sink(sink).map_err(stream_error);
         }
         other => {
             return Err(CliError::Usage(format!(
@@ -235,8 +224,5 @@ fn build(args: &PipeArgs) -> Result<Job, CliError> {
             })
         }
     };
-    pipeline
-        .map(String::into_bytes)
-        .sink(sink)
-        .map_err(stream_error)
+    pipeline.map(Bytes::from).sink(sink).map_err(stream_error)
 }

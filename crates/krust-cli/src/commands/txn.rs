@@ -7,21 +7,11 @@ use krust_client::admin::{
     abort_lingering, abort_transactions, complete_transaction, describe_transactions,
     list_transactions, TransactionDescription, TransactionFilter,
 };
-use krust_client::{ClientConfig, Cluster};
 use krust_wire::ErrorCode;
 
-use super::{client_error, properties};
-use crate::cli::{Connection, TxnCommand};
+use super::client_error;
+use crate::cli::TxnCommand;
 use crate::error::CliError;
-
-async fn connect(conn: &Connection) -> Result<Cluster, CliError> {
-    let defaults = [("allow.auto.create.topics", "false".to_string())];
-    let config = ClientConfig::from_properties(properties(conn, &defaults))
-        .map_err(|e| client_error(e, None))?;
-    Cluster::connect(config)
-        .await
-        .map_err(|e| client_error(e, None))
-}
 
 /// A transaction error in one line: an unknown id is named plainly.
 fn txn_error(e: krust_client::Error) -> CliError {
@@ -41,7 +31,7 @@ fn txn_error(e: krust_client::Error) -> CliError {
 pub(crate) async fn run(cmd: TxnCommand) -> Result<ExitCode, CliError> {
     match cmd {
         TxnCommand::List(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let filter = TransactionFilter {
                 states: args.states.clone(),
                 producer_ids: Vec::new(),
@@ -60,7 +50,7 @@ pub(crate) async fn run(cmd: TxnCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         TxnCommand::Describe(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let ids: Vec<&str> = args.ids.iter().map(String::as_str).collect();
             let described = describe_transactions(&cluster, &ids)
                 .await
@@ -75,7 +65,7 @@ pub(crate) async fn run(cmd: TxnCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         TxnCommand::Abort(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let aborted = match &args.prefix {
                 Some(prefix) => abort_lingering(&cluster, prefix).await,
                 None => {
@@ -102,7 +92,7 @@ pub(crate) async fn run(cmd: TxnCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         TxnCommand::Complete(args) => {
-            let cluster = connect(&args.conn).await?;
+            let cluster = super::connect_cluster(&args.conn).await?;
             let commit = args.commit;
             complete_transaction(&cluster, &args.id, args.producer_id, args.epoch, commit)
                 .await

@@ -93,7 +93,7 @@ pub(crate) async fn run(args: TxnCopyArgs) -> Result<ExitCode, CliError> {
     let pconfig = ProducerConfig::from_properties(pprops).map_err(|e| client_error(e, None))?;
 
     // Registered now, so that a signal during start-up also ends the copier cleanly.
-    let mut stop = stop_signals();
+    let mut stop = super::stop_signals();
     let setup = tokio::select! {
         r = setup(&args, cconfig, pconfig) => r?,
         _ = &mut stop => {
@@ -113,35 +113,6 @@ pub(crate) async fn run(args: TxnCopyArgs) -> Result<ExitCode, CliError> {
         progress.records, args.from, args.to, progress.transactions, progress.aborted
     );
     result.map(|()| ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called (never
-/// resolves if they cannot be).
-fn stop_signals() -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => Box::pin(async move {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }),
-            _ => Box::pin(std::future::pending()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        Box::pin(async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
-    }
 }
 
 /// Connects, checks the topics, initialises the transactional producer (fencing an earlier
