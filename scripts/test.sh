@@ -21,8 +21,8 @@
 #   KRUST_BIN      path of the built `krust` CLI  KRUST_REPO    the repository root
 # Exit 0 = passed, 77 = skipped (say why on stderr), anything else = failed.
 #
-# The last line is "suites: N passed, N failed[, N skipped]"; the exit status is 0 only when
-# nothing failed.
+# The summary ends with "tests: N passed, N failed" (every cargo test and script check); the
+# exit status is 0 only when nothing failed.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

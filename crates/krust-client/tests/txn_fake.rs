@@ -101,8 +101,6 @@ fn rec(topic: &str, partition: i32, value: String) -> ProducerRecord {
         .with_value(value)
 }
 
-/// Sends `values` round-robin over `partitions` of `topic` inside the open transaction and
-/// waits for every delivery.
 /// Waits until no transaction holds `topic`'s partitions open (LSO == high watermark).
 async fn wait_stable(fake: &FakeCluster, topic: &str, partitions: i32) {
     let deadline = Instant::now() + T;
@@ -134,9 +132,6 @@ async fn read_committed(fake: &FakeCluster, topic: &str, partitions: i32) -> Vec
     .with_isolation_level(IsolationLevel::ReadCommitted)
     .with_partition_eof(true);
     let mut c = Consumer::connect(cfg).await.expect("consumer");
-    let ends: Vec<i64> = (0..partitions)
-        .map(|p| fake.offsets(topic, p).unwrap().2)
-        .collect();
     c.assign((0..partitions).map(|p| {
         (
             krust_client::consumer::TopicPartition::new(topic, p),
@@ -158,7 +153,6 @@ async fn read_committed(fake: &FakeCluster, topic: &str, partitions: i32) -> Vec
                 .push(String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into());
         }
         for tp in c.take_partition_eofs() {
-            let _ = ends;
             done.insert(tp.partition);
         }
     }

@@ -334,16 +334,6 @@ fn resolve_deadline(cluster: &Cluster) -> Instant {
     Instant::now() + cluster.config().request_timeout.max(MIN_RESOLVE_DEADLINE)
 }
 
-async fn resolve_backoff(cluster: &Cluster, attempt: u32) {
-    let cfg = cluster.config();
-    tokio::time::sleep(backoff_delay(
-        cfg.retry_backoff,
-        cfg.retry_backoff_max,
-        attempt,
-    ))
-    .await;
-}
-
 fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::Other("a transactional id cannot be empty".into()));
@@ -386,8 +376,7 @@ async fn reinit(cluster: &Cluster, id: &str) -> Result<(i64, i16)> {
             Ok(v) => return Ok(v),
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
                 tracing::debug!(txn = id, error = %e, "re-initialisation retried");
-                resolve_backoff(cluster, attempt).await;
-                attempt += 1;
+                crate::cluster::retry_pause(cluster.config(), &mut attempt).await;
             }
             Err(e) => return Err(e),
         }
@@ -592,8 +581,7 @@ pub async fn complete_transaction(
             return Err(e);
         }
         tracing::debug!(txn = id, error = %e, "EndTxn retried");
-        resolve_backoff(cluster, attempt).await;
-        attempt += 1;
+        crate::cluster::retry_pause(cluster.config(), &mut attempt).await;
     }
 }
 

@@ -577,7 +577,8 @@ impl Task {
                 (GroupRequest::Heartbeat(h), GroupAnswer::Code(c)) => {
                     self.machine.handle_heartbeat(&h, c, now)
                 }
-                (GroupRequest::Leave(_), GroupAnswer::Code(c)) => self.machine.handle_leave(c, now),
+                // LeaveGroup's answer changes nothing: the membership ended when it was sent.
+                (GroupRequest::Leave(_), GroupAnswer::Code(_)) => {}
                 _ => {}
             },
             Done::Committed(offsets, reply, r) => {
@@ -881,7 +882,6 @@ pub(crate) async fn commit_offsets(
     }
 }
 
-/// The committed offsets of `group` for `partitions`: `None` where nothing is committed.
 /// The committed offsets of newly assigned partitions: [`fetch_committed`] again and again
 /// while its errors are retriable (a coordinator moving or loading, a transport failure, or
 /// UNSTABLE_OFFSET_COMMIT while a transaction holding offsets stays open, which can last up to
@@ -907,6 +907,7 @@ async fn committed_for_assignment(
     }
 }
 
+/// The committed offsets of `group` for `partitions`: `None` where nothing is committed.
 /// Retries coordinator moves, loading coordinators and UNSTABLE_OFFSET_COMMIT (a transaction
 /// holding offsets is still open) within `request.timeout.ms`.
 pub async fn fetch_committed(

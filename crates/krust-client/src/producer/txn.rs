@@ -302,11 +302,7 @@ impl Driver {
                 let r = async {
                     let conn = cluster.any_connection().await?;
                     let v = |api| conn.version_for(api).ok();
-                    let (end, produce, add) = (
-                        v(ApiKey::EndTxn),
-                        v(ApiKey::Produce),
-                        v(ApiKey::AddPartitionsToTxn),
-                    );
+                    let (end, produce) = (v(ApiKey::EndTxn), v(ApiKey::Produce));
                     let av = conn.version_for(ApiKey::ApiVersions)?;
                     let req = ApiVersionsRequest::default()
                         .with_client_software_name(StrBytes::from_static_str("krust"))
@@ -315,7 +311,7 @@ impl Driver {
                         )));
                     let resp = conn.request(&req, av, timeout).await?;
                     let tv = krust_wire::features::transaction_version(&resp);
-                    Ok::<_, Error>(TxnProtocol::negotiate(tv, end, produce, add))
+                    Ok::<_, Error>(TxnProtocol::negotiate(tv, end, produce))
                 }
                 .await;
                 Event::TxnProtocol(r.map_err(|e| e.to_string()))

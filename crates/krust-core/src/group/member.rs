@@ -1091,9 +1091,6 @@ impl Membership {
             _ => self.backoff(now),
         }
     }
-
-    /// LeaveGroup answered (any answer ends the membership).
-    pub fn handle_leave(&mut self, _code: ErrorCode, _now: Instant) {}
 }
 
 /// Codes after which the member cannot go on.

@@ -122,8 +122,8 @@ pub fn classify(api: TxnApi, code: E) -> TxnErrorClass {
                 | E::REBALANCE_IN_PROGRESS
                 | E::GROUP_AUTHORIZATION_FAILED
                 | E::TOPIC_AUTHORIZATION_FAILED => Abortable { bump_epoch: false },
-                // Old message format: transactions cannot work.
-                E::UNSUPPORTED_FOR_MESSAGE_FORMAT => Fatal,
+                // Anything else, UNSUPPORTED_FOR_MESSAGE_FORMAT included (an old message
+                // format: transactions cannot work).
                 _ => Fatal,
             },
             TxnApi::EndTxn => Fatal,

@@ -138,16 +138,14 @@ impl TxnProtocol {
     /// with the broker reach EndTxn v5 and Produce v12; Classic otherwise. Each argument is
     /// the highest version both sides speak (or the feature level), `None` when unknown.
     ///
-    /// `add_partitions` does not decide: a V2 producer never sends AddPartitionsToTxn (Produce
-    /// v12 adds partitions implicitly), and brokers keep AddPartitionsToTxn v4+ for
-    /// broker-to-broker verification (a client speaks at most v3), as the Java client does.
+    /// AddPartitionsToTxn's version does not decide: a V2 producer never sends it (Produce v12
+    /// adds partitions implicitly), and brokers keep AddPartitionsToTxn v4+ for broker-to-broker
+    /// verification (a client speaks at most v3), as the Java client does.
     pub fn negotiate(
         transaction_version: Option<i16>,
         end_txn: Option<i16>,
         produce: Option<i16>,
-        add_partitions: Option<i16>,
     ) -> TxnProtocol {
-        let _ = add_partitions;
         let at_least = |v: Option<i16>, min: i16| v.is_some_and(|v| v >= min);
         if at_least(transaction_version, 2) && at_least(end_txn, 5) && at_least(produce, 12) {
             TxnProtocol::V2

@@ -1100,31 +1100,11 @@ fn kip890_produce_timeout_abort_bumps_without_init() {
 #[test]
 fn kip890_negotiation() {
     use TxnProtocol::*;
-    assert_eq!(
-        TxnProtocol::negotiate(Some(2), Some(5), Some(12), Some(5)),
-        V2
-    );
-    assert_eq!(
-        TxnProtocol::negotiate(Some(1), Some(5), Some(12), Some(5)),
-        Classic
-    );
-    assert_eq!(
-        TxnProtocol::negotiate(None, Some(5), Some(12), Some(5)),
-        Classic
-    );
-    assert_eq!(
-        TxnProtocol::negotiate(Some(2), Some(4), Some(12), Some(5)),
-        Classic
-    );
-    assert_eq!(
-        TxnProtocol::negotiate(Some(2), Some(5), Some(11), Some(5)),
-        Classic
-    );
-    // AddPartitionsToTxn does not decide (v2 never sends it; clients speak at most v3).
-    assert_eq!(
-        TxnProtocol::negotiate(Some(2), Some(5), Some(12), Some(3)),
-        V2
-    );
+    assert_eq!(TxnProtocol::negotiate(Some(2), Some(5), Some(12)), V2);
+    assert_eq!(TxnProtocol::negotiate(Some(1), Some(5), Some(12)), Classic);
+    assert_eq!(TxnProtocol::negotiate(None, Some(5), Some(12)), Classic);
+    assert_eq!(TxnProtocol::negotiate(Some(2), Some(4), Some(12)), Classic);
+    assert_eq!(TxnProtocol::negotiate(Some(2), Some(5), Some(11)), Classic);
 }
 
 // 43

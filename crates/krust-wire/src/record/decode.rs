@@ -554,11 +554,7 @@ fn decode_record(
                 format!("invalid header count {count}"),
             )
         })?;
-    let mut headers = if count == 0 {
-        Vec::new()
-    } else {
-        Vec::with_capacity(count.min(16))
-    };
+    let mut headers = Vec::with_capacity(count.min(16));
     for _ in 0..count {
         let key_at = p;
         let hkey = bytes_field(data, &mut p, end, "header key")?
