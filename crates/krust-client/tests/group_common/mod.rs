@@ -165,11 +165,4 @@ impl World {
             let _ = tokio::time::timeout(left, rx.changed()).await;
         }
     }
-
-    /// Waits for the next ownership change, or `max`.
-    pub async fn wait_change(&self, max: Duration) {
-        let mut rx = self.changed.subscribe();
-        rx.borrow_and_update();
-        let _ = tokio::time::timeout(max, rx.changed()).await;
-    }
 }
