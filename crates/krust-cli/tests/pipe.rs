@@ -35,7 +35,7 @@ const FAKE_PACE: &[&str] = &["--max-rate", "30000"];
 
 /// On tansu each process is paced (`--max-rate`), so that the job outlasts three kills and
 /// their rebalances (a tansu rebalance takes ~3 s) and every kill finds its instance working.
-const TANSU_PACE: &[&str] = &["--max-rate", "8000"];
+const TANSU_PACE: &[&str] = &["--max-rate", "5000"];
 
 /// A small xorshift generator seeded from the clock (the seed is printed for reruns).
 struct Rng(u64);
@@ -318,11 +318,15 @@ fn chaos_run(
     for (kill, pct) in points.into_iter().enumerate() {
         let target = n as i64 * pct as i64 / 100;
         // Each incarnation of `a` runs a while first (it must have joined and be working:
-        // joining takes ~3 s on tansu, next to nothing on the fake cluster).
+        // joining takes ~3 s on tansu, next to nothing on the fake cluster) -- unless the
+        // group's progress reaches this kill's cap (65 %, 75 %, 85 % of the input): a job that
+        // runs faster than the uptimes must still be killed three times before its end.
+        let cap = n as i64 * (65 + 10 * kill as i64) / 100;
         let uptime = Duration::from_millis(rng.range(uptime_ms.0, uptime_ms.1));
         let started = Instant::now();
         let mut done = progress();
         while (done < target || started.elapsed() < uptime)
+            && done < cap
             && t0.elapsed() < Duration::from_secs(90)
         {
             std::thread::sleep(Duration::from_millis(5));
