@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod consumer;
+pub(crate) mod coordinator;
 pub mod error;
 pub mod group;
 pub mod producer;

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{
-    DescribeTransactionsRequest, EndTxnRequest, FindCoordinatorRequest, FindCoordinatorResponse,
-    InitProducerIdRequest, ListTransactionsRequest, TransactionalId,
+    DescribeTransactionsRequest, EndTxnRequest, InitProducerIdRequest, ListTransactionsRequest,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use krust_core::fetch::TopicPartition;
@@ -28,6 +28,7 @@ use krust_wire::{ApiKey, ErrorCode};
 
 use super::Admin;
 use crate::cluster::{backoff_delay, Cluster, NodeId};
+use crate::coordinator::{self, CoordinatorType};
 use crate::error::{Error, Result};
 
 /// Which transactions [`Admin::list_transactions`] returns. Empty fields match everything.
@@ -148,73 +149,10 @@ pub async fn list_transactions(
     Ok(out.into_values().collect())
 }
 
-fn coordinator_of(resp: &FindCoordinatorResponse, version: i16, key: &str) -> Result<NodeId> {
-    let (code, node, message) = if version >= 4 {
-        match resp
-            .coordinators
-            .iter()
-            .find(|c| c.key.as_str() == key)
-            .or_else(|| resp.coordinators.first())
-        {
-            Some(c) => (
-                ErrorCode(c.error_code),
-                c.node_id.0,
-                c.error_message.clone(),
-            ),
-            None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1, None),
-        }
-    } else {
-        (
-            ErrorCode(resp.error_code),
-            resp.node_id.0,
-            resp.error_message.clone(),
-        )
-    };
-    if code.is_ok() {
-        Ok(node)
-    } else {
-        Err(Error::broker_with(
-            ApiKey::FindCoordinator,
-            code,
-            format!("transactional id `{key}`"),
-            message.map(|m| m.to_string()),
-        ))
-    }
-}
-
-/// The transaction coordinator of `id` (FindCoordinator with key type 1), retried within
-/// `request.timeout.ms` while the answer is retriable.
+/// The transaction coordinator of `id`, retried within `request.timeout.ms` while the answer
+/// is retriable.
 pub(crate) async fn find_txn_coordinator(cluster: &Cluster, id: &str) -> Result<NodeId> {
-    let cfg = cluster.config().clone();
-    let deadline = Instant::now() + cfg.request_timeout;
-    let mut attempt = 0;
-    loop {
-        let res = cluster
-            .send_any(|v| {
-                let mut r = FindCoordinatorRequest::default();
-                if v >= 4 {
-                    r.coordinator_keys = vec![sb(id)];
-                } else {
-                    r.key = sb(id);
-                }
-                r.key_type = 1;
-                r
-            })
-            .await
-            .and_then(|(_, v, resp)| coordinator_of(&resp, v, id));
-        match res {
-            Ok(node) => {
-                if !cluster.metadata().brokers.contains_key(&node) {
-                    let _ = cluster.refresh_metadata(&[]).await;
-                }
-                return Ok(node);
-            }
-            Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                crate::cluster::retry_pause(&cfg, &mut attempt).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    coordinator::find(cluster, CoordinatorType::Transaction, id).await
 }
 
 /// Describes `ids` (each asked of its coordinator). An id the coordinator does not know fails

@@ -13,10 +13,11 @@ use krust_core::group::{GroupMetadata, OffsetAndMetadata};
 use krust_wire::group_protocol::{decode_assignment, decode_subscription};
 use krust_wire::{ApiKey, ErrorCode};
 
-use super::{commit_offsets, find_coordinator};
+use super::commit_offsets;
 use crate::admin::Admin;
 use crate::cluster::Cluster;
 use crate::consumer::OffsetSpec;
+use crate::coordinator::{self, CoordinatorType};
 use crate::error::{Error, Result};
 
 /// A group as ListGroups reports it.
@@ -111,7 +112,7 @@ pub struct GroupDescription {
 /// Describes `group`: members with their subscriptions and assignments, committed offsets,
 /// end offsets and lag.
 pub async fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupDescription> {
-    let node = find_coordinator(cluster, group).await?;
+    let node = coordinator::find(cluster, CoordinatorType::Group, group).await?;
     let (_v, resp) = cluster
         .send(node, |_v| {
             let mut r = DescribeGroupsRequest::default();
@@ -232,7 +233,7 @@ pub async fn delete_groups(
     let mut out = BTreeMap::new();
     for g in groups {
         let r = async {
-            let node = find_coordinator(cluster, g).await?;
+            let node = coordinator::find(cluster, CoordinatorType::Group, g).await?;
             let (_v, resp) = cluster
                 .send(node, |_v| {
                     let mut r = DeleteGroupsRequest::default();

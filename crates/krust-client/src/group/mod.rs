@@ -31,14 +31,13 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{FindCoordinatorResponse, MetadataRequest};
+use kafka_protocol::messages::MetadataRequest;
 use kafka_protocol::protocol::StrBytes;
 use krust_core::fetch::TopicPartition;
 use krust_core::group::offsets::{
     commit_action, offset_commit_request, offset_commit_results, offset_fetch_request,
     offset_fetch_results, CommitAction,
 };
-use krust_core::group::requests::find_coordinator_request;
 use krust_core::group::{
     GroupEvent, GroupMetadata, GroupRequest, Membership, OffsetBook, RequestFailure,
 };
@@ -47,6 +46,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::cluster::{Cluster, Lane, NodeId};
+use crate::coordinator::{self, CoordinatorType};
 use crate::error::{Error, Result};
 
 pub mod admin;
@@ -516,15 +516,15 @@ impl Task {
     fn send(&mut self, req: GroupRequest) {
         let cluster = self.cluster.clone();
         let timeout = cluster.config().request_timeout + req.extra_timeout();
-        let group = self.settings.group.group_id.clone();
         let lane = self.lane;
         let plain = cluster.config().request_timeout;
         self.work.push(Box::pin(async move {
             let r = match &req {
-                GroupRequest::FindCoordinator { key } => cluster
-                    .send_any(|v| find_coordinator_request(key, v))
-                    .await
-                    .map(|(_, v, resp)| GroupAnswer::Coordinator(coordinator_of(&resp, v, &group))),
+                GroupRequest::FindCoordinator { key } => {
+                    coordinator::lookup_once(&cluster, CoordinatorType::Group, key)
+                        .await
+                        .map(|r| GroupAnswer::Coordinator(r.map_err(|refusal| refusal.code)))
+                }
                 GroupRequest::Metadata { topics } => topic_counts(&cluster, Some(topics))
                     .await
                     .map(GroupAnswer::Metadata),
@@ -711,30 +711,6 @@ impl Task {
     }
 }
 
-fn coordinator_of(
-    resp: &FindCoordinatorResponse,
-    version: i16,
-    key: &str,
-) -> std::result::Result<NodeId, ErrorCode> {
-    if version >= 4 {
-        let c = resp
-            .coordinators
-            .iter()
-            .find(|c| c.key.as_str() == key)
-            .or_else(|| resp.coordinators.first())
-            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
-        match ErrorCode(c.error_code) {
-            ErrorCode::NONE => Ok(c.node_id.0),
-            e => Err(e),
-        }
-    } else {
-        match ErrorCode(resp.error_code) {
-            ErrorCode::NONE => Ok(resp.node_id.0),
-            e => Err(e),
-        }
-    }
-}
-
 /// Partition counts of `topics` (all topics when `None`), from a fresh Metadata request. A
 /// topic that does not exist has count 0.
 pub(crate) async fn topic_counts(
@@ -774,50 +750,6 @@ pub(crate) async fn topic_counts(
     Ok(out)
 }
 
-/// Finds the coordinator of `group` (retrying while it is loading or unavailable, within
-/// `request.timeout.ms`).
-pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<NodeId> {
-    let cfg = cluster.config().clone();
-    let deadline = Instant::now() + cfg.request_timeout;
-    let mut attempt = 0;
-    loop {
-        let err = match cluster
-            .send_any(|v| find_coordinator_request(group, v))
-            .await
-        {
-            Ok((_, v, resp)) => match coordinator_of(&resp, v, group) {
-                Ok(node) => {
-                    // Make sure the broker is known to the pool.
-                    if !cluster.metadata().brokers.contains_key(&node) {
-                        let _ = cluster.refresh_metadata(&[]).await;
-                    }
-                    return Ok(node);
-                }
-                Err(code) if code.is_retriable() => Error::broker_with(
-                    ApiKey::FindCoordinator,
-                    code,
-                    format!("group `{group}`"),
-                    None,
-                ),
-                Err(code) => {
-                    return Err(Error::broker_with(
-                        ApiKey::FindCoordinator,
-                        code,
-                        format!("group `{group}`"),
-                        None,
-                    ))
-                }
-            },
-            Err(e) if e.is_retriable() => e,
-            Err(e) => return Err(e),
-        };
-        if Instant::now() >= deadline {
-            return Err(err);
-        }
-        crate::cluster::retry_pause(&cfg, &mut attempt).await;
-    }
-}
-
 /// Commits `offsets` for `member`'s group (generation and member id from `member`; -1 and ""
 /// commit outside a generation), retrying coordinator moves and transient errors within
 /// `request.timeout.ms`.
@@ -834,7 +766,7 @@ pub(crate) async fn commit_offsets(
     loop {
         let n = match node {
             Some(n) => n,
-            None => find_coordinator(cluster, &member.group_id).await?,
+            None => coordinator::find(cluster, CoordinatorType::Group, &member.group_id).await?,
         };
         let err = match cluster
             .send(n, |v| {
@@ -920,7 +852,7 @@ pub async fn fetch_committed(
     let deadline = Instant::now() + cfg.request_timeout;
     let mut attempt = 0;
     loop {
-        let node = find_coordinator(cluster, group).await?;
+        let node = coordinator::find(cluster, CoordinatorType::Group, group).await?;
         let err = match cluster
             .send(node, |v| {
                 offset_fetch_request(group, Some(partitions), require_stable, v)

@@ -9,7 +9,7 @@ use krust_wire::kafka_protocol::messages::join_group_request::JoinGroupRequestPr
 use krust_wire::kafka_protocol::messages::leave_group_request::MemberIdentity;
 use krust_wire::kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use krust_wire::kafka_protocol::messages::{
-    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
 };
 use krust_wire::kafka_protocol::protocol::StrBytes;
 
@@ -69,18 +69,6 @@ impl GroupRequest {
             _ => Duration::ZERO,
         }
     }
-}
-
-/// A FindCoordinator request for a group at `version`.
-pub fn find_coordinator_request(group_id: &str, version: i16) -> FindCoordinatorRequest {
-    let mut r = FindCoordinatorRequest::default();
-    if version >= 4 {
-        r.coordinator_keys = vec![sb(group_id)];
-    } else {
-        r.key = sb(group_id);
-    }
-    r.key_type = 0;
-    r
 }
 
 /// A JoinGroup request.
