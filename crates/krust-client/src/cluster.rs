@@ -366,7 +366,10 @@ impl Cluster {
         self.slot_connection(&slot).await
     }
 
-    /// As [`Cluster::send_timeout`], on a dedicated [`Lane`] (its own connection).
+    /// Sends a request to broker `node` on `lane` (each lane its own connection) and waits up
+    /// to `timeout` for its response. The version is negotiated; `build(version)` makes the
+    /// request; a throttle `node` asked for is waited out first. Returns the version used and
+    /// the response. Cancel safe as [`Cluster::send`].
     pub async fn send_on<R: KafkaRequest>(
         &self,
         node: NodeId,
@@ -408,11 +411,7 @@ impl Cluster {
 
     /// The connection to `node`, made if needed.
     pub async fn connection(&self, node: NodeId) -> Result<Arc<Connection>> {
-        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        let slot = self.slot(node).ok_or(Error::UnknownBroker(node))?;
-        self.slot_connection(&slot).await
+        self.connection_on(node, Lane::Default).await
     }
 
     async fn slot_connection(&self, slot: &Arc<BrokerSlot>) -> Result<Arc<Connection>> {
@@ -474,19 +473,15 @@ impl Cluster {
         self.send_timeout(node, timeout, build).await
     }
 
-    /// As [`Cluster::send`] with an explicit timeout (for long-polling fetches).
+    /// As [`Cluster::send`] with an explicit timeout (for long-polling fetches): the default
+    /// lane of [`Cluster::send_on`].
     pub async fn send_timeout<R: KafkaRequest>(
         &self,
         node: NodeId,
         timeout: Duration,
         build: impl FnOnce(i16) -> R,
     ) -> Result<(i16, R::Response)> {
-        let conn = self.connection(node).await?;
-        let version = conn.version_for(R::API_KEY)?;
-        let req = build(version);
-        self.wait_throttle(node).await;
-        let resp = conn.request(&req, version, timeout).await?;
-        Ok((version, resp))
+        self.send_on(node, Lane::Default, timeout, build).await
     }
 
     /// Sends a request expecting no response (acks=0 Produce); resolves once it is written.
