@@ -185,10 +185,13 @@ impl GroupMember {
         let (stable_tx, stable_rx) = watch::channel(0);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let settings = Arc::new(settings);
+        let mut machine = Membership::new(settings.group.clone(), Instant::now());
+        // Members of one group in different processes must not retry in step.
+        machine.seed_jitter(rand::random());
         let task = Task {
             cluster: cluster.clone(),
             settings: settings.clone(),
-            machine: Membership::new(settings.group.clone(), Instant::now()),
+            machine,
             book: OffsetBook::new(
                 settings
                     .enable_auto_commit

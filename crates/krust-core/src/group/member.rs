@@ -47,6 +47,7 @@ use super::assignor::{
 };
 use super::requests::{GroupRequest, HeartbeatReq, JoinReq, LeaveReq, SyncReq};
 use super::{GroupConfig, GroupError, GroupMetadata};
+use crate::backoff::{Backoff, BackoffPolicy, SmallRng};
 use crate::fetch::{NodeId, TopicPartition};
 
 /// What the application must learn about its partitions.
@@ -155,8 +156,11 @@ pub struct Membership {
     hb_in_flight: bool,
     next_heartbeat: Option<Instant>,
     lease_anchor: Option<Instant>,
-    not_before: Option<Instant>,
-    attempts: u32,
+    /// The retry backoff after a failed request (KIP-580: `retry.backoff.ms` doubling up to
+    /// `retry.backoff.max.ms`, ±20% jitter); no request leaves while it waits.
+    backoff: Backoff,
+    /// The jitter's random source ([`Membership::seed_jitter`]).
+    rng: SmallRng,
     last_poll: Instant,
     closing: bool,
     leave_wanted: bool,
@@ -166,9 +170,21 @@ pub struct Membership {
     events: VecDeque<GroupEvent>,
 }
 
+/// A deterministic seed for a member's jitter: FNV-1a over the group and instance ids.
+fn jitter_seed(cfg: &GroupConfig) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let instance = cfg.instance_id.as_deref().unwrap_or("");
+    for b in cfg.group_id.bytes().chain([0]).chain(instance.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 impl Membership {
     /// A member that has not joined yet.
     pub fn new(cfg: GroupConfig, now: Instant) -> Self {
+        let backoff = Backoff::new(BackoffPolicy::new(cfg.retry_backoff, cfg.retry_backoff_max));
+        let rng = SmallRng::new(jitter_seed(&cfg));
         Membership {
             cfg,
             topics: BTreeSet::new(),
@@ -190,8 +206,8 @@ impl Membership {
             hb_in_flight: false,
             next_heartbeat: None,
             lease_anchor: None,
-            not_before: None,
-            attempts: 0,
+            backoff,
+            rng,
             last_poll: now,
             closing: false,
             leave_wanted: false,
@@ -199,6 +215,13 @@ impl Membership {
             metadata_in_flight: false,
             events: VecDeque::new(),
         }
+    }
+
+    /// Reseeds the retry backoff's jitter. The default seed comes from the group and instance
+    /// ids, so a simulation replays exactly; a driver gives each member a random seed so that
+    /// members of one group do not retry in step.
+    pub fn seed_jitter(&mut self, seed: u64) {
+        self.rng = SmallRng::new(seed);
     }
 
     /// The configuration.
@@ -327,18 +350,11 @@ impl Membership {
     }
 
     fn backoff(&mut self, now: Instant) {
-        let d = self
-            .cfg
-            .retry_backoff
-            .saturating_mul(1u32 << self.attempts.min(16))
-            .min(self.cfg.retry_backoff_max);
-        self.attempts = self.attempts.saturating_add(1);
-        self.not_before = Some(now + d);
+        self.backoff.handle_failure(now, &mut self.rng);
     }
 
     fn ok(&mut self) {
-        self.attempts = 0;
-        self.not_before = None;
+        self.backoff.handle_success();
     }
 
     fn request_rejoin(&mut self, reason: &str, now: Instant) {
@@ -453,7 +469,7 @@ impl Membership {
                 t = Some(t.map_or(x, |t: Instant| t.min(x)));
             }
         };
-        at(self.not_before);
+        at(self.backoff.poll_deadline());
         at(self.pending.as_ref().map(|p| p.deadline));
         if !self.owned.is_empty() {
             at(self.lease_anchor.map(|a| a + self.lease()));
@@ -556,10 +572,9 @@ impl Membership {
         ) {
             return None;
         }
-        if self.not_before.is_some_and(|t| now < t) {
+        if self.backoff.is_waiting(now) {
             return None;
         }
-        self.not_before = None;
         if self.coordinator.is_none() {
             if self.finding {
                 return None;

@@ -309,6 +309,49 @@ fn error_mapping_on_heartbeat() {
     assert!(m.poll_request(t0 + MS * 1000).is_none());
 }
 
+/// Failed coordinator lookups back off exponentially (`retry.backoff.ms` doubling to
+/// `retry.backoff.max.ms`, ±20% jitter), nothing is sent while waiting, and a success starts
+/// the next failure from the initial backoff again.
+#[test]
+fn retry_backoff_grows_with_jitter_and_resets() {
+    let mut c = cfg("range");
+    c.retry_backoff = MS * 100;
+    c.retry_backoff_max = MS * 1000;
+    let mut m = Membership::new(c, Instant::now());
+    m.seed_jitter(7);
+    m.subscribe(topics(&["a"]), Instant::now());
+    let mut now = Instant::now();
+    let find = |m: &mut Membership, now: Instant| match m.poll_request(now) {
+        Some(GroupRequest::FindCoordinator { key }) => assert_eq!(key, "g"),
+        other => panic!("expected FindCoordinator, got {other:?}"),
+    };
+    let mut delays = Vec::new();
+    for base in [100.0, 200.0, 400.0, 800.0, 1000.0, 1000.0] {
+        find(&mut m, now);
+        m.handle_find_coordinator(Err(ErrorCode::COORDINATOR_NOT_AVAILABLE), now);
+        let wake = m.next_timeout(now).expect("a backoff deadline");
+        let d = (wake - now).as_secs_f64() * 1000.0;
+        assert!(
+            d >= base * 0.8 - 1e-6 && d < base * 1.2 + 1e-6,
+            "{d} ms for {base}"
+        );
+        assert!(
+            m.poll_request(wake - MS).is_none(),
+            "sent during the backoff"
+        );
+        delays.push(d);
+        now = wake;
+    }
+    // Jitter: the capped delays are not all exactly the maximum.
+    assert!(delays[4..].iter().any(|d| (d - 1000.0).abs() > 1e-3));
+    // Success resets: the next failure waits about the initial backoff.
+    find(&mut m, now);
+    m.handle_find_coordinator(Ok(1), now);
+    m.handle_coordinator_moved(now);
+    let d = (m.next_timeout(now).unwrap() - now).as_secs_f64() * 1000.0;
+    assert!((80.0..120.0).contains(&d), "{d} ms after a success");
+}
+
 #[test]
 fn lease_expires_without_successful_heartbeats() {
     let t0 = Instant::now();
