@@ -6,9 +6,25 @@
 //! input: a panic is a finding. Decompression is capped at [`MAX_OUTPUT`] so that memory per
 //! input stays bounded (libFuzzer runs with `-malloc_limit_mb=256`).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
+use krust_core::fetch::{
+    partition_outcome, ConsumerRecord, FetchConfig, Fetcher, IsolationLevel, ParseOptions,
+    StartOffset, TopicPartition,
+};
+use krust_core::group::assignor::{self, cooperative_adjust, validate, MemberSubscription};
 use krust_wire::compression::{self, Compression, DecompressLimits};
 use krust_wire::frame::FrameReader;
+use krust_wire::group_protocol::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription,
+    ConsumerProtocolAssignment, StickyUserData, MAX_VERSION,
+};
+use krust_wire::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use krust_wire::kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData};
+use krust_wire::kafka_protocol::messages::ProducerId;
+use krust_wire::kafka_protocol::protocol::StrBytes;
 use krust_wire::record::{batches, BatchBuilder, DeflatedBatch, RecordHeader};
 use krust_wire::ApiKey;
 
@@ -153,4 +169,256 @@ pub fn roundtrip(data: &[u8]) {
         assert_eq!(r.offset, i64::from(sel) + i as i64);
         assert_eq!(r.timestamp, i as i64 * 1000 - 5);
     }
+}
+
+/// The consumer group embedded protocol (bytes that *other* group members wrote): byte 0 picks
+/// the decoder (0: `ConsumerProtocolSubscription`, 1: `ConsumerProtocolAssignment`, 2: the sticky
+/// assignor's user data), the rest is its input. Whatever decodes must encode again (at the
+/// highest version krust writes, when the sender's was newer) and decode to the same value.
+pub fn group_protocol(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let bytes = Bytes::copy_from_slice(rest);
+    match sel % 3 {
+        0 => {
+            if let Ok((version, s)) = decode_subscription(bytes) {
+                let version = version.min(MAX_VERSION);
+                let again =
+                    encode_subscription(&s, version).expect("a decoded subscription encodes");
+                let back = decode_subscription(again).expect("its encoding decodes");
+                assert_eq!(back, (version, s), "subscription round trip");
+            }
+        }
+        1 => {
+            if let Ok((version, a)) = decode_assignment(bytes) {
+                let version = version.min(MAX_VERSION);
+                let again = encode_assignment(&a, version).expect("a decoded assignment encodes");
+                let back = decode_assignment(again).expect("its encoding decodes");
+                assert_eq!(back, (version, a), "assignment round trip");
+            }
+        }
+        _ => {
+            if let Ok(d) = StickyUserData::decode(bytes) {
+                let back = StickyUserData::decode(d.encode()).expect("its encoding decodes");
+                assert_eq!(back.previous, d.previous, "sticky user data round trip");
+                assert_eq!(back.generation, Some(d.generation.unwrap_or(-1)));
+            }
+        }
+    }
+}
+
+/// The group leader's side: members' JoinGroup metadata (untrusted) through every built-in
+/// assignor, as `krust_core::group::member` runs them.
+///
+/// Byte 0: bit 0 makes the partition counts depend on byte 1 as well. Then members, each
+/// `[len: u8][flags: u8][metadata: len bytes]` (flags bit 0: a static member, whose instance id
+/// is picked by bits 1-2). A topic's partition count is derived from its name (0 to 6; topics
+/// with none are left out, as metadata would). Every assignment must pass the leader's own
+/// `validate`, give every partition of a subscribed topic to somebody (eager assignors), and
+/// encode.
+pub fn group_assign(data: &[u8]) {
+    let [flags, salt, rest @ ..] = data else {
+        return;
+    };
+    let mut members = Vec::new();
+    let mut input = rest;
+    while let [len, mflags, tail @ ..] = input {
+        let len = usize::from(*len).min(tail.len());
+        let (metadata, tail) = tail.split_at(len);
+        input = tail;
+        members.push(member_subscription(
+            members.len(),
+            *mflags,
+            Bytes::copy_from_slice(metadata),
+        ));
+        if members.len() == 12 {
+            break;
+        }
+    }
+    let salt = if flags & 1 == 1 { u32::from(*salt) } else { 0 };
+    let topics: BTreeSet<&String> = members.iter().flat_map(|m| m.topics.iter()).collect();
+    let partitions: BTreeMap<String, i32> = topics
+        .into_iter()
+        .map(|t| {
+            let sum = t.bytes().map(u32::from).sum::<u32>().wrapping_add(salt);
+            (t.clone(), (sum % 7) as i32)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    for name in ["range", "roundrobin", "sticky", "cooperative-sticky"] {
+        let a = assignor::builtin(name).expect("built-in assignor");
+        let mut out = a.assign(&partitions, &members);
+        for m in &members {
+            out.entry(m.member_id.clone()).or_default();
+        }
+        if let Err(e) = validate(&out, &partitions, &members) {
+            panic!("{name} broke the assignment rules: {e}");
+        }
+        if a.protocol() == assignor::RebalanceProtocol::Cooperative {
+            cooperative_adjust(&mut out, &members);
+            validate(&out, &partitions, &members).expect("still valid after adjusting");
+        } else {
+            let given: usize = out.values().map(Vec::len).sum();
+            let wanted: usize = partitions
+                .iter()
+                .filter(|(t, _)| members.iter().any(|m| m.topics.contains(*t)))
+                .map(|(_, n)| *n as usize)
+                .sum();
+            assert_eq!(given, wanted, "{name} left partitions unassigned");
+        }
+        for tps in out.values() {
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for tp in tps {
+                by_topic
+                    .entry(tp.topic.to_string())
+                    .or_default()
+                    .push(tp.partition);
+            }
+            let mut asg = ConsumerProtocolAssignment::default();
+            asg.assigned_partitions = by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    let mut x = AssignedTopic::default();
+                    x.topic = StrBytes::from_string(t).into();
+                    x.partitions = ps;
+                    x
+                })
+                .collect();
+            encode_assignment(&asg, MAX_VERSION).expect("an assignment encodes");
+        }
+    }
+}
+
+/// A member's subscription as the leader builds it from its JoinGroup metadata (a member
+/// whose metadata does not decode subscribes to nothing).
+fn member_subscription(index: usize, flags: u8, metadata: Bytes) -> MemberSubscription {
+    let mut m = MemberSubscription {
+        member_id: format!("member-{index}"),
+        instance_id: (flags & 1 == 1).then(|| format!("instance-{}", (flags >> 1) & 3)),
+        generation: -1,
+        ..MemberSubscription::default()
+    };
+    if let Ok((_, s)) = decode_subscription(metadata) {
+        m.topics = s.topics.iter().map(|t| t.to_string()).collect();
+        m.owned = s
+            .owned_partitions
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| TopicPartition::new(t.topic.as_str(), *p))
+            })
+            .collect();
+        m.generation = s.generation_id;
+        m.rack = s.rack_id.map(|r| r.to_string());
+        m.user_data = s.user_data;
+    }
+    m
+}
+
+/// The consumer's fetch path (`krust_core::fetch`): one partition's fetched bytes through
+/// `partition_outcome`, `Fetcher::handle_fetch` and `Fetcher::poll_records`, under either
+/// isolation level, with an aborted-transaction list.
+///
+/// Layout: `[flags][start][lso][aborted count]`, then per aborted transaction `[producer id]
+/// [first offset]` (one byte each), then the record set. Flags: bit 0 set leaves the CRCs as
+/// they are (clear: fixed up first, see [`record_batch`]); bit 1 read_committed; bits 2-4 the
+/// records per poll (1 to 8). `start` is the fetch offset; `lso` 255 means none (-1).
+/// Delivered records must come in strictly increasing offset order, at or after the start,
+/// below the LSO under read_committed; once everything is polled no buffered bytes remain.
+pub fn fetch(data: &[u8]) {
+    let [flags, start, lso, aborted, rest @ ..] = data else {
+        return;
+    };
+    let aborted = usize::from(aborted % 5);
+    if rest.len() < 2 * aborted {
+        return;
+    }
+    let (aborted, set) = rest.split_at(2 * aborted);
+    let mut set = set.to_vec();
+    if flags & 1 == 0 {
+        fix_crcs(&mut set);
+    }
+    let read_committed = flags & 2 != 0;
+    let per_poll = usize::from((flags >> 2) & 7) + 1;
+    let lso = if *lso == 255 { -1 } else { i64::from(*lso) };
+    let start = i64::from(*start);
+    let isolation = if read_committed {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    let mut fetcher = Fetcher::new(FetchConfig {
+        isolation,
+        validate_positions: false,
+        ..FetchConfig::default()
+    });
+    let tp = TopicPartition::new("t", 0);
+    fetcher.assign(tp.clone(), StartOffset::Offset(start));
+    fetcher.handle_leader(&tp, Some(1), 0);
+    let now = Instant::now();
+    let plan = fetcher
+        .plan_fetch(1, now)
+        .expect("a ready partition is fetched");
+    let planned = plan.partition(&tp).expect("the partition is planned");
+    let mut d = PartitionData::default();
+    d.high_watermark = 300;
+    d.last_stable_offset = lso;
+    d.log_start_offset = 0;
+    d.records = Some(Bytes::from(set));
+    d.aborted_transactions = Some(
+        aborted
+            .chunks(2)
+            .map(|c| {
+                let mut a = AbortedTransaction::default();
+                a.producer_id = ProducerId(i64::from(c[0]));
+                a.first_offset = i64::from(c[1]);
+                a
+            })
+            .collect(),
+    );
+    let opts = ParseOptions {
+        isolation,
+        limits: limits(),
+    };
+    let outcome = partition_outcome(planned, &d, &opts);
+    fetcher.handle_fetch(&plan, vec![(tp.clone(), outcome)], now);
+    let mut out: Vec<ConsumerRecord> = Vec::new();
+    loop {
+        let before = out.len();
+        let n = fetcher.poll_records(per_poll, &mut out);
+        assert_eq!(out.len(), before + n, "poll_records counts what it moves");
+        assert!(n <= per_poll, "poll_records moved more than asked");
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(
+        !fetcher.has_records(),
+        "records left after a poll returned none"
+    );
+    assert_eq!(
+        fetcher.buffered_bytes(),
+        0,
+        "bytes still counted once all is polled"
+    );
+    let mut next = start;
+    for r in &out {
+        assert!(
+            r.offset >= next,
+            "offset {} delivered after {}",
+            r.offset,
+            next - 1
+        );
+        if read_committed && lso >= 0 {
+            assert!(
+                r.offset < lso,
+                "offset {} at or past the LSO {lso}",
+                r.offset
+            );
+        }
+        next = r.offset.saturating_add(1);
+    }
+    let _ = fetcher.take_errors();
 }

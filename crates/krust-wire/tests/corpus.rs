@@ -14,7 +14,16 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use krust_wire::compression::{self, Compression};
-use krust_wire::record::{BatchBuilder, RecordHeader};
+use krust_wire::group_protocol::{
+    encode_assignment, encode_subscription, ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription, StickyUserData, MAX_VERSION,
+};
+use krust_wire::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use krust_wire::kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
+use krust_wire::kafka_protocol::protocol::StrBytes;
+use krust_wire::record::{
+    encode_control_batch, BatchBuilder, ControlRecord, ControlRecordType, RecordHeader,
+};
 use krust_wire::ApiKey;
 use proptest::prelude::*;
 
@@ -22,7 +31,7 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
-const TARGETS: [&str; 8] = [
+const TARGETS: [&str; 11] = [
     "frame_reader",
     "responses",
     "record_batch",
@@ -31,6 +40,9 @@ const TARGETS: [&str; 8] = [
     "codec_lz4",
     "codec_zstd",
     "roundtrip",
+    "group_protocol",
+    "group_assign",
+    "fetch",
 ];
 
 fn run(target: &str, data: &[u8]) {
@@ -43,6 +55,9 @@ fn run(target: &str, data: &[u8]) {
         "codec_lz4" => entry::codec(Compression::Lz4, data),
         "codec_zstd" => entry::codec(Compression::Zstd, data),
         "roundtrip" => entry::roundtrip(data),
+        "group_protocol" => entry::group_protocol(data),
+        "group_assign" => entry::group_assign(data),
+        "fetch" => entry::fetch(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -239,4 +254,188 @@ fn write_seed_corpus() {
         frames.extend_from_slice(body);
     }
     write("frame_reader", "three", &frames);
+    write_group_seeds(&write);
+    write_fetch_seeds(&write);
+}
+
+/// Seeds of `group_protocol` (byte 0 picks the decoder) and `group_assign` (members'
+/// metadata, each `[len][flags][metadata]`).
+fn write_group_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+    let subscription = |version: i16, topics: &[&str], owned: &[(&str, &[i32])]| {
+        let mut s = ConsumerProtocolSubscription::default();
+        s.topics = topics
+            .iter()
+            .map(|t| StrBytes::from_string(t.to_string()))
+            .collect();
+        s.user_data = Some(Bytes::from_static(b"ud"));
+        s.owned_partitions = owned
+            .iter()
+            .map(|(t, ps)| {
+                let mut o = OwnedTopic::default();
+                o.topic = StrBytes::from_string(t.to_string()).into();
+                o.partitions = ps.to_vec();
+                o
+            })
+            .collect();
+        if version >= 2 {
+            s.generation_id = 4;
+        }
+        if version >= 3 {
+            s.rack_id = Some(StrBytes::from_static_str("rack-1"));
+        }
+        encode_subscription(&s, version).unwrap()
+    };
+    for version in 0..=MAX_VERSION {
+        let owned: &[(&str, &[i32])] = if version == 0 { &[] } else { &[("a", &[0, 1])] };
+        let s = subscription(version, &["a", "b"], owned);
+        write(
+            "group_protocol",
+            &format!("subscription-v{version}"),
+            &[&[0u8][..], &s].concat(),
+        );
+        let mut a = ConsumerProtocolAssignment::default();
+        let mut t = AssignedTopic::default();
+        t.topic = StrBytes::from_static_str("a").into();
+        t.partitions = vec![0, 2];
+        a.assigned_partitions = vec![t];
+        a.user_data = (version > 0).then(|| Bytes::from_static(b"ud"));
+        let a = encode_assignment(&a, version).unwrap();
+        write(
+            "group_protocol",
+            &format!("assignment-v{version}"),
+            &[&[1u8][..], &a].concat(),
+        );
+    }
+    // A newer version than krust knows: read as v3, trailing bytes ignored.
+    let mut newer = subscription(3, &["a"], &[("a", &[0])]).to_vec();
+    newer[..2].copy_from_slice(&4i16.to_be_bytes());
+    newer.extend_from_slice(b"future");
+    write(
+        "group_protocol",
+        "subscription-v4",
+        &[&[0u8][..], &newer].concat(),
+    );
+    write("group_protocol", "assignment-empty", &[1]);
+    let sticky = StickyUserData {
+        previous: vec![("a".into(), vec![0, 1]), ("c".into(), vec![3])],
+        generation: Some(9),
+    }
+    .encode();
+    write("group_protocol", "sticky", &[&[2u8][..], &sticky].concat());
+    write(
+        "group_protocol",
+        "sticky-v0",
+        &[&[2u8][..], &sticky[..sticky.len() - 4]].concat(),
+    );
+
+    // group_assign: topic partition counts derive from the names (with salt 3: a 2, b 3, c 4).
+    let mut eager_sticky = ConsumerProtocolSubscription::default();
+    eager_sticky.topics = vec![
+        StrBytes::from_static_str("a"),
+        StrBytes::from_static_str("c"),
+    ];
+    eager_sticky.user_data = Some(sticky);
+    let members = [
+        (
+            0u8,
+            subscription(3, &["a", "b"], &[("a", &[0, 1]), ("b", &[2])]),
+        ),
+        (
+            1,
+            subscription(2, &["a", "b", "c"], &[("b", &[2]), ("c", &[0])]),
+        ),
+        (3, subscription(1, &["c"], &[("c", &[0, 1, 9])])),
+        (0, encode_subscription(&eager_sticky, 0).unwrap()),
+    ];
+    let mut input = vec![1u8, 3];
+    for (flags, m) in &members {
+        input.push(m.len() as u8);
+        input.push(*flags);
+        input.extend_from_slice(m);
+    }
+    write("group_assign", "four-members", &input);
+}
+
+/// Seeds of `fetch`: `[flags][start][lso][aborted count][pid, first offset]*`, then a record set
+/// (flags bit 1: read_committed; CRCs are fixed up by the entry point).
+fn write_fetch_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+    let batch = |base: i64, n: i64, codec: Compression, pid: i64, txn: bool| {
+        let mut b = BatchBuilder::new(codec).with_base_offset(base);
+        for i in 0..n {
+            let o = base + i;
+            b.push(1_000 + o, None, Some(format!("v{o}").as_bytes()), &[])
+                .unwrap();
+        }
+        let (epoch, seq) = if pid >= 0 { (0, base as i32) } else { (-1, -1) };
+        b.finish(pid, epoch, seq, txn).unwrap()
+    };
+    let marker = |offset: i64, pid: i64, kind: ControlRecordType| {
+        let m = ControlRecord {
+            version: 0,
+            kind,
+            coordinator_epoch: Some(0),
+        };
+        encode_control_batch(offset, 1_000 + offset, pid, 0, m).unwrap()
+    };
+    // Producer 7 aborts offsets 0-2 (marker at 3), producer 8 commits 4-6 (marker at 7), then
+    // producer 7 writes an open transaction at 8-9 (past the LSO of 8).
+    let log = [
+        batch(0, 3, Compression::None, 7, true),
+        marker(3, 7, ControlRecordType::Abort),
+        batch(4, 3, Compression::Lz4, 8, true),
+        marker(7, 8, ControlRecordType::Commit),
+        batch(8, 2, Compression::Zstd, 7, true),
+    ]
+    .concat();
+    write(
+        "fetch",
+        "read-committed",
+        &[&[2u8, 1, 8, 1, 7, 0][..], &log].concat(),
+    );
+    write(
+        "fetch",
+        "read-uncommitted",
+        &[&[4u8, 0, 255, 0][..], &log].concat(),
+    );
+    let plain = [
+        batch(10, 4, Compression::Gzip, -1, false),
+        batch(14, 2, Compression::Snappy, -1, false),
+    ]
+    .concat();
+    write("fetch", "plain", &[&[0u8, 12, 255, 0][..], &plain].concat());
+}
+
+#[test]
+fn fetch_poll_counts_records_moved_before_a_corrupt_batch() {
+    // Found by the `fetch` target: when a corrupt batch stopped `Fetcher::poll_records` midway,
+    // the records it had already moved were left out of its count, so a poll over several
+    // partitions could hand out more than `max.poll.records`. The entry point asserts the count.
+    let mut good = BatchBuilder::new(Compression::None);
+    let mut bad = BatchBuilder::new(Compression::None).with_base_offset(3);
+    for i in 0..3u8 {
+        good.push(1_000, None, Some(&[i]), &[]).unwrap();
+        bad.push(1_000, None, Some(&[i]), &[]).unwrap();
+    }
+    let good = good.finish(-1, -1, -1, false).unwrap();
+    let mut bad = bad.finish(-1, -1, -1, false).unwrap().to_vec();
+    // Announce a fourth record that is not there (the entry point fixes the CRC).
+    bad[57..61].copy_from_slice(&4i32.to_be_bytes());
+    // Flags 7 << 2: eight records per poll, CRCs fixed up; start 0, no LSO, no aborted list.
+    let input = [&[7u8 << 2, 0, 255, 0][..], &good, &bad].concat();
+    entry::fetch(&input);
+}
+
+#[test]
+fn fetch_delivers_strictly_increasing_offsets_from_overlapping_batches() {
+    // Found by the `fetch` target: a fetch whose batches overlap (offsets 0-2, then 1-3) gave
+    // offsets 1 and 2 twice in one poll. Records at or below one already delivered are skipped.
+    let batch = |base: i64| {
+        let mut b = BatchBuilder::new(Compression::None).with_base_offset(base);
+        for i in 0..3u8 {
+            b.push(1_000, None, Some(&[i]), &[]).unwrap();
+        }
+        b.finish(-1, -1, -1, false).unwrap()
+    };
+    let input = [&[7u8 << 2, 0, 255, 0][..], &batch(0), &batch(1)].concat();
+    entry::fetch(&input);
 }

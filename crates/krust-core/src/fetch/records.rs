@@ -142,17 +142,20 @@ impl CompletedFetch {
         self.partial_only
     }
 
-    /// Moves up to `max` records at or after `position` into `out`, inflating batches as
-    /// needed and decoding each record straight into `out`; returns how many. A batch that
-    /// fails to inflate or decode is an error (the records moved before the failure stay in
-    /// `out`).
+    /// Moves up to `max` records at or after `position` into `out`, in strictly increasing
+    /// offset order, inflating batches as needed and decoding each record straight into `out`;
+    /// returns how many. A batch that fails to inflate or decode is an error (the records moved
+    /// before the failure stay in `out`).
     pub fn drain_into(
         &mut self,
         position: i64,
         max: usize,
         out: &mut Vec<ConsumerRecord>,
     ) -> Result<usize, CorruptBatch> {
-        let from = self.fetch_offset.max(position);
+        // Records come out in strictly increasing offset order, whatever the batches claim: a
+        // record at or below one already delivered is skipped (batches that overlap or go
+        // backwards only come from a broken or hostile broker).
+        let mut from = self.fetch_offset.max(position);
         let mut n = 0;
         while n < max {
             if let Some(cur) = &mut self.current {
@@ -160,6 +163,8 @@ impl CompletedFetch {
                     Some(Ok(r)) if r.offset >= self.stable_end => self.finish_current(),
                     Some(Ok(r)) if r.offset < from => {}
                     Some(Ok(r)) => {
+                        // No overflow: `r.offset < stable_end <= i64::MAX`.
+                        from = r.offset + 1;
                         let timestamp = match cur.timestamp_type {
                             TimestampType::LogAppendTime => cur.max_timestamp,
                             TimestampType::CreateTime => r.timestamp,
