@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-all.sh - run every krust-wire fuzz target in turn (nightly + cargo-fuzz), then minimize.
+# run-all.sh - run every krust fuzz target in turn (nightly + cargo-fuzz), then minimize.
 #
 #   fuzz/run-all.sh [RUNS] [SECONDS] [TARGET...]     defaults: 1000000 runs or 600 s per target
 #
@@ -13,7 +13,7 @@ RUNS="${1:-1000000}"
 SECS="${2:-600}"
 shift $(( $# > 2 ? 2 : $# ))
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(frame_reader responses record_batch codec_gzip codec_snappy codec_lz4 codec_zstd roundtrip)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(frame_reader responses record_batch codec_gzip codec_snappy codec_lz4 codec_zstd roundtrip group_protocol group_assign fetch)
 SCRATCH="${FUZZ_SCRATCH:-/tmp/krust-fuzz}"
 # A smaller ASan quarantine keeps RSS well under the limit with multi-MiB decompressions.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=32}"

@@ -12,7 +12,8 @@ mod entry;
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::Encodable;
 use krust_wire::compression::{self, Compression};
 use krust_wire::group_protocol::{
     encode_assignment, encode_subscription, ConsumerProtocolAssignment,
@@ -21,10 +22,11 @@ use krust_wire::group_protocol::{
 use krust_wire::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use krust_wire::kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
 use krust_wire::kafka_protocol::protocol::StrBytes;
+use krust_wire::protocol::RandomSource;
 use krust_wire::record::{
     encode_control_batch, BatchBuilder, ControlRecord, ControlRecordType, RecordHeader,
 };
-use krust_wire::ApiKey;
+use krust_wire::{ApiKey, DecodeResponse};
 use proptest::prelude::*;
 
 fn fuzz_dir() -> PathBuf {
@@ -158,6 +160,9 @@ proptest! {
     }
 }
 
+/// What the seed writers call: target, file name (after `seed-`), contents.
+type SeedWriter = dyn Fn(&str, &str, &[u8]);
+
 /// Writes the synthetic seed inputs into `fuzz/corpus/<target>/seed-*`.
 #[test]
 #[ignore]
@@ -256,11 +261,70 @@ fn write_seed_corpus() {
     write("frame_reader", "three", &frames);
     write_group_seeds(&write);
     write_fetch_seeds(&write);
+    write_response_seeds(&write);
+}
+
+/// One random well-formed response per API and version krust decodes (the broker captures cover
+/// few APIs): `seed-random-<key>-<version>`.
+fn write_response_seeds(write: &SeedWriter) {
+    fn one<R: DecodeResponse + Encodable>(write: &SeedWriter) {
+        let api = R::API_KEY;
+        let (min, max) = api.client_range();
+        for v in min..=max {
+            let mut rnd = RandomSource::new(
+                u64::from(api.key() as u16) * 100 + v as u64,
+                api.is_flexible(v),
+            );
+            let value = R::decode_body(&mut rnd, v).unwrap();
+            let mut buf = BytesMut::new();
+            value.encode(&mut buf, v).unwrap();
+            let data = [&[api.key() as u8, v as u8][..], &buf].concat();
+            write("responses", &format!("random-{}-{v}", api.key()), &data);
+        }
+    }
+    use kafka_protocol::messages as m;
+    let all: [fn(&SeedWriter); 31] = [
+        one::<m::ProduceResponse>,
+        one::<m::FetchResponse>,
+        one::<m::ListOffsetsResponse>,
+        one::<m::MetadataResponse>,
+        one::<m::OffsetCommitResponse>,
+        one::<m::OffsetFetchResponse>,
+        one::<m::FindCoordinatorResponse>,
+        one::<m::JoinGroupResponse>,
+        one::<m::HeartbeatResponse>,
+        one::<m::LeaveGroupResponse>,
+        one::<m::SyncGroupResponse>,
+        one::<m::DescribeGroupsResponse>,
+        one::<m::ListGroupsResponse>,
+        one::<m::SaslHandshakeResponse>,
+        one::<m::ApiVersionsResponse>,
+        one::<m::CreateTopicsResponse>,
+        one::<m::DeleteTopicsResponse>,
+        one::<m::DeleteRecordsResponse>,
+        one::<m::InitProducerIdResponse>,
+        one::<m::OffsetForLeaderEpochResponse>,
+        one::<m::AddPartitionsToTxnResponse>,
+        one::<m::AddOffsetsToTxnResponse>,
+        one::<m::EndTxnResponse>,
+        one::<m::TxnOffsetCommitResponse>,
+        one::<m::DescribeConfigsResponse>,
+        one::<m::SaslAuthenticateResponse>,
+        one::<m::CreatePartitionsResponse>,
+        one::<m::DeleteGroupsResponse>,
+        one::<m::DescribeClusterResponse>,
+        one::<m::DescribeTransactionsResponse>,
+        one::<m::ListTransactionsResponse>,
+    ];
+    assert_eq!(all.len(), ApiKey::ALL.len(), "a response type per API");
+    for f in all {
+        f(write);
+    }
 }
 
 /// Seeds of `group_protocol` (byte 0 picks the decoder) and `group_assign` (members'
 /// metadata, each `[len][flags][metadata]`).
-fn write_group_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+fn write_group_seeds(write: &SeedWriter) {
     let subscription = |version: i16, topics: &[&str], owned: &[(&str, &[i32])]| {
         let mut s = ConsumerProtocolSubscription::default();
         s.topics = topics
@@ -358,7 +422,7 @@ fn write_group_seeds(write: &dyn Fn(&str, &str, &[u8])) {
 
 /// Seeds of `fetch`: `[flags][start][lso][aborted count][pid, first offset]*`, then a record set
 /// (flags bit 1: read_committed; CRCs are fixed up by the entry point).
-fn write_fetch_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+fn write_fetch_seeds(write: &SeedWriter) {
     let batch = |base: i64, n: i64, codec: Compression, pid: i64, txn: bool| {
         let mut b = BatchBuilder::new(codec).with_base_offset(base);
         for i in 0..n {

@@ -678,8 +678,9 @@ fn every_leader_gets_a_share_of_the_prefetch_budget() {
     let now = Instant::now();
     let plans: Vec<FetchPlan> = (0..3).map(|n| f.plan_fetch(n, now).unwrap()).collect();
     for plan in &plans {
-        // One partition: at most what it can return.
-        assert_eq!(plan.max_bytes, 1_048_576);
+        // Each fetch: its fair share, a third of the budget; each partition its own limit.
+        assert_eq!(plan.max_bytes as usize, (64 << 20) / 3);
+        assert_eq!(plan.partitions[0].max_bytes, 1_048_576);
     }
     assert!(!f.is_budget_exhausted());
 
@@ -697,6 +698,47 @@ fn every_leader_gets_a_share_of_the_prefetch_budget() {
         let plan = f.plan_fetch(n, now).expect("each leader can fetch");
         assert_eq!(plan.max_bytes, 1 << 20);
     }
+}
+
+/// One leader, one partition: the request asks for `fetch.max.bytes` or the free budget,
+/// whichever is smaller, not just `max.partition.fetch.bytes` (a broker that sizes its answer
+/// by the request's limit alone, like tansu, then answers big), and reserves it all, so the
+/// budget still bounds what can arrive.
+#[test]
+fn a_fetch_asks_for_the_free_budget_up_to_fetch_max_bytes() {
+    let now = Instant::now();
+    let mut f = Fetcher::new(FetchConfig::default());
+    f.assign(tp(0), StartOffset::Offset(0));
+    f.handle_leader(&tp(0), Some(0), 0);
+    let plan = f.plan_fetch(0, now).unwrap();
+    assert_eq!(
+        plan.max_bytes, 52_428_800,
+        "fetch.max.bytes, below the 64 MiB budget"
+    );
+    assert_eq!(plan.partitions[0].max_bytes, 1_048_576);
+    assert_eq!(f.reserved_bytes(), 52_428_800);
+
+    let config = FetchConfig {
+        max_prefetch_bytes: 8 << 20,
+        ..FetchConfig::default()
+    };
+    let mut f = Fetcher::new(config);
+    f.assign(tp(0), StartOffset::Offset(0));
+    f.assign(tp(1), StartOffset::Offset(0));
+    f.handle_leader(&tp(0), Some(0), 0);
+    let plan = f.plan_fetch(0, now).unwrap();
+    assert_eq!(
+        plan.max_bytes,
+        8 << 20,
+        "the free budget, below fetch.max.bytes"
+    );
+    assert_eq!(plan.partitions[0].max_bytes, 1_048_576);
+    // The budget is reserved whole: a partition joining this leader waits for the answer.
+    f.handle_leader(&tp(1), Some(0), 0);
+    assert!(f.is_budget_exhausted());
+    assert!(f.plan_fetch(0, now).is_none());
+    f.handle_fetch_failed(&plan, now);
+    assert_eq!(f.reserved_bytes(), 0);
 }
 
 /// A leader that found the budget exhausted is reported once the budget has room again.
