@@ -26,6 +26,8 @@ use krust_client::{
     Admin, ClientConfig, Cluster, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
     ProducerRecord,
 };
+use krust_core::backoff::SmallRng;
+use krust_testkit::test_seed;
 
 const PARTITIONS: i32 = 6;
 
@@ -36,37 +38,6 @@ const FAKE_PACE: &[&str] = &["--max-rate", "30000"];
 /// On tansu each process is paced (`--max-rate`), so that the job outlasts three kills and
 /// their rebalances (a tansu rebalance takes ~3 s) and every kill finds its instance working.
 const TANSU_PACE: &[&str] = &["--max-rate", "5000"];
-
-/// A small xorshift generator seeded from the clock (the seed is printed for reruns).
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::env::var("KRUST_PIPE_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("KRUST_PIPE_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// Records per run: `KRUST_PIPE_RECORDS`, else `default`.
 fn records(default: usize) -> usize {
@@ -283,8 +254,9 @@ fn chaos_run(
     uptime_ms: (u64, u64),
     extra: &[&str],
 ) -> (String, Vec<String>) {
-    let mut rng = Rng::new();
-    let s = format!("{:08x}", rng.next() as u32);
+    // Seeded from `KRUST_PIPE_SEED` or the clock; the seed is printed for reruns.
+    let mut rng = SmallRng::new(test_seed("KRUST_PIPE_SEED"));
+    let s = format!("{:08x}", rng.next_u64() as u32);
     let (input, output, group) = (
         format!("pipe-in-{s}"),
         format!("pipe-out-{s}"),
@@ -308,7 +280,7 @@ fn chaos_run(
         .unwrap_or(0)
     };
     // Kill points and the joiner at random fractions of the work, in order.
-    let mut points: Vec<u64> = (0..4).map(|_| rng.range(5, 60)).collect();
+    let mut points: Vec<u64> = (0..4).map(|_| 5 + rng.below(55)).collect();
     points.sort();
     let join_at = points.remove(2);
     let mut a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a", extra);
@@ -322,7 +294,7 @@ fn chaos_run(
         // group's progress reaches this kill's cap (65 %, 75 %, 85 % of the input): a job that
         // runs faster than the uptimes must still be killed three times before its end.
         let cap = n as i64 * (65 + 10 * kill as i64) / 100;
-        let uptime = Duration::from_millis(rng.range(uptime_ms.0, uptime_ms.1));
+        let uptime = Duration::from_millis(uptime_ms.0 + rng.below(uptime_ms.1 - uptime_ms.0));
         let started = Instant::now();
         let mut done = progress();
         while (done < target || started.elapsed() < uptime)

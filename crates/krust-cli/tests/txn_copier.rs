@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use krust_client::consumer::{StartOffset, TopicPartition};
 use krust_client::{Cluster, Consumer, ConsumerConfig, Producer, ProducerConfig, Properties};
-use krust_testkit::{ClusterConfig, FakeCluster, FaultProxy, TxnProtocol};
+use krust_core::backoff::SmallRng;
+use krust_testkit::{test_seed, ClusterConfig, FakeCluster, FaultProxy, TxnProtocol};
 use tokio::sync::watch;
 
 use common::suffix;
@@ -44,32 +45,15 @@ fn records_wanted() -> usize {
         .unwrap_or(100_000)
 }
 
-/// A small xorshift generator seeded from the clock; the seed is printed so a failing run can
-/// be told apart.
-struct Rng(u64);
+/// The test's random source: krust-core's SmallRng seeded from `KRUST_COPIER_SEED` or the
+/// clock (the seed is printed, so a failing run can be replayed).
+fn rng() -> SmallRng {
+    SmallRng::new(test_seed("KRUST_COPIER_SEED"))
+}
 
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1;
-        eprintln!("rng seed {seed}");
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// Uniform in [lo, hi).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo).max(1)
-    }
+/// Uniform in `[lo, hi)` (`lo` when the range is empty).
+fn range(rng: &mut SmallRng, lo: u64, hi: u64) -> u64 {
+    lo + rng.below(hi.saturating_sub(lo))
 }
 
 fn value(i: usize) -> String {
@@ -412,9 +396,9 @@ async fn copy_with_kills(
     copier_args: &[&str],
     limit: Duration,
 ) -> (usize, f64) {
-    let mut rng = Rng::new();
+    let mut rng = rng();
     let mut points: Vec<usize> = (0..3)
-        .map(|_| rng.range(n as u64 / 20, n as u64 * 85 / 100) as usize)
+        .map(|_| range(&mut rng, n as u64 / 20, n as u64 * 85 / 100) as usize)
         .collect();
     points.sort();
     let started = Instant::now();
@@ -430,7 +414,7 @@ async fn copy_with_kills(
         )
         .await;
         // A little further at random, so the kill lands anywhere in a transaction.
-        tokio::time::sleep(Duration::from_millis(rng.range(0, 100))).await;
+        tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
         if let Some(st) = copier.exited() {
             panic!("copier exited on its own ({st}): {}", copier.log_text());
         }
@@ -649,7 +633,7 @@ async fn zombie_copier_is_fenced_on_fake_cluster() {
     )
     .await;
     // Into the hold of A's next transaction (its records written, not committed), mostly.
-    tokio::time::sleep(Duration::from_millis(Rng::new().range(100, 300))).await;
+    tokio::time::sleep(Duration::from_millis(range(&mut rng(), 100, 300))).await;
     a.signal("STOP");
     let admin = krust_client::admin::Admin::connect(krust_client::ClientConfig::new(&b))
         .await
@@ -794,13 +778,13 @@ async fn two_copiers_with_rebalances_and_kills_on_fake_cluster() {
         Copier::start_as(&b, &names, &ids[0], &args),
         Copier::start_as(&b, &names, &ids[1], &args),
     ];
-    let mut rng = Rng::new();
+    let mut rng = rng();
     let mut points: Vec<usize> = (0..3)
-        .map(|_| rng.range(n as u64 / 10, n as u64 * 8 / 10) as usize)
+        .map(|_| range(&mut rng, n as u64 / 10, n as u64 * 8 / 10) as usize)
         .collect();
     points.sort();
     for (k, point) in points.into_iter().enumerate() {
-        let victim = (rng.next() % 2) as usize;
+        let victim = rng.below(2) as usize;
         wait_alive(
             &mut reader,
             &mut copiers[1 - victim],

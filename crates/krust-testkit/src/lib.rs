@@ -202,6 +202,7 @@ pub mod null_broker;
 pub mod proxy;
 pub mod raw;
 pub mod real_broker;
+pub mod seed;
 mod state;
 mod txn;
 
@@ -212,6 +213,7 @@ pub use kafka_protocol;
 pub use null_broker::{NullBroker, NullBrokerConfig, NullBrokerStats};
 pub use proxy::{FaultProxy, ProxyStats};
 pub use real_broker::real_broker;
+pub use seed::test_seed;
 pub use state::{ClusterConfig, TxnProtocol};
 
 #[cfg(test)]
