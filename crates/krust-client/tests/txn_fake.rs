@@ -771,7 +771,6 @@ async fn randomized(protocol: TxnProtocol, seed: u64) {
     let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let fired2 = fired.clone();
     let chaos = fake.intercept(Intercept::all(), move |r| {
-        let applied_retry_safe = !matches!(r.api_key, FakeApi::InitProducerId);
         let relevant = matches!(
             r.api_key,
             FakeApi::Produce
@@ -788,9 +787,9 @@ async fn randomized(protocol: TxnProtocol, seed: u64) {
         let x = cut.lock().unwrap().below(100);
         let action = match x {
             0..=7 => Some(Action::Close),
-            // A dropped InitProducerId answer is left out: the fake coordinator, unlike
-            // Kafka's, does not recognise the retry of an epoch bump and fences it.
-            8..=12 if applied_retry_safe => Some(Action::DropResponse),
+            // Including InitProducerId: the coordinator recognises the retry of an epoch bump
+            // whose answer was lost (KIP-360) and answers it again instead of fencing.
+            8..=12 => Some(Action::DropResponse),
             _ => None,
         };
         if action.is_some() {
@@ -988,6 +987,66 @@ async fn produce_failure_in_a_transaction_is_abortable() {
         );
         p.close().await;
     }
+}
+
+/// KIP-360: the abort's epoch bump is applied but its answer is lost (the connection drops).
+/// The producer sends the bump again with the same id and epoch; the coordinator recognises
+/// the retry and answers the epoch it already bumped to, so the producer goes on (no fatal
+/// fence) and its next transaction commits under that epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_epoch_bump_answer_is_retried_without_a_fence() {
+    use krust_testkit::kafka_protocol::messages::RequestKind;
+    use krust_testkit::{Action, Intercept};
+    use std::sync::{Arc, Mutex};
+
+    let fake = fake(ClusterConfig::new().with_topic("t", 2, 1)).await;
+    let p = producer(&fake, "lost-bump").await;
+    let (pid, e0) = p.producer_id_and_epoch().unwrap();
+    p.begin_transaction().await.unwrap();
+    send_all(&p, "t", 2, &values("failed", 4)).await;
+    fake.fail_next(FakeApi::Produce, krust_wire::ErrorCode::MESSAGE_TOO_LARGE.0);
+    let f = p.send(rec("t", 0, "bad".into())).await.unwrap();
+    f.await.expect_err("the failed record");
+    let e = p.commit_transaction().await.unwrap_err();
+    assert!(e.is_abortable(), "{e}");
+    // Every InitProducerId from now on is recorded; the first bump's answer is dropped.
+    let seen: Arc<Mutex<Vec<(i64, i16)>>> = Default::default();
+    let s = seen.clone();
+    let hook = fake.intercept(Intercept::api(FakeApi::InitProducerId), move |r| {
+        let RequestKind::InitProducerId(req) = &r.body else {
+            return None;
+        };
+        let mut s = s.lock().unwrap();
+        s.push((req.producer_id.0, req.producer_epoch));
+        (s.len() == 1).then_some(Action::DropResponse)
+    });
+    p.abort_transaction()
+        .await
+        .expect("abort recovers from the lost answer");
+    fake.remove_hook(hook);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "the bump was sent again: {seen:?}");
+    assert!(
+        seen.iter().all(|x| *x == (pid, e0)),
+        "each attempt is the same bump of ({pid}, {e0}): {seen:?}"
+    );
+    assert_eq!(
+        p.producer_id_and_epoch(),
+        Some((pid, e0 + 1)),
+        "one bump, not two"
+    );
+    p.begin_transaction().await.unwrap();
+    send_all(&p, "t", 2, &values("next", 4)).await;
+    p.commit_transaction()
+        .await
+        .expect("commit after the retried bump");
+    let got: BTreeSet<String> = read_committed(&fake, "t", 2)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(got, values("next", 4).into_iter().collect());
+    p.close().await;
 }
 
 /// Abort fails the records not sent yet (here: held while AddPartitionsToTxn is answered

@@ -40,6 +40,13 @@ pub(crate) enum TxnStatus {
 pub(crate) struct TxnState {
     pub(crate) producer_id: i64,
     pub(crate) epoch: i16,
+    /// The producer id and epoch the last InitProducerId *with* an expected id and epoch
+    /// (KIP-360) bumped from; (-1, -1) after an init without one (a new producer instance) or a
+    /// timeout fence. A retry of that bump, whose answer the producer lost, carries these and
+    /// gets the current id and epoch again instead of being fenced (Kafka keeps
+    /// `lastProducerId`/`lastProducerEpoch` for this).
+    pub(crate) last_producer_id: i64,
+    pub(crate) last_epoch: i16,
     pub(crate) status: TxnStatus,
     pub(crate) partitions: BTreeSet<(String, i32)>,
     pub(crate) groups: BTreeSet<String>,
@@ -164,6 +171,9 @@ pub(crate) fn tick(s: &mut State, now: Instant) -> bool {
         let t = s.txns.get_mut(id).expect("exists");
         t.producer_id = npid;
         t.epoch = nepoch;
+        // The timed-out producer is fenced: no retry of an earlier bump may resume it.
+        t.last_producer_id = -1;
+        t.last_epoch = -1;
     }
     !expired.is_empty() || !due.is_empty()
 }
@@ -229,6 +239,9 @@ pub(crate) fn init_producer_id(
             // KIP-360: an idempotent producer bumping its own epoch.
             return out(match s.producers.get(&pid).map(|p| p.epoch) {
                 Some(e) if e == req.producer_epoch => Ok(bump(&mut s, pid, e)),
+                // A retry of the bump just made (its answer was lost): the same result. An
+                // idempotent producer id belongs to one producer, so nobody is fenced.
+                Some(e) if e > 0 && e - 1 == req.producer_epoch => Ok((pid, e)),
                 Some(_) => Err(ec::INVALID_PRODUCER_EPOCH),
                 None => Ok((s.new_producer_id(), 0)),
             });
@@ -249,6 +262,8 @@ pub(crate) fn init_producer_id(
             TxnState {
                 producer_id: pid,
                 epoch: 0,
+                last_producer_id: -1,
+                last_epoch: -1,
                 status: TxnStatus::Empty,
                 partitions: BTreeSet::new(),
                 groups: BTreeSet::new(),
@@ -263,10 +278,19 @@ pub(crate) fn init_producer_id(
     if t.status.is_preparing() {
         return out(Err(ec::CONCURRENT_TRANSACTIONS));
     }
-    if req.producer_id.0 >= 0
-        && (req.producer_id.0 != t.producer_id || req.producer_epoch != t.epoch)
-    {
-        return out(Err(fenced(ctx.version, 4)));
+    let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    if let Some(expected) = expected {
+        if expected != (t.producer_id, t.epoch) {
+            // KIP-360: the previous id and epoch is a retry of the bump this coordinator
+            // already made (its answer was lost): the same result again, nothing bumped or
+            // aborted. Once the producer has started a transaction under the new epoch, it has
+            // the answer, so an old-epoch request then is a zombie.
+            let retry = t.last_epoch >= 0 && expected == (t.last_producer_id, t.last_epoch);
+            if retry && t.status != TxnStatus::Ongoing {
+                return out(Ok((t.producer_id, t.epoch)));
+            }
+            return out(Err(fenced(ctx.version, 4)));
+        }
     }
     if t.status == TxnStatus::Ongoing {
         // Fence the previous incarnation: abort its transaction with the bumped epoch.
@@ -274,6 +298,10 @@ pub(crate) fn init_producer_id(
     }
     let (pid, epoch) = bump(&mut s, t.producer_id, t.epoch);
     let t = s.txns.get_mut(&txn_id).expect("exists");
+    (t.last_producer_id, t.last_epoch) = match expected {
+        Some(_) => (t.producer_id, t.epoch),
+        None => (-1, -1),
+    };
     t.producer_id = pid;
     t.epoch = epoch;
     t.status = TxnStatus::Empty;

@@ -195,6 +195,102 @@ async fn second_init_fences_and_aborts_the_open_transaction() {
     assert_eq!(p.last_stable_offset, 2);
 }
 
+/// InitProducerId carrying `pid`/`epoch` (KIP-360; -1/-1 for a new producer) at v4.
+async fn reinit(cl: &mut RawClient, txn: Option<&str>, pid: i64, epoch: i16) -> (i16, i64, i16) {
+    let r = cl
+        .send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(txn.map(|t| TransactionalId(sb(t))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            4,
+        )
+        .await
+        .unwrap();
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+#[tokio::test]
+async fn retried_epoch_bump_gets_the_same_answer_instead_of_a_fence() {
+    let c = FakeCluster::start(1).await.unwrap();
+    c.create_topic("t", 1, 1).unwrap();
+    let mut cl = coordinator(&c, "tx").await;
+    let (e, pid, epoch) = init_pid(&mut cl, Some("tx")).await;
+    assert_eq!((e, epoch), (0, 0));
+    // A bump, then its retry (the producer lost the first answer): the same id and epoch,
+    // nothing bumped twice.
+    assert_eq!(reinit(&mut cl, Some("tx"), pid, 0).await, (0, pid, 1));
+    assert_eq!(reinit(&mut cl, Some("tx"), pid, 0).await, (0, pid, 1));
+    assert_eq!(reinit(&mut cl, Some("tx"), pid, 0).await, (0, pid, 1));
+    // The producer goes on with epoch 1.
+    let r = cl
+        .send(&add_parts("tx", pid, 1, "t", &[0]), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    // Once it runs a transaction under epoch 1, the old epoch is a zombie: fenced.
+    assert_eq!(
+        reinit(&mut cl, Some("tx"), pid, 0).await.0,
+        ec::PRODUCER_FENCED
+    );
+    assert_eq!(
+        cl.send(&end("tx", pid, 1, false), 3)
+            .await
+            .unwrap()
+            .error_code,
+        0
+    );
+    // Wait for the abort markers: a re-init answers CONCURRENT_TRANSACTIONS until then.
+    let bumped = loop {
+        let r = reinit(&mut cl, Some("tx"), pid, 1).await;
+        if r.0 != ec::CONCURRENT_TRANSACTIONS {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(bumped, (0, pid, 2));
+    // An epoch older than the last bump's is fenced, the last bump's retry is not.
+    assert_eq!(
+        reinit(&mut cl, Some("tx"), pid, 0).await.0,
+        ec::PRODUCER_FENCED
+    );
+    assert_eq!(reinit(&mut cl, Some("tx"), pid, 1).await, (0, pid, 2));
+    // A new instance (no id and epoch) takes over: the old instance's retry is fenced now.
+    let (e, pid2, epoch) = init_pid(&mut cl, Some("tx")).await;
+    assert_eq!((e, pid2, epoch), (0, pid, 3));
+    assert_eq!(
+        reinit(&mut cl, Some("tx"), pid, 1).await.0,
+        ec::PRODUCER_FENCED
+    );
+    assert_eq!(
+        reinit(&mut cl, Some("tx"), pid, 2).await.0,
+        ec::PRODUCER_FENCED
+    );
+}
+
+#[tokio::test]
+async fn retried_idempotent_epoch_bump_gets_the_same_answer() {
+    let c = FakeCluster::start(1).await.unwrap();
+    let mut cl = client(&c, 0).await;
+    let (e, pid, epoch) = init_pid(&mut cl, None).await;
+    assert_eq!((e, epoch), (0, 0));
+    assert_eq!(reinit(&mut cl, None, pid, 0).await, (0, pid, 1));
+    assert_eq!(reinit(&mut cl, None, pid, 0).await, (0, pid, 1));
+    assert_eq!(reinit(&mut cl, None, pid, 1).await, (0, pid, 2));
+    assert_eq!(
+        reinit(&mut cl, None, pid, 0).await.0,
+        ec::INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        reinit(&mut cl, None, pid, 7).await.0,
+        ec::INVALID_PRODUCER_EPOCH
+    );
+}
+
 #[tokio::test]
 async fn transaction_timeout_aborts_and_fences() {
     let c = FakeCluster::start(1).await.unwrap();
