@@ -1107,8 +1107,9 @@ impl Fetcher {
     /// The request's `max_bytes` is not capped at `partitions x max.partition.fetch.bytes`: a
     /// broker that honours the per-partition limit returns no more anyway, and one that sizes
     /// its answer by the request's limit alone (tansu) may then answer with up to the reserved
-    /// bytes, as it does for librdkafka's 50 MiB requests. (Capped, one partition read 1 MiB
-    /// per round trip from tansu: 0.63x librdkafka's records/s on 1 KiB records.)
+    /// bytes, as it does for librdkafka's 50 MiB requests. (Measured on tansu, one partition
+    /// of 1 KiB records in 64 KiB batches: capped, 239 fetches and 0.72-0.76x librdkafka's
+    /// records/s; uncapped, 51 fetches and 1.3-1.4x.)
     ///
     /// A `None` caused by an exhausted budget is remembered: once a fetch's reservation is
     /// released or a poll frees buffered bytes, [`take_budget_wakeup`](Self::take_budget_wakeup)
