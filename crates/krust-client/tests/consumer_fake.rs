@@ -464,3 +464,43 @@ async fn produce_n_to(cluster: &Cluster, topic: &str, partition: i32, n: usize) 
         .collect();
     produce(cluster, topic, partition, Compression::None, &recs).await;
 }
+
+/// Fetch sizing: a fetch asks for `fetch.max.bytes` or the free prefetch budget, whichever is
+/// smaller, and each partition for `max.partition.fetch.bytes`. The request's limit is not
+/// capped at `partitions x max.partition.fetch.bytes`: a broker that sizes its answer by the
+/// request's limit alone (tansu) then answers with up to the reserved budget (capped, one
+/// partition read 1 MiB per round trip from tansu), while the budget still bounds memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_asks_for_the_free_budget_up_to_fetch_max_bytes() {
+    use krust_testkit::kafka_protocol::messages::RequestKind;
+    for (budget, expected) in [(8usize << 20, 8 << 20), (64 << 20, 52_428_800)] {
+        let (fake, cluster) = fake(ClusterConfig::new().with_topic("sz", 1, 1)).await;
+        produce_n_to(&cluster, "sz", 0, 5).await;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        fake.intercept(Intercept::api(FakeApi::Fetch), move |req| {
+            if let RequestKind::Fetch(f) = &req.body {
+                let parts: Vec<i32> = f
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.partition_max_bytes))
+                    .collect();
+                log.lock().unwrap().push((f.max_bytes, parts));
+            }
+            None
+        });
+        let mut cfg = config(&cluster);
+        cfg.max_prefetch_bytes = budget;
+        let mut consumer = Consumer::with_cluster(cluster.clone(), cfg).unwrap();
+        consumer
+            .assign([(TopicPartition::new("sz", 0), StartOffset::Earliest)])
+            .await
+            .unwrap();
+        let got = poll_n(&mut consumer, 5, T).await;
+        assert_eq!(got.len(), 5);
+        let seen = seen.lock().unwrap().clone();
+        let (max_bytes, parts) = seen.first().expect("a fetch was sent");
+        assert_eq!(*max_bytes, expected, "budget {budget}: {seen:?}");
+        assert_eq!(parts, &vec![1_048_576], "budget {budget}: {seen:?}");
+    }
+}
