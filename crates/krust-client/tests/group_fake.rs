@@ -453,6 +453,59 @@ async fn admin_helpers_list_describe_reset_delete() {
         .all(|g| g.group_id != "adm"));
 }
 
+/// describe_group: a partition whose end offset cannot be read (the broker refuses
+/// ListOffsets for topic `secret`) gets its own error and no lag, instead of failing or
+/// blanking the lag of every other partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_group_reports_end_offset_errors_per_partition() {
+    use krust_client::group::admin::{describe_group, reset_offsets, ResetTo};
+    use krust_core::fetch::TopicPartition;
+    use krust_testkit::kafka_protocol::messages::RequestKind;
+    use krust_testkit::{Action, Intercept};
+    let (fake, cluster) = fake(1, 2).await;
+    fake.create_topic("secret", 1, 1).unwrap();
+    let tps = [
+        TopicPartition::new("t", 0),
+        TopicPartition::new("t", 1),
+        TopicPartition::new("secret", 0),
+    ];
+    for tp in &tps {
+        fake.append(
+            &tp.topic,
+            tp.partition,
+            krust_testkit::batch::data_batch(&[b"a", b"b", b"c"], 1, -1, 0, 0, false),
+        )
+        .unwrap();
+    }
+    reset_offsets(&cluster, "lagged", &tps, ResetTo::Offset(1))
+        .await
+        .unwrap();
+    let refused = krust_wire::ErrorCode::TOPIC_AUTHORIZATION_FAILED;
+    let hook = fake.intercept(Intercept::api(FakeApi::ListOffsets), move |r| {
+        let RequestKind::ListOffsets(req) = &r.body else {
+            return None;
+        };
+        req.topics
+            .iter()
+            .any(|t| t.name.0.as_str() == "secret")
+            .then_some(Action::Error(refused.0))
+    });
+    let d = describe_group(&cluster, "lagged").await.unwrap();
+    fake.remove_hook(hook);
+    for tp in &tps[..2] {
+        let l = &d.offsets[tp];
+        assert_eq!(
+            (l.committed, l.end, l.lag, l.end_error.as_deref()),
+            (Some(1), Some(3), Some(2), None),
+            "{tp}"
+        );
+    }
+    let s = &d.offsets[&tps[2]];
+    assert_eq!((s.committed, s.end, s.lag), (Some(1), None, None));
+    let e = s.end_error.as_deref().expect("the partition's error");
+    assert!(e.contains("TOPIC_AUTHORIZATION_FAILED"), "{e}");
+}
+
 /// A group consumer on a fake cluster whose topic `t` has 2 partitions of 20 records, with
 /// offset 10 committed for `group` on both; `request.timeout.ms` is short so that an
 /// OffsetFetch error outlasts one `fetch_committed` call.

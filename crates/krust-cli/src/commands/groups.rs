@@ -152,6 +152,7 @@ async fn exact_ends(cluster: &Cluster, d: &mut GroupDescription) {
             let end = l.end.map_or(*hw, |e| e.max(*hw));
             l.end = Some(end);
             l.lag = l.committed.map(|c| (end - c).max(0));
+            l.end_error = None;
         }
     }
 }
@@ -277,6 +278,11 @@ pub(crate) fn render_description(d: &GroupDescription) -> String {
     s.push_str(&table(&rows));
     let total: i64 = d.offsets.values().filter_map(|l| l.lag).sum();
     s.push_str(&format!("total lag {total}\n"));
+    for (tp, l) in &d.offsets {
+        if let (None, Some(e)) = (l.end, &l.end_error) {
+            s.push_str(&format!("{tp}: end offset unknown: {e}\n"));
+        }
+    }
     s
 }
 
@@ -366,15 +372,17 @@ mod tests {
                         end: Some(12),
                         lag: Some(7),
                         owner: Some("m-1".into()),
+                        end_error: None,
                     },
                 ),
                 (
                     tp(1),
                     PartitionLag {
                         committed: None,
-                        end: Some(3),
+                        end: None,
                         lag: None,
                         owner: None,
+                        end_error: Some("TOPIC_AUTHORIZATION_FAILED".into()),
                     },
                 ),
             ]
@@ -401,7 +409,12 @@ mod tests {
             .unwrap()
             .split_whitespace()
             .collect();
-        assert_eq!(row, ["orders", "1", "-", "3", "-", "-"]);
-        assert!(text.ends_with("total lag 7\n"), "{text}");
+        assert_eq!(row, ["orders", "1", "-", "-", "-", "-"]);
+        assert!(
+            text.ends_with(
+                "total lag 7\norders-1: end offset unknown: TOPIC_AUTHORIZATION_FAILED\n"
+            ),
+            "{text}"
+        );
     }
 }

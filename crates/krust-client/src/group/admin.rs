@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
 use krust_core::fetch::TopicPartition;
@@ -12,6 +13,7 @@ use krust_core::group::offsets::offset_fetch_results;
 use krust_core::group::{GroupMetadata, OffsetAndMetadata};
 use krust_wire::group_protocol::{decode_assignment, decode_subscription};
 use krust_wire::{ApiKey, ErrorCode};
+use tracing::debug;
 
 use super::commit_offsets;
 use crate::admin::Admin;
@@ -88,6 +90,9 @@ pub struct PartitionLag {
     pub lag: Option<i64>,
     /// The member that owns the partition now, if any.
     pub owner: Option<String>,
+    /// Why `end` (and so `lag`) is unknown: the partition's ListOffsets error (a deleted topic,
+    /// a missing authorization, no leader within `request.timeout.ms`).
+    pub end_error: Option<String>,
 }
 
 /// A described group.
@@ -178,18 +183,7 @@ pub async fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupDescr
     })?;
     let mut tps: BTreeSet<TopicPartition> = owners.keys().cloned().collect();
     tps.extend(committed.keys().cloned());
-    let requests: Vec<(TopicPartition, OffsetSpec)> = tps
-        .iter()
-        .map(|tp| (tp.clone(), OffsetSpec::Latest))
-        .collect();
-    let ends = if requests.is_empty() {
-        Default::default()
-    } else {
-        Admin::new(cluster.clone())
-            .list_offsets(&requests)
-            .await
-            .unwrap_or_default()
-    };
+    let mut ends = end_offsets(cluster, &tps).await;
     let offsets = tps
         .into_iter()
         .map(|tp| {
@@ -197,7 +191,11 @@ pub async fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupDescr
                 .get(&tp)
                 .and_then(|r| r.as_ref().ok().cloned().flatten())
                 .map(|o| o.offset);
-            let end = ends.get(&tp).map(|l| l.offset);
+            let (end, end_error) = match ends.remove(&tp) {
+                Some(Ok(end)) => (Some(end), None),
+                Some(Err(e)) => (None, Some(e)),
+                None => (None, Some("no ListOffsets answer".to_string())),
+            };
             let lag = match (c, end) {
                 (Some(c), Some(e)) => Some((e - c).max(0)),
                 _ => None,
@@ -210,6 +208,7 @@ pub async fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupDescr
                     end,
                     lag,
                     owner,
+                    end_error,
                 },
             )
         })
@@ -224,6 +223,59 @@ pub async fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupDescr
         offsets,
     })
 }
+
+/// The log end offset of each of `tps`, or the error that kept it unknown. One ListOffsets
+/// lookup for all first; one partition's error fails that whole lookup, so then each
+/// partition is looked up on its own (concurrently; a retriable error is retried within
+/// `request.timeout.ms` again) and gets its own end or its own error.
+async fn end_offsets(
+    cluster: &Cluster,
+    tps: &BTreeSet<TopicPartition>,
+) -> BTreeMap<TopicPartition, std::result::Result<i64, String>> {
+    if tps.is_empty() {
+        return BTreeMap::new();
+    }
+    let admin = Admin::new(cluster.clone());
+    let all: Vec<(TopicPartition, OffsetSpec)> = tps
+        .iter()
+        .map(|tp| (tp.clone(), OffsetSpec::Latest))
+        .collect();
+    match admin.list_offsets(&all).await {
+        Ok(ends) => {
+            return tps
+                .iter()
+                .map(|tp| {
+                    let end = ends.get(tp).map(|l| l.offset);
+                    (
+                        tp.clone(),
+                        end.ok_or_else(|| "no ListOffsets answer".into()),
+                    )
+                })
+                .collect();
+        }
+        Err(e) => debug!(error = %e, "end offsets: looking up each partition on its own"),
+    }
+    let admin = &admin;
+    futures::stream::iter(tps.iter().cloned())
+        .map(|tp| async move {
+            let end = admin
+                .list_offsets(&[(tp.clone(), OffsetSpec::Latest)])
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|ends| {
+                    ends.get(&tp)
+                        .map(|l| l.offset)
+                        .ok_or_else(|| "no ListOffsets answer".into())
+                });
+            (tp, end)
+        })
+        .buffer_unordered(PER_PARTITION_LOOKUPS)
+        .collect()
+        .await
+}
+
+/// Per-partition end offset lookups in flight at once (after a combined lookup failed).
+const PER_PARTITION_LOOKUPS: usize = 32;
 
 /// Deletes groups (they must be empty). Returns each group's result.
 pub async fn delete_groups(
