@@ -220,3 +220,51 @@ async fn broker_down_then_up_delivers_everything() {
     let total = values(&cluster, "t", 0).len() + values(&cluster, "t", 1).len();
     assert_eq!(total, 51);
 }
+
+/// A batch's records are kept encoded (compressed here) until their result: a failed one is
+/// rebuilt from the batch's bytes and handed back whole (key, value, headers, timestamp, and
+/// its partition only if the application chose it).
+#[tokio::test]
+async fn a_failed_record_is_handed_back_whole_from_its_compressed_batch() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let mut cfg = config(&cluster);
+    cfg.compression = krust_client::producer::Compression::Lz4;
+    cfg.linger = Duration::from_millis(200);
+    let producer = Producer::new(cfg).await.unwrap();
+    producer
+        .send(ProducerRecord::new("t").with_value("warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    cluster.fail_next(ApiKey::Produce, ErrorCode::TOPIC_AUTHORIZATION_FAILED.0);
+    let chosen = ProducerRecord::new("t")
+        .with_partition(0)
+        .with_key("k")
+        .with_value("v")
+        .with_header("h1", "x")
+        .with_null_header("h2")
+        .with_timestamp(1_700_000_000_123);
+    let tombstone = ProducerRecord::new("t").with_key("gone");
+    // Back to back, within one linger: one batch, one request, failed whole.
+    let a = producer.try_send(chosen.clone()).unwrap();
+    let b = producer.try_send(tombstone.clone()).unwrap();
+    let a = a.await.unwrap_err();
+    let b = b.await.unwrap_err();
+    assert_eq!(a.code(), Some(ErrorCode::TOPIC_AUTHORIZATION_FAILED));
+    assert_eq!(b.code(), Some(ErrorCode::TOPIC_AUTHORIZATION_FAILED));
+    assert_eq!(a.partition(), Some(0));
+    assert_eq!(a.into_record().unwrap(), chosen);
+    let b = b.into_record().unwrap();
+    assert!(b.timestamp.is_some(), "the send time it was given");
+    assert_eq!(
+        ProducerRecord {
+            timestamp: None,
+            ..b
+        },
+        tombstone,
+        "no partition (the partitioner chose it), null value"
+    );
+    producer.close().await;
+}

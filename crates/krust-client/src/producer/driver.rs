@@ -56,8 +56,7 @@ use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
 /// topic is the record's own topic string, moved (no allocation per record).
 pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
 
-/// The driver's end of a record's delivery slot.
-pub(crate) type DeliverySender = futures::channel::oneshot::Sender<Delivery>;
+use super::delivery::DeliverySlot;
 
 /// A record accepted by `send`, on its way.
 ///
@@ -66,10 +65,10 @@ pub(crate) type DeliverySender = futures::channel::oneshot::Sender<Delivery>;
 /// [`ProduceErrorKind::Closed`], possibly persisted, handing the record back.
 pub(crate) struct Pending {
     pub record: ProducerRecord,
-    /// A `futures` oneshot, not tokio's: reading a delivered result is never refused by
-    /// tokio's cooperative budget (an application polling finished deliveries with
-    /// `now_or_never` between sends sees every one that is finished).
-    tx: Option<DeliverySender>,
+    /// Where its result goes (a slot of a shared chunk, not a channel per record). Reading a
+    /// delivered result is never refused by tokio's cooperative budget (an application polling
+    /// finished deliveries with `now_or_never` between sends sees every one that is finished).
+    slot: DeliverySlot,
     /// Encoded size (upper bound): what `batch.size` counts.
     pub size: usize,
     /// Permits of `buffer.memory` taken (and forgotten) for it: its size plus
@@ -83,14 +82,14 @@ pub(crate) struct Pending {
 impl Pending {
     pub(crate) fn new(
         record: ProducerRecord,
-        tx: DeliverySender,
+        slot: DeliverySlot,
         size: usize,
         reserved: usize,
         enqueued: Instant,
     ) -> Self {
         Pending {
             record,
-            tx: Some(tx),
+            slot,
             size,
             reserved,
             enqueued,
@@ -98,23 +97,14 @@ impl Pending {
         }
     }
 
-    /// Takes the record back without a result (its future then resolves `Closed`, as the
-    /// sender is dropped).
-    pub(crate) fn into_record(mut self) -> ProducerRecord {
-        self.tx = None;
-        std::mem::replace(&mut self.record, ProducerRecord::new(String::new()))
-    }
-
     fn resolve(&mut self, result: Delivery) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(result);
-        }
+        self.slot.resolve(result);
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if self.tx.is_some() {
+        if self.slot.is_open() {
             let record = std::mem::replace(&mut self.record, ProducerRecord::new(String::new()));
             let partition = record.partition;
             self.resolve(Err(ProduceError::new(

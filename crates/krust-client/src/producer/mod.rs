@@ -59,6 +59,7 @@
 
 pub mod bench;
 mod config;
+mod delivery;
 mod driver;
 mod queue;
 mod record;
@@ -82,7 +83,7 @@ pub use record::{
 };
 
 use driver::txn::{TxnCommand, TxnShared};
-use driver::{Command, Delivery, Driver, Pending, Stats};
+use driver::{Command, Driver, Pending, Stats};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -299,19 +300,17 @@ impl Producer {
         size: usize,
         reserved: usize,
     ) -> std::result::Result<DeliveryFuture, (ProducerRecord, TrySendReason)> {
-        let (tx, rx) = futures::channel::oneshot::channel();
         // `enqueued` is set by the driver on arrival (one clock read per burst, not per record).
-        let pending = Pending::new(record, tx, size, reserved, self.shared.started);
-        match self.tx.send(Command::Send(pending)) {
-            Ok(()) => Ok(DeliveryFuture { rx }),
-            Err(cmd) => match cmd {
-                Command::Send(p) => {
-                    // The driver is gone: nobody else gives the permits back.
-                    self.shared.memory.add_permits(reserved);
-                    Err((p.into_record(), TrySendReason::Closed))
-                }
-                _ => unreachable!("sent a Send"),
-            },
+        let started = self.shared.started;
+        match self.tx.send_record(record, |record, slot| {
+            Pending::new(record, slot, size, reserved, started)
+        }) {
+            Ok(slot) => Ok(DeliveryFuture { slot }),
+            Err(record) => {
+                // The driver is gone: nobody else gives the permits back.
+                self.shared.memory.add_permits(reserved);
+                Err((record, TrySendReason::Closed))
+            }
         }
     }
 
@@ -606,19 +605,19 @@ fn refused(record: ProducerRecord, reason: TrySendReason) -> ProduceError {
 #[derive(Debug)]
 #[must_use = "a DeliveryFuture tells whether the record was written"]
 pub struct DeliveryFuture {
-    rx: futures::channel::oneshot::Receiver<Delivery>,
+    slot: delivery::SlotFuture,
 }
 
 impl Future for DeliveryFuture {
     type Output = std::result::Result<RecordMetadata, ProduceError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.rx).poll(cx) {
+        match self.slot.poll_result(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(r)) => Poll::Ready(r),
-            // Unreachable in practice: a dropped `Pending` sends its own `Closed` result (with
-            // the record); this covers a sender lost without running its destructor.
-            Poll::Ready(Err(_)) => Poll::Ready(Err(ProduceError {
+            Poll::Ready(Some(r)) => Poll::Ready(r),
+            // A dropped `Pending` leaves its own `Closed` result (with the record); this covers
+            // a slot given up without one, and a poll after the result was read.
+            Poll::Ready(None) => Poll::Ready(Err(ProduceError {
                 topic: String::new(),
                 partition: None,
                 kind: ProduceErrorKind::Closed,

@@ -25,7 +25,9 @@ use std::time::Instant;
 
 use futures::task::AtomicWaker;
 
-use super::driver::Command;
+use super::delivery::{SlotFuture, SlotSource};
+use super::driver::{Command, Pending};
+use super::ProducerRecord;
 
 /// Queued commands that wake a lazy driver.
 pub(crate) const LAZY_WAKE_LEN: usize = 1024;
@@ -37,6 +39,9 @@ struct State {
     lazy: bool,
     /// When the first command of the queue was pushed without waking the driver.
     first_unwoken: Option<Instant>,
+    /// Delivery slots for the records pushed (taken under this lock, which a push holds
+    /// anyway).
+    slots: SlotSource,
 }
 
 struct Shared {
@@ -67,6 +72,7 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
             receiver_alive: true,
             lazy: false,
             first_unwoken: None,
+            slots: SlotSource::default(),
         }),
         waker: AtomicWaker::new(),
     });
@@ -108,6 +114,42 @@ impl CommandTx {
             self.shared.waker.wake();
         }
         Ok(())
+    }
+}
+
+impl CommandTx {
+    /// Queues a record with a delivery slot of its own (`make` builds the pending record
+    /// around the slot's driver end); returns the slot's other end, or hands the record back
+    /// if the driver is gone.
+    // The record goes back by value, as tokio's `SendError<T>` does.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn send_record(
+        &self,
+        record: ProducerRecord,
+        make: impl FnOnce(ProducerRecord, super::delivery::DeliverySlot) -> Pending,
+    ) -> Result<SlotFuture, ProducerRecord> {
+        let wake = {
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !st.receiver_alive {
+                return Err(record);
+            }
+            let (slot, fut) = st.slots.take();
+            let was_empty = st.queued.is_empty();
+            st.queued.push(Command::Send(make(record, slot)));
+            let wake = if st.lazy {
+                if was_empty {
+                    st.first_unwoken = Some(Instant::now());
+                }
+                st.queued.len() == LAZY_WAKE_LEN
+            } else {
+                was_empty
+            };
+            (wake, fut)
+        };
+        if wake.0 {
+            self.shared.waker.wake();
+        }
+        Ok(wake.1)
     }
 }
 
@@ -246,16 +288,15 @@ mod tests {
         }
     }
 
-    fn send_cmd() -> Command {
-        let (tx, _rx) = futures::channel::oneshot::channel();
+    fn send_cmd(tx: &CommandTx) {
         let record = crate::producer::ProducerRecord::new("t").with_value("v");
-        Command::Send(super::super::driver::Pending::new(
-            record,
-            tx,
-            10,
-            10,
-            Instant::now(),
-        ))
+        let fut = tx
+            .send_record(record, |r, slot| {
+                Pending::new(r, slot, 10, 10, Instant::now())
+            })
+            .ok()
+            .unwrap();
+        drop(fut);
     }
 
     #[test]
@@ -272,10 +313,10 @@ mod tests {
             let mut fut = Box::pin(rx.recv_many(10_000));
             assert!(fut.as_mut().poll(&mut cx).is_pending());
             for _ in 0..LAZY_WAKE_LEN - 1 {
-                tx.send(send_cmd()).ok().unwrap();
+                send_cmd(&tx);
             }
             assert_eq!(count.0.load(SeqCst), 0, "records alone do not wake it");
-            tx.send(send_cmd()).ok().unwrap();
+            send_cmd(&tx);
             assert_eq!(count.0.load(SeqCst), 1, "a full burst does");
             match fut.as_mut().poll(&mut cx) {
                 Poll::Ready(Some(cmds)) => assert_eq!(cmds.len(), LAZY_WAKE_LEN),
@@ -290,7 +331,7 @@ mod tests {
         {
             let mut fut = Box::pin(rx.recv_many(10_000));
             assert!(fut.as_mut().poll(&mut cx).is_pending());
-            tx.send(send_cmd()).ok().unwrap();
+            send_cmd(&tx);
             assert_eq!(count.0.load(SeqCst), 1);
             let (c, _r) = flush_cmd();
             tx.send(c).ok().unwrap();
@@ -301,7 +342,7 @@ mod tests {
         rx.set_lazy(false);
         let mut fut = Box::pin(rx.recv_many(10_000));
         assert!(fut.as_mut().poll(&mut cx).is_pending());
-        tx.send(send_cmd()).ok().unwrap();
+        send_cmd(&tx);
         assert_eq!(count.0.load(SeqCst), 3);
         assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Some(v)) if v.len() == 1));
         drop(fut);
