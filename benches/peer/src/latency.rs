@@ -170,9 +170,28 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     let (tx, rx) = mpsc::channel::<Ack>();
     let handle = rt.handle().clone();
     let _guard = rt.enter();
+    // KRUST_LAT_PROBE: per-record stage times (send call, wake-up) to line up with the
+    // producer's probe rows.
+    let probe = krust_client::producer::probe::enabled();
+    let sent_at: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> = std::sync::Arc::new(
+        (0..if probe { records } else { 0 })
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    );
+    let woken_at = std::sync::Arc::new(
+        (0..if probe { records } else { 0 })
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect::<Vec<_>>(),
+    );
     let start = Instant::now();
     let mut send_error = None;
     pace(start, interval, records, |i| {
+        if probe {
+            sent_at[i as usize].store(
+                krust_client::producer::probe::ns(Instant::now()),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let f = match producer.try_send(rec()) {
             Ok(f) => Ok(f),
             Err(e) if matches!(e.reason, TrySendReason::BufferFull) => handle
@@ -183,8 +202,15 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
         match f {
             Ok(f) => {
                 let tx = tx.clone();
+                let woken_at = woken_at.clone();
                 handle.spawn(async move {
                     let ok = f.await.is_ok();
+                    if probe {
+                        woken_at[i as usize].store(
+                            krust_client::producer::probe::ns(Instant::now()),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
                     let ns = start.elapsed().saturating_sub(interval * i as u32);
                     let _ = tx.send((i, ns.as_nanos() as u64, ok));
                 });
@@ -203,6 +229,17 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     if std::env::var_os("KRUST_PEER_STATS").is_some() {
         eprintln!("krust producer: {:?}", producer.stats());
     }
+    if probe {
+        let sent: Vec<u64> = sent_at
+            .iter()
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        let woken: Vec<u64> = woken_at
+            .iter()
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        probe_report(start, interval, &sent, &woken);
+    }
     rt.block_on(producer.close());
     line
 }
@@ -213,6 +250,8 @@ struct Reports {
     interval: Duration,
     /// Produce requests sent, from the last statistics report (KRUST_PEER_STATS).
     produce_requests: std::sync::atomic::AtomicI64,
+    /// Per-broker statistics lines (KRUST_PEER_STATS).
+    windows: std::sync::Mutex<Vec<String>>,
 }
 
 impl rdkafka::ClientContext for Reports {
@@ -224,6 +263,24 @@ impl rdkafka::ClientContext for Reports {
             .sum();
         self.produce_requests
             .store(n, std::sync::atomic::Ordering::Relaxed);
+        // Per-broker windows of the last interval (µs): request round trip, time in the
+        // internal queue, time in the output buffer; and requests awaiting a response now.
+        for b in s.brokers.values().filter(|b| b.nodeid >= 0) {
+            let w = |x: &Option<rdkafka::statistics::Window>| {
+                x.as_ref()
+                    .map(|w| format!("{}/{}/{}", w.p50, w.p99, w.cnt))
+                    .unwrap_or_default()
+            };
+            self.windows.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+                "rtt p50/p99/n {} int_latency {} outbuf_latency {} waitresp {} outbuf {} waitresp_msgs {}",
+                w(&b.rtt),
+                w(&b.int_latency),
+                w(&b.outbuf_latency),
+                b.waitresp_cnt,
+                b.outbuf_cnt,
+                b.waitresp_msg_cnt
+            ));
+        }
     }
 }
 
@@ -257,6 +314,7 @@ fn rdkafka_run(
         start: std::sync::OnceLock::new(),
         interval,
         produce_requests: std::sync::atomic::AtomicI64::new(0),
+        windows: std::sync::Mutex::new(Vec::new()),
     };
     let stats = std::env::var_os("KRUST_PEER_STATS").is_some();
     let mut config = crate::rdk_config(bootstrap);
@@ -314,6 +372,15 @@ fn rdkafka_run(
                 .produce_requests
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
+        for l in producer
+            .context()
+            .windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            eprintln!("  {l}");
+        }
     }
     line
 }
@@ -466,4 +533,78 @@ pub fn parent(
     for r in rows {
         println!("{r}");
     }
+}
+
+/// Prints the stage percentiles of a probed krust run (KRUST_LAT_PROBE) on stderr.
+fn probe_report(start: Instant, interval: Duration, sent: &[u64], woken: &[u64]) {
+    let rows = krust_client::producer::probe::take();
+    // Row 0 is the warm-up record; rows are in record order (one partition).
+    let rows = &rows[1.min(rows.len())..];
+    let n = rows.len().min(sent.len());
+    let t0 = krust_client::producer::probe::ns(start);
+    let mut stages: Vec<(&str, Vec<u64>)> = [
+        "pace (send call - scheduled)",
+        "command queue (driver - send call)",
+        "accumulator (drained - driver)",
+        "to request task (polled - drained)",
+        "request (driver answered - polled)",
+        "completion (resolved - answered)",
+        "wake-up (woken - resolved)",
+        "total (woken - scheduled)",
+    ]
+    .iter()
+    .map(|s| (*s, Vec::with_capacity(n)))
+    .collect();
+    let mut depth = std::collections::BTreeMap::<u32, usize>::new();
+    let mut recs = Vec::with_capacity(n);
+    for (i, r) in rows.iter().take(n).enumerate() {
+        let sched = t0 + (interval * i as u32).as_nanos() as u64;
+        let v = [
+            sent[i].saturating_sub(sched),
+            r.driver.saturating_sub(sent[i]),
+            r.drained.saturating_sub(r.driver),
+            r.polled.saturating_sub(r.drained),
+            r.answered.saturating_sub(r.polled),
+            r.resolved.saturating_sub(r.answered),
+            woken[i].saturating_sub(r.resolved),
+            woken[i].saturating_sub(sched),
+        ];
+        for (s, x) in stages.iter_mut().zip(v) {
+            s.1.push(x);
+        }
+        *depth.entry(r.depth).or_default() += 1;
+        recs.push(r.request_records as u64);
+    }
+    let pct = |v: &mut Vec<u64>, p: f64| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_unstable();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1e3
+    };
+    eprintln!("probe: {n} records (per record, us)");
+    for (name, v) in stages.iter_mut() {
+        let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64 / 1e3;
+        eprintln!(
+            "  {name:38} p50 {:>8.0} p90 {:>8.0} p99 {:>8.0} mean {:>8.0}",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 0.99),
+            mean
+        );
+    }
+    eprintln!(
+        "  records in the record's request: p50 {:.0} p99 {:.0}",
+        pct(&mut recs, 0.5) * 1e3,
+        pct(&mut recs, 0.99) * 1e3
+    );
+    let total: usize = depth.values().sum();
+    eprintln!(
+        "  requests already in flight when the record's request started: {}",
+        depth
+            .iter()
+            .map(|(d, c)| format!("{d}:{:.0}%", *c as f64 * 100.0 / total.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }

@@ -162,6 +162,8 @@ enum Event {
         node: NodeId,
         batches: Vec<(TopicPartition, BatchId)>,
         outcome: Outcome,
+        /// Latency probe (`KRUST_LAT_PROBE`): drained, first polled, depth, records.
+        probe: Option<(Instant, Instant, u32, u32)>,
     },
     Topic {
         name: String,
@@ -223,6 +225,8 @@ pub(crate) struct Driver {
     /// bulk, once per wake-up, by [`Driver::release_memory`]).
     memory: Arc<Semaphore>,
     to_release: usize,
+    /// Latency probe of the answer being handled (`KRUST_LAT_PROBE`).
+    probe: Option<super::probe::RequestProbe>,
 }
 
 impl Driver {
@@ -298,6 +302,7 @@ impl Driver {
             txn,
             memory,
             to_release: 0,
+            probe: None,
         }
     }
 
@@ -675,6 +680,10 @@ impl Driver {
     }
 
     fn start_request(&mut self, node: NodeId, drained: Vec<Drained>) {
+        let probe_on = super::probe::enabled();
+        let depth = self.node_in_flight.get(&node).copied().unwrap_or(0) as u32;
+        let probe_records: u32 = drained.iter().map(|d| d.record_count as u32).sum();
+        let probe_drained = Instant::now();
         *self.node_in_flight.entry(node).or_insert(0) += 1;
         let mut by_topic: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
         let mut bytes = 0usize;
@@ -719,12 +728,14 @@ impl Driver {
         let cluster = self.cluster.clone();
         self.events.push(
             async move {
+                let probe = probe_on.then(|| (probe_drained, Instant::now(), depth, probe_records));
                 // Connecting first tells "never sent" apart from "sent, outcome unknown".
                 if let Err(error) = cluster.connection(node).await {
                     return Event::Produced {
                         node,
                         batches,
                         outcome: Outcome::Failed { error, sent: false },
+                        probe,
                     };
                 }
                 let build = move |_v: i16| {
@@ -755,6 +766,7 @@ impl Driver {
                     node,
                     batches,
                     outcome,
+                    probe,
                 }
             }
             .boxed(),
@@ -816,10 +828,21 @@ impl Driver {
                 node,
                 batches,
                 outcome,
+                probe,
             } => {
                 if let Some(n) = self.node_in_flight.get_mut(&node) {
                     *n = n.saturating_sub(1);
                 }
+                self.probe =
+                    probe.map(
+                        |(drained, polled, depth, records)| super::probe::RequestProbe {
+                            drained,
+                            polled,
+                            answered: now,
+                            depth,
+                            records,
+                        },
+                    );
                 match outcome {
                     Outcome::Written => {
                         for (tp, id) in batches {
@@ -1246,7 +1269,11 @@ impl Driver {
                 offset,
                 timestamp,
             };
+            let arrived = p.enqueued;
             self.complete(p, Ok(md));
+            if let Some(rp) = &self.probe {
+                super::probe::record(arrived, rp, Instant::now());
+            }
         }
     }
 

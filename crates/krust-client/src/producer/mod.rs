@@ -60,6 +60,7 @@
 pub mod bench;
 mod config;
 mod driver;
+pub mod probe;
 mod queue;
 mod record;
 
