@@ -667,6 +667,16 @@ impl Driver {
                 if in_flight >= self.cfg.max_in_flight {
                     break;
                 }
+                // The broker answers this connection's requests one at a time: a request of
+                // partial batches only waits in line behind the unanswered one, while its
+                // batches could keep taking records. It goes when that answer arrives (the
+                // answer wakes this loop) or once a batch is complete.
+                if in_flight > 0
+                    && !self.cfg.pipeline_partial_batches
+                    && !self.acc.has_complete_batch(node, now)
+                {
+                    break;
+                }
                 let drained = self.acc.drain(node, now, self.cfg.max_request_size, |b| {
                     encode_batch(b, compression, transactional)
                 });
