@@ -131,14 +131,21 @@ pub fn child(args: &[String]) -> Result<(), String> {
     let records = ((rate as f64 * secs) as u64).max(1);
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let line = match client.as_str() {
-        "krust" => krust(bootstrap, topic, records, interval)?,
+        "krust" => krust(bootstrap, topic, records, interval, false)?,
+        "krust-pipelined" => krust(bootstrap, topic, records, interval, true)?,
         _ => rdkafka_run(bootstrap, topic, records, interval)?,
     };
     println!("{line}");
     Ok(())
 }
 
-fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Result<String, String> {
+fn krust(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    interval: Duration,
+    pipelined: bool,
+) -> Result<String, String> {
     use krust_client::producer::{Producer, ProducerConfig, ProducerRecord, TrySendReason};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,6 +158,9 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     if let Some(n) = crate::env_usize("KRUST_PEER_BATCH_SIZE") {
         cfg.batch_size = n;
     }
+    // Client `krust-pipelined` (or KRUST_PEER_PIPELINE=1): send partial batches as soon as an
+    // in-flight slot is free (the rule before the partial-batch hold).
+    cfg.pipeline_partial_batches = pipelined || std::env::var_os("KRUST_PEER_PIPELINE").is_some();
     let producer = rt.block_on(Producer::new(cfg)).map_err(|e| e.to_string())?;
     let value = bytes::Bytes::from(vec![b'x'; SIZE]);
     let rec = || {
@@ -459,13 +469,22 @@ pub fn parent(
     runs: usize,
     secs: f64,
 ) {
+    // KRUST_PEER_LAT_CLIENTS: comma-separated clients (krust, krust-pipelined, librdkafka).
+    let clients: Vec<String> = std::env::var("KRUST_PEER_LAT_CLIENTS")
+        .unwrap_or_else(|_| "krust,librdkafka".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut rows = Vec::new();
     for &broker in brokers {
         for rate in RATES {
-            let mut results = Vec::new();
-            for client in ["krust", "librdkafka"] {
-                let mut ok = Vec::new();
-                for n in 0..runs {
+            // Runs interleaved (run 1 of every client, then run 2, ...), so load that comes
+            // and goes on a shared machine falls on every client alike.
+            let mut ok: Vec<Vec<LatencyRun>> = vec![Vec::new(); clients.len()];
+            for n in 0..runs {
+                for (ci, client) in clients.iter().enumerate() {
+                    let client = client.as_str();
                     let r = if broker == "null" {
                         rt.block_on(async {
                             use krust_testkit::{NullBroker, NullBrokerConfig};
@@ -474,8 +493,9 @@ pub fn parent(
                                 .map_err(|e| e.to_string())?;
                             let bootstrap = nb.bootstrap();
                             let topic = crate::unique("lat");
+                            let c2 = client.to_string();
                             tokio::task::spawn_blocking(move || {
-                                run(client, &bootstrap, &topic, rate, secs)
+                                run(&c2, &bootstrap, &topic, rate, secs)
                             })
                             .await
                             .map_err(|e| e.to_string())?
@@ -485,8 +505,9 @@ pub fn parent(
                             let admin = crate::tansu_admin(tansu_addr).await?;
                             let topic = crate::tansu_topic(&admin, 1).await?;
                             let (addr, t2) = (tansu_addr.to_string(), topic.clone());
+                            let c2 = client.to_string();
                             let r = tokio::task::spawn_blocking(move || {
-                                run(client, &addr, &t2, rate, secs)
+                                run(&c2, &addr, &t2, rate, secs)
                             })
                             .await
                             .map_err(|e| e.to_string())?;
@@ -507,14 +528,14 @@ pub fn parent(
                                 r.cpu_us,
                                 r.failed
                             );
-                            ok.push(r);
+                            ok[ci].push(r);
                         }
                         Err(e) => eprintln!("{broker} latency {rate}/s {client}: {e}"),
                     }
                 }
-                results.push(summarize(&ok));
             }
-            for (client, s) in ["krust", "librdkafka"].iter().zip(&results) {
+            let results: Vec<Option<LatencyRun>> = ok.iter().map(|o| summarize(o)).collect();
+            for (client, s) in clients.iter().zip(&results) {
                 rows.push(match s {
                     Some(s) => format!(
                         "| {broker} | {rate} | {client} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",

@@ -325,6 +325,8 @@ fn krust_produce(
         cfg.linger = Duration::from_millis(5);
         // librdkafka's default batch.size; KRUST_PEER_BATCH_SIZE overrides.
         cfg.batch_size = env_usize("KRUST_PEER_BATCH_SIZE").unwrap_or(1_000_000);
+        // KRUST_PEER_PIPELINE=1: send partial batches as soon as an in-flight slot is free.
+        cfg.pipeline_partial_batches = std::env::var_os("KRUST_PEER_PIPELINE").is_some();
         let producer = Producer::new(cfg).await.map_err(|e| e.to_string())?;
         let value = bytes::Bytes::from(vec![b'x'; size]);
         let mut pending = std::collections::VecDeque::new();
