@@ -131,8 +131,10 @@ pub fn child(args: &[String]) -> Result<(), String> {
     let records = ((rate as f64 * secs) as u64).max(1);
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let line = match client.as_str() {
-        "krust" => krust(bootstrap, topic, records, interval, false)?,
-        "krust-pipelined" => krust(bootstrap, topic, records, interval, true)?,
+        "krust" => krust(bootstrap, topic, records, interval, None)?,
+        // The rule before the partial-batch hold: partial batches go whenever a slot is free.
+        "krust-pipelined" => krust(bootstrap, topic, records, interval, Some(5))?,
+        "krust-partial2" => krust(bootstrap, topic, records, interval, Some(2))?,
         _ => rdkafka_run(bootstrap, topic, records, interval)?,
     };
     println!("{line}");
@@ -144,7 +146,7 @@ fn krust(
     topic: &str,
     records: u64,
     interval: Duration,
-    pipelined: bool,
+    partial: Option<usize>,
 ) -> Result<String, String> {
     use krust_client::producer::{Producer, ProducerConfig, ProducerRecord, TrySendReason};
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -158,9 +160,11 @@ fn krust(
     if let Some(n) = crate::env_usize("KRUST_PEER_BATCH_SIZE") {
         cfg.batch_size = n;
     }
-    // Client `krust-pipelined` (or KRUST_PEER_PIPELINE=1): send partial batches as soon as an
-    // in-flight slot is free (the rule before the partial-batch hold).
-    cfg.pipeline_partial_batches = pipelined || std::env::var_os("KRUST_PEER_PIPELINE").is_some();
+    // Clients krust-pipelined / krust-partial2 (or KRUST_PEER_PARTIAL=N):
+    // `max_in_flight_partial`.
+    if let Some(n) = partial.or_else(|| crate::env_usize("KRUST_PEER_PARTIAL")) {
+        cfg.max_in_flight_partial = n;
+    }
     let producer = rt.block_on(Producer::new(cfg)).map_err(|e| e.to_string())?;
     let value = bytes::Bytes::from(vec![b'x'; SIZE]);
     let rec = || {

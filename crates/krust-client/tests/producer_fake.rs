@@ -224,7 +224,7 @@ async fn broker_down_then_up_delivers_everything() {
 /// With `linger.ms=0`, a Produce request of partial batches waits for the answer to the one in
 /// flight (a broker answers a connection's requests in order, so it would only wait in line
 /// there), and the records that arrive meanwhile go together in the next request; a request
-/// with a complete batch is not held. `pipeline_partial_batches` turns the hold off.
+/// with a complete batch is not held (`max_in_flight_partial` at its default 1).
 #[tokio::test]
 async fn partial_batches_wait_for_the_answer_in_flight_and_complete_ones_do_not() {
     let cluster = FakeCluster::start(1).await.unwrap();

@@ -668,11 +668,11 @@ impl Driver {
                     break;
                 }
                 // The broker answers this connection's requests one at a time: a request of
-                // partial batches only waits in line behind the unanswered one, while its
-                // batches could keep taking records. It goes when that answer arrives (the
-                // answer wakes this loop) or once a batch is complete.
-                if in_flight > 0
-                    && !self.cfg.pipeline_partial_batches
+                // partial batches only waits in line behind unanswered ones, while its
+                // batches could keep taking records. It goes when an answer brings the count
+                // below `max_in_flight_partial` (answers wake this loop) or once a batch is
+                // complete.
+                if in_flight >= self.cfg.max_in_flight_partial.max(1)
                     && !self.acc.has_complete_batch(node, now)
                 {
                     break;
