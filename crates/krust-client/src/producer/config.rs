@@ -120,9 +120,10 @@ pub struct ProducerConfig {
     /// while it handles a request), so a small request sent behind another only waits in line,
     /// and each one costs the broker its per-request work. With `linger.ms=0` at 50,000
     /// records/s on tansu, sending whenever a slot was free kept 3-5 small requests queued at
-    /// the broker and tripled the median latency compared with waiting for the answer (which
-    /// is also what librdkafka does). A larger value can help on a link whose round trip is
-    /// much longer than the broker's time per request.
+    /// the broker; waiting for the answer (what librdkafka does in practice) cut the median
+    /// latency 1.8x, with the p99 no better under heavy CPU load (`benches/RESULTS.md`). A
+    /// larger value can help on a link whose round trip is much longer than the broker's time
+    /// per request.
     pub max_in_flight_partial: usize,
     /// `partitioner.ignore.keys`: spread keyed records like keyless ones (uniform sticky)
     /// instead of hashing the key. Default false.
