@@ -131,14 +131,23 @@ pub fn child(args: &[String]) -> Result<(), String> {
     let records = ((rate as f64 * secs) as u64).max(1);
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let line = match client.as_str() {
-        "krust" => krust(bootstrap, topic, records, interval)?,
+        "krust" => krust(bootstrap, topic, records, interval, None)?,
+        // The rule before the partial-batch hold: partial batches go whenever a slot is free.
+        "krust-pipelined" => krust(bootstrap, topic, records, interval, Some(5))?,
+        "krust-partial2" => krust(bootstrap, topic, records, interval, Some(2))?,
         _ => rdkafka_run(bootstrap, topic, records, interval)?,
     };
     println!("{line}");
     Ok(())
 }
 
-fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Result<String, String> {
+fn krust(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    interval: Duration,
+    partial: Option<usize>,
+) -> Result<String, String> {
     use krust_client::producer::{Producer, ProducerConfig, ProducerRecord, TrySendReason};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,6 +159,11 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     cfg.enable_idempotence = Some(true);
     if let Some(n) = crate::env_usize("KRUST_PEER_BATCH_SIZE") {
         cfg.batch_size = n;
+    }
+    // Clients krust-pipelined / krust-partial2 (or KRUST_PEER_PARTIAL=N):
+    // `max_in_flight_partial`.
+    if let Some(n) = partial.or_else(|| crate::env_usize("KRUST_PEER_PARTIAL")) {
+        cfg.max_in_flight_partial = n;
     }
     let producer = rt.block_on(Producer::new(cfg)).map_err(|e| e.to_string())?;
     let value = bytes::Bytes::from(vec![b'x'; SIZE]);
@@ -170,9 +184,28 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     let (tx, rx) = mpsc::channel::<Ack>();
     let handle = rt.handle().clone();
     let _guard = rt.enter();
+    // KRUST_LAT_PROBE: per-record stage times (send call, wake-up) to line up with the
+    // producer's probe rows.
+    let probe = krust_client::producer::probe::enabled();
+    let sent_at: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> = std::sync::Arc::new(
+        (0..if probe { records } else { 0 })
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    );
+    let woken_at = std::sync::Arc::new(
+        (0..if probe { records } else { 0 })
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect::<Vec<_>>(),
+    );
     let start = Instant::now();
     let mut send_error = None;
     pace(start, interval, records, |i| {
+        if probe {
+            sent_at[i as usize].store(
+                krust_client::producer::probe::ns(Instant::now()),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let f = match producer.try_send(rec()) {
             Ok(f) => Ok(f),
             Err(e) if matches!(e.reason, TrySendReason::BufferFull) => handle
@@ -183,8 +216,15 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
         match f {
             Ok(f) => {
                 let tx = tx.clone();
+                let woken_at = woken_at.clone();
                 handle.spawn(async move {
                     let ok = f.await.is_ok();
+                    if probe {
+                        woken_at[i as usize].store(
+                            krust_client::producer::probe::ns(Instant::now()),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
                     let ns = start.elapsed().saturating_sub(interval * i as u32);
                     let _ = tx.send((i, ns.as_nanos() as u64, ok));
                 });
@@ -203,6 +243,17 @@ fn krust(bootstrap: &str, topic: &str, records: u64, interval: Duration) -> Resu
     if std::env::var_os("KRUST_PEER_STATS").is_some() {
         eprintln!("krust producer: {:?}", producer.stats());
     }
+    if probe {
+        let sent: Vec<u64> = sent_at
+            .iter()
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        let woken: Vec<u64> = woken_at
+            .iter()
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        probe_report(start, interval, &sent, &woken);
+    }
     rt.block_on(producer.close());
     line
 }
@@ -213,6 +264,8 @@ struct Reports {
     interval: Duration,
     /// Produce requests sent, from the last statistics report (KRUST_PEER_STATS).
     produce_requests: std::sync::atomic::AtomicI64,
+    /// Per-broker statistics lines (KRUST_PEER_STATS).
+    windows: std::sync::Mutex<Vec<String>>,
 }
 
 impl rdkafka::ClientContext for Reports {
@@ -224,6 +277,24 @@ impl rdkafka::ClientContext for Reports {
             .sum();
         self.produce_requests
             .store(n, std::sync::atomic::Ordering::Relaxed);
+        // Per-broker windows of the last interval (µs): request round trip, time in the
+        // internal queue, time in the output buffer; and requests awaiting a response now.
+        for b in s.brokers.values().filter(|b| b.nodeid >= 0) {
+            let w = |x: &Option<rdkafka::statistics::Window>| {
+                x.as_ref()
+                    .map(|w| format!("{}/{}/{}", w.p50, w.p99, w.cnt))
+                    .unwrap_or_default()
+            };
+            self.windows.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+                "rtt p50/p99/n {} int_latency {} outbuf_latency {} waitresp {} outbuf {} waitresp_msgs {}",
+                w(&b.rtt),
+                w(&b.int_latency),
+                w(&b.outbuf_latency),
+                b.waitresp_cnt,
+                b.outbuf_cnt,
+                b.waitresp_msg_cnt
+            ));
+        }
     }
 }
 
@@ -257,6 +328,7 @@ fn rdkafka_run(
         start: std::sync::OnceLock::new(),
         interval,
         produce_requests: std::sync::atomic::AtomicI64::new(0),
+        windows: std::sync::Mutex::new(Vec::new()),
     };
     let stats = std::env::var_os("KRUST_PEER_STATS").is_some();
     let mut config = crate::rdk_config(bootstrap);
@@ -314,6 +386,15 @@ fn rdkafka_run(
                 .produce_requests
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
+        for l in producer
+            .context()
+            .windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            eprintln!("  {l}");
+        }
     }
     line
 }
@@ -392,13 +473,22 @@ pub fn parent(
     runs: usize,
     secs: f64,
 ) {
+    // KRUST_PEER_LAT_CLIENTS: comma-separated clients (krust, krust-pipelined, librdkafka).
+    let clients: Vec<String> = std::env::var("KRUST_PEER_LAT_CLIENTS")
+        .unwrap_or_else(|_| "krust,librdkafka".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut rows = Vec::new();
     for &broker in brokers {
         for rate in RATES {
-            let mut results = Vec::new();
-            for client in ["krust", "librdkafka"] {
-                let mut ok = Vec::new();
-                for n in 0..runs {
+            // Runs interleaved (run 1 of every client, then run 2, ...), so load that comes
+            // and goes on a shared machine falls on every client alike.
+            let mut ok: Vec<Vec<LatencyRun>> = vec![Vec::new(); clients.len()];
+            for n in 0..runs {
+                for (ci, client) in clients.iter().enumerate() {
+                    let client = client.as_str();
                     let r = if broker == "null" {
                         rt.block_on(async {
                             use krust_testkit::{NullBroker, NullBrokerConfig};
@@ -407,8 +497,9 @@ pub fn parent(
                                 .map_err(|e| e.to_string())?;
                             let bootstrap = nb.bootstrap();
                             let topic = crate::unique("lat");
+                            let c2 = client.to_string();
                             tokio::task::spawn_blocking(move || {
-                                run(client, &bootstrap, &topic, rate, secs)
+                                run(&c2, &bootstrap, &topic, rate, secs)
                             })
                             .await
                             .map_err(|e| e.to_string())?
@@ -418,8 +509,9 @@ pub fn parent(
                             let admin = crate::tansu_admin(tansu_addr).await?;
                             let topic = crate::tansu_topic(&admin, 1).await?;
                             let (addr, t2) = (tansu_addr.to_string(), topic.clone());
+                            let c2 = client.to_string();
                             let r = tokio::task::spawn_blocking(move || {
-                                run(client, &addr, &t2, rate, secs)
+                                run(&c2, &addr, &t2, rate, secs)
                             })
                             .await
                             .map_err(|e| e.to_string())?;
@@ -440,14 +532,14 @@ pub fn parent(
                                 r.cpu_us,
                                 r.failed
                             );
-                            ok.push(r);
+                            ok[ci].push(r);
                         }
                         Err(e) => eprintln!("{broker} latency {rate}/s {client}: {e}"),
                     }
                 }
-                results.push(summarize(&ok));
             }
-            for (client, s) in ["krust", "librdkafka"].iter().zip(&results) {
+            let results: Vec<Option<LatencyRun>> = ok.iter().map(|o| summarize(o)).collect();
+            for (client, s) in clients.iter().zip(&results) {
                 rows.push(match s {
                     Some(s) => format!(
                         "| {broker} | {rate} | {client} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
@@ -466,4 +558,78 @@ pub fn parent(
     for r in rows {
         println!("{r}");
     }
+}
+
+/// Prints the stage percentiles of a probed krust run (KRUST_LAT_PROBE) on stderr.
+fn probe_report(start: Instant, interval: Duration, sent: &[u64], woken: &[u64]) {
+    let rows = krust_client::producer::probe::take();
+    // Row 0 is the warm-up record; rows are in record order (one partition).
+    let rows = &rows[1.min(rows.len())..];
+    let n = rows.len().min(sent.len());
+    let t0 = krust_client::producer::probe::ns(start);
+    let mut stages: Vec<(&str, Vec<u64>)> = [
+        "pace (send call - scheduled)",
+        "command queue (driver - send call)",
+        "accumulator (drained - driver)",
+        "to request task (polled - drained)",
+        "request (driver answered - polled)",
+        "completion (resolved - answered)",
+        "wake-up (woken - resolved)",
+        "total (woken - scheduled)",
+    ]
+    .iter()
+    .map(|s| (*s, Vec::with_capacity(n)))
+    .collect();
+    let mut depth = std::collections::BTreeMap::<u32, usize>::new();
+    let mut recs = Vec::with_capacity(n);
+    for (i, r) in rows.iter().take(n).enumerate() {
+        let sched = t0 + (interval * i as u32).as_nanos() as u64;
+        let v = [
+            sent[i].saturating_sub(sched),
+            r.driver.saturating_sub(sent[i]),
+            r.drained.saturating_sub(r.driver),
+            r.polled.saturating_sub(r.drained),
+            r.answered.saturating_sub(r.polled),
+            r.resolved.saturating_sub(r.answered),
+            woken[i].saturating_sub(r.resolved),
+            woken[i].saturating_sub(sched),
+        ];
+        for (s, x) in stages.iter_mut().zip(v) {
+            s.1.push(x);
+        }
+        *depth.entry(r.depth).or_default() += 1;
+        recs.push(r.request_records as u64);
+    }
+    let pct = |v: &mut Vec<u64>, p: f64| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_unstable();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1e3
+    };
+    eprintln!("probe: {n} records (per record, us)");
+    for (name, v) in stages.iter_mut() {
+        let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64 / 1e3;
+        eprintln!(
+            "  {name:38} p50 {:>8.0} p90 {:>8.0} p99 {:>8.0} mean {:>8.0}",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 0.99),
+            mean
+        );
+    }
+    eprintln!(
+        "  records in the record's request: p50 {:.0} p99 {:.0}",
+        pct(&mut recs, 0.5) * 1e3,
+        pct(&mut recs, 0.99) * 1e3
+    );
+    let total: usize = depth.values().sum();
+    eprintln!(
+        "  requests already in flight when the record's request started: {}",
+        depth
+            .iter()
+            .map(|(d, c)| format!("{d}:{:.0}%", *c as f64 * 100.0 / total.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }

@@ -325,6 +325,13 @@ fn krust_produce(
         cfg.linger = Duration::from_millis(5);
         // librdkafka's default batch.size; KRUST_PEER_BATCH_SIZE overrides.
         cfg.batch_size = env_usize("KRUST_PEER_BATCH_SIZE").unwrap_or(1_000_000);
+        // KRUST_PEER_PARTIAL=N: max_in_flight_partial (5: partial batches go as soon as an
+        // in-flight slot is free, the rule before the partial-batch hold).
+        // KRUST_PEER_PIPELINE=1: the same as KRUST_PEER_PARTIAL=5.
+        let pipeline = std::env::var_os("KRUST_PEER_PIPELINE").map(|_| 5);
+        if let Some(n) = env_usize("KRUST_PEER_PARTIAL").or(pipeline) {
+            cfg.max_in_flight_partial = n;
+        }
         let producer = Producer::new(cfg).await.map_err(|e| e.to_string())?;
         let value = bytes::Bytes::from(vec![b'x'; size]);
         let mut pending = std::collections::VecDeque::new();

@@ -268,3 +268,74 @@ async fn a_failed_record_is_handed_back_whole_from_its_compressed_batch() {
     );
     producer.close().await;
 }
+
+/// With `linger.ms=0`, a Produce request of partial batches waits for the answer to the one in
+/// flight (a broker answers a connection's requests in order, so it would only wait in line
+/// there), and the records that arrive meanwhile go together in the next request; a request
+/// with a complete batch is not held (`max_in_flight_partial` at its default 1).
+#[tokio::test]
+async fn partial_batches_wait_for_the_answer_in_flight_and_complete_ones_do_not() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("hold", 1, 1).unwrap();
+    let mut cfg = config(&cluster);
+    cfg.linger = Duration::ZERO;
+    cfg.batch_size = 1000;
+    let producer = Producer::new(cfg).await.unwrap();
+    let rec = |i: usize| {
+        ProducerRecord::new("hold")
+            .with_partition(0)
+            .with_value(format!("{i:0100}"))
+    };
+    // Connection, metadata and producer id first.
+    producer.send(rec(0)).await.unwrap().await.unwrap();
+    let rtt = Duration::from_millis(300);
+    // The fake answers each request `rtt` after it arrived, without holding later ones back.
+    cluster.set_rtt(0, rtt);
+    let margin = Duration::from_millis(50);
+
+    // Partial batches: held until the answer.
+    let before = cluster.requests_of(ApiKey::Produce).len();
+    let first = producer.send(rec(1)).await.unwrap();
+    cluster.wait_for_requests(ApiKey::Produce, before + 1).await;
+    let mut futs = Vec::new();
+    for i in 2..=4 {
+        futs.push(producer.send(rec(i)).await.unwrap());
+    }
+    first.await.unwrap();
+    for f in futs.drain(..) {
+        f.await.unwrap();
+    }
+    let log = cluster.requests_of(ApiKey::Produce);
+    assert_eq!(log.len(), before + 2, "{log:?}");
+    let (a, b) = (&log[before], &log[before + 1]);
+    assert_eq!(a.batches[0].record_count, 1);
+    assert_eq!(b.batches[0].record_count, 3, "the held records go together");
+    assert!(
+        b.at + margin >= a.at + rtt,
+        "a partial request went {:?} after the one in flight, before its answer ({rtt:?})",
+        b.at - a.at
+    );
+
+    // A complete batch goes at once, with the first request still unanswered.
+    let before = log.len();
+    let first = producer.send(rec(5)).await.unwrap();
+    cluster.wait_for_requests(ApiKey::Produce, before + 1).await;
+    for i in 6..=40 {
+        futs.push(producer.send(rec(i)).await.unwrap());
+    }
+    cluster.wait_for_requests(ApiKey::Produce, before + 2).await;
+    first.await.unwrap();
+    for f in futs.drain(..) {
+        f.await.unwrap();
+    }
+    let log = cluster.requests_of(ApiKey::Produce);
+    let (a, b) = (&log[before], &log[before + 1]);
+    assert!(
+        b.at + margin < a.at + rtt,
+        "a complete batch waited {:?} for the answer in flight",
+        b.at - a.at
+    );
+    producer.close().await;
+    let want: Vec<String> = (0..=40).map(|i| format!("{i:0100}")).collect();
+    assert_eq!(values(&cluster, "hold", 0), want);
+}

@@ -820,6 +820,21 @@ impl<R> Accumulator<R> {
         r
     }
 
+    /// Whether a partition led by `node` has a sendable batch that is *complete*: closed
+    /// (a newer batch opened behind it, or it is a retry) or at least `batch.size`. A request
+    /// that carries only open batches below `batch.size` would be partial; the producer may
+    /// hold such a request while another one to `node` is unanswered.
+    pub fn has_complete_batch(&self, node: NodeId, now: Instant) -> bool {
+        self.partitions.values().any(|b| {
+            b.leader == Some(node)
+                && b.sendable(now, &self.cfg, self.flushing)
+                    .is_some_and(|idx| {
+                        let batch = &b.batches[idx];
+                        batch.state != BatchState::Open || batch.size >= self.cfg.batch_size
+                    })
+        })
+    }
+
     /// Takes the batches for one Produce request to `node`: at most one per partition led by
     /// `node`, the first sendable one of each, until `max_bytes` (first batch always taken).
     ///
@@ -1105,6 +1120,38 @@ mod tests {
         assert_eq!(d2[0].record_count, 9);
         // The third (2 records) still lingers.
         assert!(a.drain(1, t0, usize::MAX, enc).is_empty());
+    }
+
+    #[test]
+    fn a_complete_batch_is_a_closed_or_full_one() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.linger = Duration::ZERO;
+        let mut a = Accumulator::new(c, 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_leader(&tp(1), Some(2), 0);
+        // Nothing buffered: nothing complete.
+        assert!(!a.has_complete_batch(1, t0));
+        // An open batch below batch.size is sendable (linger 0) but partial.
+        a.append(&tp(0), 1u32, 100, t0);
+        assert_eq!(a.poll_ready(t0).nodes, BTreeSet::from([1]));
+        assert!(!a.has_complete_batch(1, t0));
+        // Filled until the next record opens a new batch: the first one is closed.
+        for i in 2..=10u32 {
+            a.append(&tp(0), i, 100, t0);
+        }
+        assert!(a.has_complete_batch(1, t0));
+        // Another leader's complete batch does not count for node 1, and vice versa.
+        assert!(!a.has_complete_batch(2, t0));
+        let d = a.drain(1, t0, usize::MAX, enc);
+        assert_eq!(d[0].record_count, 9);
+        // Only the open one-record batch is left: partial again.
+        assert!(!a.has_complete_batch(1, t0));
+        // An open batch that reached batch.size exactly is complete.
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.append(&tp(0), 1u32, 1000 - BATCH_OVERHEAD, t0);
+        assert!(a.has_complete_batch(1, t0));
     }
 
     #[test]

@@ -152,6 +152,8 @@ enum Event {
         node: NodeId,
         batches: Vec<(TopicPartition, BatchId)>,
         outcome: Outcome,
+        /// Latency probe (`KRUST_LAT_PROBE`): drained, first polled, depth, records.
+        probe: Option<(Instant, Instant, u32, u32)>,
     },
     Topic {
         name: String,
@@ -213,6 +215,8 @@ pub(crate) struct Driver {
     /// bulk, once per wake-up, by [`Driver::release_memory`]).
     memory: Arc<Semaphore>,
     to_release: usize,
+    /// Latency probe of the answer being handled (`KRUST_LAT_PROBE`).
+    probe: Option<super::probe::RequestProbe>,
 }
 
 impl Driver {
@@ -288,6 +292,7 @@ impl Driver {
             txn,
             memory,
             to_release: 0,
+            probe: None,
         }
     }
 
@@ -652,6 +657,16 @@ impl Driver {
                 if in_flight >= self.cfg.max_in_flight {
                     break;
                 }
+                // The broker answers this connection's requests one at a time: a request of
+                // partial batches only waits in line behind unanswered ones, while its
+                // batches could keep taking records. It goes when an answer brings the count
+                // below `max_in_flight_partial` (answers wake this loop) or once a batch is
+                // complete.
+                if in_flight >= self.cfg.max_in_flight_partial.max(1)
+                    && !self.acc.has_complete_batch(node, now)
+                {
+                    break;
+                }
                 let drained = self.acc.drain(node, now, self.cfg.max_request_size, |b| {
                     encode_batch(b, compression, transactional)
                 });
@@ -665,6 +680,10 @@ impl Driver {
     }
 
     fn start_request(&mut self, node: NodeId, drained: Vec<Drained>) {
+        let probe_on = super::probe::enabled();
+        let depth = self.node_in_flight.get(&node).copied().unwrap_or(0) as u32;
+        let probe_records: u32 = drained.iter().map(|d| d.record_count as u32).sum();
+        let probe_drained = Instant::now();
         *self.node_in_flight.entry(node).or_insert(0) += 1;
         let mut by_topic: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
         let mut bytes = 0usize;
@@ -709,12 +728,14 @@ impl Driver {
         let cluster = self.cluster.clone();
         self.events.push(
             async move {
+                let probe = probe_on.then(|| (probe_drained, Instant::now(), depth, probe_records));
                 // Connecting first tells "never sent" apart from "sent, outcome unknown".
                 if let Err(error) = cluster.connection(node).await {
                     return Event::Produced {
                         node,
                         batches,
                         outcome: Outcome::Failed { error, sent: false },
+                        probe,
                     };
                 }
                 let build = move |_v: i16| {
@@ -745,6 +766,7 @@ impl Driver {
                     node,
                     batches,
                     outcome,
+                    probe,
                 }
             }
             .boxed(),
@@ -806,10 +828,21 @@ impl Driver {
                 node,
                 batches,
                 outcome,
+                probe,
             } => {
                 if let Some(n) = self.node_in_flight.get_mut(&node) {
                     *n = n.saturating_sub(1);
                 }
+                self.probe =
+                    probe.map(
+                        |(drained, polled, depth, records)| super::probe::RequestProbe {
+                            drained,
+                            polled,
+                            answered: now,
+                            depth,
+                            records,
+                        },
+                    );
                 match outcome {
                     Outcome::Written => {
                         for (tp, id) in batches {
@@ -1236,7 +1269,11 @@ impl Driver {
                 offset,
                 timestamp,
             };
+            let arrived = p.enqueued;
             self.complete(p, Ok(md));
+            if let Some(rp) = &self.probe {
+                super::probe::record(arrived, rp, Instant::now());
+            }
         }
     }
 
