@@ -30,10 +30,9 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, ApiVersionsRequest, EndTxnRequest, EndTxnResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
-    InitProducerIdResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    AddPartitionsToTxnResponse, ApiVersionsRequest, EndTxnRequest, EndTxnResponse, GroupId,
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName, TransactionalId,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use krust_core::accumulator::{ProducerIdentity, TopicPartition as AccTp};
@@ -49,6 +48,7 @@ use tracing::{debug, warn};
 
 use super::{Driver, Event, Pending};
 use crate::cluster::{Cluster, Lane};
+use crate::coordinator::{self, CoordinatorType};
 use crate::error::{Error, TxnClass};
 use crate::producer::record::{Persistence, ProduceErrorKind};
 
@@ -679,45 +679,24 @@ async fn find_coordinator(
     let TxnRequestBody::FindCoordinator { key, kind } = body else {
         return Err(TransportFailure::Disconnected);
     };
-    let key_type: i8 = match kind {
-        CoordinatorKind::Group => 0,
-        CoordinatorKind::Transaction => 1,
+    let kind = match kind {
+        CoordinatorKind::Group => CoordinatorType::Group,
+        CoordinatorKind::Transaction => CoordinatorType::Transaction,
     };
-    let r = cluster
-        .send_any(|v| {
-            let mut req = FindCoordinatorRequest::default().with_key_type(key_type);
-            if v >= 4 {
-                req.coordinator_keys = vec![sb(key)];
-            } else {
-                req.key = sb(key);
-            }
-            req
-        })
-        .await;
-    match r {
-        Ok((_, v, resp)) => Ok(coordinator_answer(&resp, v, key)),
+    match coordinator::lookup_once(cluster, kind, key).await {
+        Ok(Ok(node_id)) => Ok(TxnResponse::FindCoordinator {
+            error: ErrorCode::NONE,
+            node_id,
+        }),
+        Ok(Err(refusal)) => Ok(TxnResponse::FindCoordinator {
+            error: refusal.code,
+            node_id: -1,
+        }),
         Err(e) => {
             debug!(error = %e, "FindCoordinator failed");
             Err(transport(&e))
         }
     }
-}
-
-fn coordinator_answer(resp: &FindCoordinatorResponse, version: i16, key: &str) -> TxnResponse {
-    let (error, node_id) = if version >= 4 {
-        match resp
-            .coordinators
-            .iter()
-            .find(|c| c.key.as_str() == key)
-            .or_else(|| resp.coordinators.first())
-        {
-            Some(c) => (ErrorCode(c.error_code), c.node_id.0),
-            None => (ErrorCode::COORDINATOR_NOT_AVAILABLE, -1),
-        }
-    } else {
-        (ErrorCode(resp.error_code), resp.node_id.0)
-    };
-    TxnResponse::FindCoordinator { error, node_id }
 }
 
 async fn to_coordinator(
