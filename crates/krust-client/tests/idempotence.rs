@@ -822,3 +822,45 @@ async fn s7_tansu_through_the_chaos_proxy() {
     assert_eq!(persisted as u64, n, "every record Persisted");
     assert_eq!(in_log as u64, n);
 }
+
+/// Scenario 3f: the broker loses every producer id (as tansu does when restarted without its
+/// producer state): UNKNOWN_PRODUCER_ID at any epoch and sequence. The local epoch bump is
+/// refused too, so the partition asks InitProducerId for a fresh id and everything is written
+/// under it, in order, before the delivery timeout; nothing fails.
+#[tokio::test]
+async fn s3_broker_loses_every_producer_id() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("s3f", 1, 1).unwrap();
+    let mut cfg = config(&cluster.bootstrap());
+    cfg.delivery_timeout = Duration::from_secs(10);
+    let producer = Producer::new(cfg).await.unwrap();
+    let mut s = Sender::new("s3f", 1);
+    for _ in 0..50 {
+        s.send_to(&producer, 0).await;
+    }
+    let mut r = s.results().await;
+    assert_eq!(count(&r, Persistence::Persisted), 50, "{r:?}");
+    let before = identities(&cluster, "s3f");
+    assert_eq!(before.len(), 1, "{before:?}");
+    cluster.lose_producer_ids();
+    for _ in 0..250 {
+        s.send_to(&producer, 0).await;
+    }
+    let after = tokio::time::timeout(Duration::from_secs(20), s.results())
+        .await
+        .expect("every result before the delivery timeout");
+    r.extend(after);
+    producer.close().await;
+    assert_eq!(count(&r, Persistence::Persisted), 300, "{r:?}");
+    assert_eq!(check_fake(&cluster, "s3f", 1, &r), 300);
+    // Proof: the old id was refused (the bump too), then a second id wrote the rest.
+    let ids = identities(&cluster, "s3f");
+    let pids: BTreeSet<i64> = ids.iter().map(|x| x.0).collect();
+    assert_eq!(pids.len(), 2, "{ids:?}");
+    let old = before.iter().next().unwrap().0;
+    assert!(
+        ids.contains(&(old, 1)),
+        "a local bump was tried first: {ids:?}"
+    );
+    assert_eq!(cluster.requests_of(ApiKey::InitProducerId).len(), 2);
+}

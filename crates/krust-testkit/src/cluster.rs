@@ -347,6 +347,15 @@ impl FakeCluster {
         }
     }
 
+    /// Makes the cluster forget every producer id issued so far, as a broker restarted without
+    /// its producer state does (tansu with memory storage): any later Produce carrying one of
+    /// them, at any epoch or sequence, gets UNKNOWN_PRODUCER_ID. Ids issued afterwards work.
+    pub fn lose_producer_ids(&self) {
+        let mut s = self.shared.lock();
+        let issued: Vec<i64> = (s.cfg.first_producer_id..s.next_producer_id).collect();
+        s.lost_producer_ids.extend(issued);
+    }
+
     // ---- brokers ------------------------------------------------------------------------
 
     /// Takes a broker down: its connections are dropped, new ones refused until

@@ -250,6 +250,8 @@ pub(crate) struct State {
     pub(crate) coordinator_overrides: HashMap<(i8, String), i32>,
     pub(crate) next_producer_id: i64,
     pub(crate) producers: HashMap<i64, ProducerInfo>,
+    /// Producer ids every Produce refuses with UNKNOWN_PRODUCER_ID.
+    pub(crate) lost_producer_ids: std::collections::HashSet<i64>,
     pub(crate) txns: HashMap<String, TxnState>,
     pub(crate) groups: HashMap<String, Group>,
     pub(crate) next_member: u64,
@@ -268,6 +270,7 @@ impl State {
             coordinator_overrides: HashMap::new(),
             next_producer_id,
             producers: HashMap::new(),
+            lost_producer_ids: Default::default(),
             txns: HashMap::new(),
             groups: HashMap::new(),
             next_member: 0,

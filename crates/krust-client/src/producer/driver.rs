@@ -208,6 +208,11 @@ pub(crate) struct Driver {
     idem: Option<IdempotenceState>,
     /// Drained partitions waiting for a fresh identity (sequence reset).
     resets_waiting: Vec<TopicPartition>,
+    /// Partitions answered UNKNOWN_PRODUCER_ID under an identity other than the producer's
+    /// current one (a local KIP-360 epoch bump): the broker does not know the producer id at
+    /// all (a broker that lost its producer state, as tansu after a restart), so their reset
+    /// takes a fresh id from InitProducerId instead of another bump.
+    fresh_id_wanted: std::collections::HashSet<TopicPartition>,
     /// Transactions (`None` without `transactional.id`). The producer identity then comes
     /// from the transaction machine, producer-wide, and `idem` is `None`.
     txn: Option<TxnDriver>,
@@ -289,6 +294,7 @@ impl Driver {
             stats,
             idem,
             resets_waiting: Vec::new(),
+            fresh_id_wanted: Default::default(),
             txn,
             memory,
             to_release: 0,
@@ -305,7 +311,7 @@ impl Driver {
             self.poll_metadata_snapshot();
             self.expire(now);
             if self.dropped {
-                self.abort_unsent("producer dropped");
+                self.abort_unsent(ProduceErrorKind::Closed);
             }
             let idem_next = self.drive_idempotence(now);
             let txn_next = self.drive_txn(now);
@@ -1057,6 +1063,13 @@ impl Driver {
     ) {
         self.last_error
             .insert(tp.topic.to_string(), code.to_string());
+        if fault == SequenceFault::UnknownProducer {
+            let current = self.idem.as_ref().and_then(|i| i.identity());
+            let partition = self.acc.partition(tp).map(|b| b.producer());
+            if current.is_some() && partition.is_some() && partition != current {
+                self.fresh_id_wanted.insert(tp.clone());
+            }
+        }
         match self.acc.handle_sequence_error(tp, id, fault, now) {
             FailureOutcome::Retrying { .. } | FailureOutcome::Unknown => {}
             FailureOutcome::Failed(b) => {
@@ -1074,19 +1087,7 @@ impl Driver {
     fn drive_idempotence(&mut self, now: Instant) -> Option<Instant> {
         let first = self.idem.as_ref()?.first_sequence();
         if let Some(reason) = self.fatal() {
-            let batches = self.acc.abort_waiting();
-            for b in batches {
-                self.fail_batch(b, ProduceErrorKind::Fatal(reason.clone()));
-            }
-            let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, q)| q).collect();
-            for p in waiting {
-                self.fail(
-                    p,
-                    None,
-                    ProduceErrorKind::Fatal(reason.clone()),
-                    Persistence::NotPersisted,
-                );
-            }
+            self.abort_unsent(ProduceErrorKind::Fatal(reason));
             return None;
         }
         for tp in self.acc.partitions_awaiting_reset() {
@@ -1094,7 +1095,8 @@ impl Driver {
                 continue;
             }
             let current = self.acc.partition(&tp).map(|b| b.producer());
-            match current.and_then(bumped) {
+            let fresh = self.fresh_id_wanted.remove(&tp);
+            match current.and_then(bumped).filter(|_| !fresh) {
                 Some(bumped) => {
                     // KIP-360: the same producer id with the next epoch, for this partition.
                     // The broker then refuses any late request of the old epoch (a zombie
@@ -1105,7 +1107,7 @@ impl Driver {
                     }
                 }
                 None => {
-                    debug!(%tp, "partition drained: epoch exhausted, asking for a fresh id");
+                    debug!(%tp, fresh, "partition drained: asking for a fresh id");
                     self.resets_waiting.push(tp);
                     if let Some(idem) = self.idem.as_mut() {
                         idem.request_fresh(now);
@@ -1231,19 +1233,27 @@ impl Driver {
         }
     }
 
-    /// After every handle was dropped: fail whatever has not been sent.
-    fn abort_unsent(&mut self, why: &str) {
+    /// Fails, with `kind`, every record not yet sent: the accumulator's waiting batches and the
+    /// records waiting for their topic's metadata. Returns whether there was any.
+    pub(super) fn abort_unsent(&mut self, kind: ProduceErrorKind) -> bool {
         let batches = self.acc.abort_waiting();
-        if !batches.is_empty() {
-            debug!(batches = batches.len(), why, "failing unsent batches");
-        }
-        for b in batches {
-            self.fail_batch(b, ProduceErrorKind::Closed);
-        }
         let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, q)| q).collect();
-        for p in waiting {
-            self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
+        if batches.is_empty() && waiting.is_empty() {
+            return false;
         }
+        debug!(
+            batches = batches.len(),
+            records = waiting.len(),
+            error = %kind,
+            "failing unsent records"
+        );
+        for b in batches {
+            self.fail_batch(b, kind.clone());
+        }
+        for p in waiting {
+            self.fail(p, None, kind.clone(), Persistence::NotPersisted);
+        }
+        true
     }
 
     fn succeed(&mut self, b: ProducerBatch<Pending>, base_offset: i64, log_append_time: i64) {

@@ -46,11 +46,11 @@ use krust_wire::{ApiKey, ErrorCode};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use super::{Driver, Event, Pending};
+use super::{Driver, Event};
 use crate::cluster::{Cluster, Lane};
 use crate::coordinator::{self, CoordinatorType};
 use crate::error::{Error, TxnClass};
-use crate::producer::record::{Persistence, ProduceErrorKind};
+use crate::producer::record::ProduceErrorKind;
 
 /// A transactional call from a [`Producer`](crate::producer::Producer) handle.
 pub(crate) enum TxnCommand {
@@ -495,28 +495,9 @@ impl Driver {
     /// belong to a transaction that will not commit. A failed batch that already had a
     /// sequence number makes the abort bump the epoch.
     fn fail_undrained(&mut self, why: &str) {
-        let batches = self.acc.abort_waiting();
-        let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, q)| q).collect();
-        if batches.is_empty() && waiting.is_empty() {
+        // (A batch with a sequence number makes the abort bump: see `fail_batch`.)
+        if !self.abort_unsent(ProduceErrorKind::Transaction(why.to_string())) {
             return;
-        }
-        debug!(
-            batches = batches.len(),
-            records = waiting.len(),
-            why,
-            "failing unsent records"
-        );
-        for b in batches {
-            // (A batch with a sequence number makes the abort bump: see `fail_batch`.)
-            self.fail_batch(b, ProduceErrorKind::Transaction(why.to_string()));
-        }
-        for p in waiting {
-            self.fail(
-                p,
-                None,
-                ProduceErrorKind::Transaction(why.to_string()),
-                Persistence::NotPersisted,
-            );
         }
         self.acc.release_all_held();
     }
@@ -524,19 +505,7 @@ impl Driver {
     /// The producer is unusable: every queued record and every waiting call fails.
     fn txn_stop(&mut self, reason: &str) {
         self.acc.release_all_held();
-        let batches = self.acc.abort_waiting();
-        for b in batches {
-            self.fail_batch(b, ProduceErrorKind::Fatal(reason.to_string()));
-        }
-        let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, q)| q).collect();
-        for p in waiting {
-            self.fail(
-                p,
-                None,
-                ProduceErrorKind::Fatal(reason.to_string()),
-                Persistence::NotPersisted,
-            );
-        }
+        self.abort_unsent(ProduceErrorKind::Fatal(reason.to_string()));
         if let Some(t) = self.txn.as_mut() {
             let err = t.tm.last_error().cloned();
             let f = || {

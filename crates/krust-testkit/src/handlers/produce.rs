@@ -130,6 +130,11 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                         return Err(ec::INVALID_RECORD);
                     }
                     for (h, _) in &batches {
+                        // A broker that lost its producer ids (FakeCluster::lose_producer_ids)
+                        // knows none of them, whatever the sequence.
+                        if h.producer_id >= 0 && s.lost_producer_ids.contains(&h.producer_id) {
+                            return Err(ec::UNKNOWN_PRODUCER_ID);
+                        }
                         check_txn(&mut s, txn_id.as_deref(), &topic, pd.index, h, v)?;
                     }
                     let log_append_time = s
