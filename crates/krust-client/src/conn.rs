@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use krust_wire::frame::FrameReader;
+use krust_wire::frame::{encode_produce_frame, FrameReader};
 use krust_wire::header::{encode_request, peek_correlation_id, split_response};
 use krust_wire::versions::{api_versions_retry, decode_api_versions};
 use krust_wire::{decode_response, ApiKey, BrokerVersions, ErrorCode, KafkaRequest};
@@ -93,7 +93,11 @@ pub type NodeId = i32;
 type Waiter = oneshot::Sender<std::result::Result<Bytes, String>>;
 
 struct Outgoing {
+    /// The frame, or its first piece.
     frame: Bytes,
+    /// The frame's further pieces (a Produce request's large record batches, written from
+    /// their own buffers rather than copied into `frame`).
+    rest: Vec<Bytes>,
     written: Option<oneshot::Sender<()>>,
 }
 
@@ -485,7 +489,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<()> {
         let core = &self.core;
-        let (frame, _) = core.encode(req, version)?;
+        let (frame, rest, _) = core.encode(req, version)?;
         let (wtx, wrx) = oneshot::channel();
         let fut = async {
             {
@@ -493,6 +497,7 @@ impl Connection {
                 core.tx
                     .send(Outgoing {
                         frame,
+                        rest,
                         written: Some(wtx),
                     })
                     .await
@@ -541,8 +546,24 @@ impl Core {
         })
     }
 
-    fn encode<R: KafkaRequest>(&self, req: &R, version: i16) -> Result<(Bytes, i32)> {
+    /// Encodes a request frame: its first piece, any further pieces, and its correlation id.
+    fn encode<R: KafkaRequest>(&self, req: &R, version: i16) -> Result<(Bytes, Vec<Bytes>, i32)> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let wire_err = |source| Error::Wire {
+            broker: self.node,
+            source,
+        };
+        // A Produce request's record batches are written from their own buffers, not copied
+        // into the frame (a megabyte per request at the default batch size).
+        if let Some(produce) = (req as &dyn std::any::Any).downcast_ref::<ProduceRequest>() {
+            if let Some(mut pieces) =
+                encode_produce_frame(produce, version, correlation_id, Some(&self.client_id))
+                    .map_err(wire_err)?
+            {
+                let first = pieces.remove(0);
+                return Ok((first, pieces, correlation_id));
+            }
+        }
         // Sized up front: a produce request of a megabyte would otherwise grow (and copy) its
         // buffer a dozen times. The header is at most 4 + 2 + 2 + 4 + 2 + client id + 1 bytes.
         let body = req.compute_size(version).unwrap_or(0);
@@ -554,11 +575,8 @@ impl Core {
             correlation_id,
             Some(&self.client_id),
         )
-        .map_err(|source| Error::Wire {
-            broker: self.node,
-            source,
-        })?;
-        Ok((buf.freeze(), correlation_id))
+        .map_err(wire_err)?;
+        Ok((buf.freeze(), Vec::new(), correlation_id))
     }
 
     /// One request/response exchange. `gated` requests wait while a re-authentication runs;
@@ -573,7 +591,7 @@ impl Core {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
-        let (frame, correlation_id) = self.encode(req, version)?;
+        let (frame, rest, correlation_id) = self.encode(req, version)?;
         let (rtx, rrx) = oneshot::channel();
         self.shared
             .pending
@@ -595,6 +613,7 @@ impl Core {
                 self.tx
                     .send(Outgoing {
                         frame,
+                        rest,
                         written: None,
                     })
                     .await
@@ -830,31 +849,40 @@ async fn write_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, shared: 
     let _ = wr.shutdown().await;
 }
 
+/// Most slices passed to one vectored write (Linux's `IOV_MAX` is 1024).
+const MAX_IOV: usize = 512;
+
 /// Writes whole frames, several per system call (`writev`) when the transport supports it.
 async fn write_frames(wr: &mut BoxWrite, frames: &[Outgoing]) -> std::io::Result<()> {
-    if frames.len() == 1 || !wr.is_write_vectored() {
-        for m in frames {
-            wr.write_all(&m.frame).await?;
+    let parts: Vec<&[u8]> = frames
+        .iter()
+        .flat_map(|m| std::iter::once(&m.frame[..]).chain(m.rest.iter().map(|b| &b[..])))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.len() <= 1 || !wr.is_write_vectored() {
+        for p in parts {
+            wr.write_all(p).await?;
         }
         return Ok(());
     }
-    // The first frame not fully written, and how much of it was.
+    // The first piece not fully written, and how much of it was.
     let (mut idx, mut off) = (0, 0);
-    let mut slices = Vec::with_capacity(frames.len());
-    while idx < frames.len() {
+    let mut slices = Vec::with_capacity(parts.len().min(MAX_IOV));
+    while idx < parts.len() {
         slices.clear();
-        slices.push(std::io::IoSlice::new(&frames[idx].frame[off..]));
+        slices.push(std::io::IoSlice::new(&parts[idx][off..]));
         slices.extend(
-            frames[idx + 1..]
+            parts[idx + 1..]
                 .iter()
-                .map(|m| std::io::IoSlice::new(&m.frame)),
+                .take(MAX_IOV - 1)
+                .map(|p| std::io::IoSlice::new(p)),
         );
         let mut n = wr.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        while n > 0 && idx < frames.len() {
-            let left = frames[idx].frame.len() - off;
+        while n > 0 && idx < parts.len() {
+            let left = parts[idx].len() - off;
             if n >= left {
                 n -= left;
                 idx += 1;
@@ -1003,6 +1031,7 @@ mod tests {
             _: &mut Context<'_>,
             bufs: &[std::io::IoSlice<'_>],
         ) -> Poll<std::io::Result<usize>> {
+            assert!(bufs.len() <= MAX_IOV, "{} slices in one call", bufs.len());
             let mut left = self.step;
             let mut out = self.out.lock().unwrap();
             for b in bufs {
@@ -1035,8 +1064,18 @@ mod tests {
             .map(|(i, n)| {
                 let f: Vec<u8> = (0..*n).map(|j| (i * 31 + j) as u8).collect();
                 all.extend_from_slice(&f);
+                // Every other frame in pieces (as a Produce request with large batches is),
+                // one of them empty.
+                let mut f = Bytes::from(f);
+                let mut rest = Vec::new();
+                if i % 2 == 1 && f.len() >= 3 {
+                    let tail = f.split_off(f.len() / 3);
+                    let (mid, end) = (tail.slice(..tail.len() / 2), tail.slice(tail.len() / 2..));
+                    rest = vec![mid, Bytes::new(), end];
+                }
                 Outgoing {
-                    frame: Bytes::from(f),
+                    frame: f,
+                    rest,
                     written: None,
                 }
             })
@@ -1047,7 +1086,7 @@ mod tests {
     #[tokio::test]
     async fn vectored_writes_keep_frames_whole_and_in_order_across_partial_writes() {
         for (step, vectored) in [(7, true), (1, true), (1000, true), (7, false)] {
-            let (batch, expected) = frames(&[10, 3, 25, 1, 40]);
+            let (batch, expected) = frames(&[10, 3, 25, 1, 40, 0, 17]);
             let out = Arc::new(Mutex::new(Vec::new()));
             let calls = Arc::new(Mutex::new(0));
             let mut wr: BoxWrite = Box::new(Trickle {
@@ -1066,6 +1105,23 @@ mod tests {
                 assert_eq!(*calls.lock().unwrap(), 1, "one call for every frame");
             }
         }
+        // More pieces than one vectored write takes: several calls, all bytes in order.
+        let sizes: Vec<usize> = (0..1200).map(|i| 1 + i % 5).collect();
+        let (batch, expected) = frames(&sizes);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(Mutex::new(0));
+        let mut wr: BoxWrite = Box::new(Trickle {
+            out: out.clone(),
+            calls: calls.clone(),
+            step: 1 << 20,
+            vectored: true,
+        });
+        write_frames(&mut wr, &batch).await.unwrap();
+        assert_eq!(*out.lock().unwrap(), expected);
+        assert!(
+            *calls.lock().unwrap() >= 3,
+            "at most {MAX_IOV} slices per call"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, Result};
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::protocol::Encodable;
 
 /// Default maximum frame size: 100 MiB, above Kafka's default `socket.request.max.bytes`
 /// (100 MiB) and any sensible `fetch.max.bytes`.
@@ -110,9 +112,232 @@ pub fn write_frame(out: &mut BytesMut, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Records fields at least this long are sent as their own slice of a vectored write instead of
+/// being copied into the request frame.
+pub const PRODUCE_INLINE_MAX: usize = 4096;
+
+/// A Produce request frame (length prefix, header v1/v2 and body) as a list of pieces whose
+/// concatenation is exactly what [`crate::header::encode_request`] writes: each record batch
+/// of at least [`PRODUCE_INLINE_MAX`] bytes is its own piece (the `Bytes` shared, not copied),
+/// so a writer using vectored writes never copies the batches.
+///
+/// Returns `Ok(None)` for what this encoder does not cover (versions outside 3..=12, unknown
+/// tagged fields): the caller then encodes the request whole.
+pub fn encode_produce_frame(
+    req: &ProduceRequest,
+    version: i16,
+    correlation_id: i32,
+    client_id: Option<&str>,
+) -> Result<Option<Vec<Bytes>>> {
+    if !(3..=12).contains(&version)
+        || !req.unknown_tagged_fields.is_empty()
+        || req.topic_data.iter().any(|t| {
+            !t.unknown_tagged_fields.is_empty()
+                || t.partition_data
+                    .iter()
+                    .any(|p| !p.unknown_tagged_fields.is_empty())
+        })
+    {
+        return Ok(None);
+    }
+    let flexible = version >= 9;
+    let client_len = client_id.map_or(0, str::len);
+    let body = req.compute_size(version).map_err(|e| Error::Encode {
+        what: "Produce",
+        detail: format!("version {version}: {e}"),
+    })?;
+    let size = 2 + 2 + 4 + 2 + client_len + usize::from(flexible) + body;
+    let len = i32::try_from(size).map_err(|_| Error::Encode {
+        what: "Produce",
+        detail: format!("{size} bytes do not fit a frame"),
+    })?;
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_i32(len);
+    buf.put_i16(0); // Produce
+    buf.put_i16(version);
+    buf.put_i32(correlation_id);
+    put_string(&mut buf, client_id, false, "client id")?;
+    if flexible {
+        buf.put_u8(0); // no tagged fields in the header
+    }
+    put_string(
+        &mut buf,
+        req.transactional_id.as_ref().map(|t| &*t.0),
+        flexible,
+        "transactional id",
+    )?;
+    buf.put_i16(req.acks);
+    buf.put_i32(req.timeout_ms);
+    put_len(
+        &mut buf,
+        Some(req.topic_data.len()),
+        flexible,
+        "topic count",
+    )?;
+    for t in &req.topic_data {
+        put_string(&mut buf, Some(&*t.name.0), flexible, "topic name")?;
+        put_len(
+            &mut buf,
+            Some(t.partition_data.len()),
+            flexible,
+            "partition count",
+        )?;
+        for p in &t.partition_data {
+            buf.put_i32(p.index);
+            let records = p.records.as_ref();
+            put_len(&mut buf, records.map(Bytes::len), flexible, "records")?;
+            if let Some(r) = records {
+                if r.len() >= PRODUCE_INLINE_MAX {
+                    pieces.push(buf.split().freeze());
+                    pieces.push(r.clone());
+                } else {
+                    buf.put_slice(r);
+                }
+            }
+            if flexible {
+                buf.put_u8(0);
+            }
+        }
+        if flexible {
+            buf.put_u8(0);
+        }
+    }
+    if flexible {
+        buf.put_u8(0);
+    }
+    pieces.push(buf.freeze());
+    let total: usize = pieces.iter().map(Bytes::len).sum();
+    if total != 4 + size {
+        return Err(Error::Encode {
+            what: "Produce",
+            detail: format!("{total} bytes written for a frame of {}", 4 + size),
+        });
+    }
+    Ok(Some(pieces))
+}
+
+/// A (compact when `flexible`) nullable string.
+fn put_string(
+    out: &mut BytesMut,
+    s: Option<&str>,
+    flexible: bool,
+    what: &'static str,
+) -> Result<()> {
+    let len = s.map(str::len);
+    if flexible {
+        put_len(out, len, true, what)?;
+    } else {
+        let n = match len {
+            None => -1,
+            Some(n) => i16::try_from(n).map_err(|_| Error::Encode {
+                what,
+                detail: format!("{n} bytes: longer than 32767"),
+            })?,
+        };
+        out.put_i16(n);
+    }
+    if let Some(s) = s {
+        out.put_slice(s.as_bytes());
+    }
+    Ok(())
+}
+
+/// A nullable length: an unsigned varint of length + 1 (0 for null) when `flexible`, else an
+/// `i32` (-1 for null).
+fn put_len(
+    out: &mut BytesMut,
+    len: Option<usize>,
+    flexible: bool,
+    what: &'static str,
+) -> Result<()> {
+    let too_long = |n: usize| Error::Encode {
+        what,
+        detail: format!("{n} is too long"),
+    };
+    if flexible {
+        let mut v = match len {
+            None => 0u32,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .and_then(|n| n.checked_add(1))
+                .ok_or_else(|| too_long(n))?,
+        };
+        while v >= 0x80 {
+            out.put_u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.put_u8(v as u8);
+    } else {
+        let n = match len {
+            None => -1,
+            Some(n) => i32::try_from(n).map_err(|_| too_long(n))?,
+        };
+        out.put_i32(n);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn produce_frame_pieces_equal_the_whole_encoding() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{TopicName, TransactionalId};
+        use kafka_protocol::protocol::StrBytes;
+        let big = Bytes::from(
+            (0..PRODUCE_INLINE_MAX + 77)
+                .map(|i| i as u8)
+                .collect::<Vec<_>>(),
+        );
+        let small = Bytes::from_static(b"small batch");
+        let part = |index, records| {
+            PartitionProduceData::default()
+                .with_index(index)
+                .with_records(records)
+        };
+        let topic = |name: &str, parts| {
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(name.into())))
+                .with_partition_data(parts)
+        };
+        for txn in [
+            None,
+            Some(TransactionalId(StrBytes::from_static_str("tx-1"))),
+        ] {
+            let req = ProduceRequest::default()
+                .with_transactional_id(txn)
+                .with_acks(-1)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![
+                    topic(
+                        "a",
+                        vec![part(0, Some(big.clone())), part(1, Some(small.clone()))],
+                    ),
+                    topic("bb", vec![part(7, None), part(2, Some(big.clone()))]),
+                ]);
+            for version in 3..=12 {
+                let mut whole = BytesMut::new();
+                crate::header::encode_request(&mut whole, &req, version, 42, Some("krust"))
+                    .unwrap();
+                let pieces = encode_produce_frame(&req, version, 42, Some("krust"))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(pieces.len(), 5, "two big batches are pieces of their own");
+                assert!(
+                    pieces.iter().any(|p| p.as_ptr() == big.as_ptr()),
+                    "shared, not copied"
+                );
+                assert_eq!(pieces.concat(), whole.to_vec(), "version {version}");
+            }
+        }
+        let unknown = ProduceRequest::default().with_topic_data(vec![topic("a", vec![])]);
+        assert!(encode_produce_frame(&unknown, 13, 1, None)
+            .unwrap()
+            .is_none());
+    }
 
     #[test]
     fn splits_frames_across_partial_reads() {
