@@ -343,13 +343,14 @@ impl Driver {
                 }
                 cmds = rx.recv_many(4096), if rx_open => {
                     match cmds {
-                        Some(cmds) => {
+                        Some(mut cmds) => {
                             // A burst at a time (one readiness pass and one clock read per
                             // burst), at most 4096 so sending keeps up.
                             let now = rx.first_unwoken().unwrap_or_else(Instant::now);
-                            for cmd in cmds {
+                            for cmd in cmds.drain(..) {
                                 self.handle_command(cmd, now);
                             }
+                            rx.recycle(cmds);
                         }
                         None => {
                             rx_open = false;

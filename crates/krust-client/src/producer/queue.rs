@@ -61,6 +61,9 @@ pub(crate) struct CommandRx {
     local: std::vec::IntoIter<Command>,
     /// `first_unwoken` of the commands taken last from the queue.
     first_unwoken: Option<Instant>,
+    /// An emptied burst vector handed back by [`CommandRx::recycle`], put in the queue's place
+    /// at the next take so senders push into memory already allocated.
+    spare: Vec<Command>,
 }
 
 /// A new queue.
@@ -84,6 +87,7 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
             shared,
             local: Vec::new().into_iter(),
             first_unwoken: None,
+            spare: Vec::new(),
         },
     )
 }
@@ -192,6 +196,15 @@ impl CommandRx {
         self.first_unwoken
     }
 
+    /// Hands back a burst vector returned by [`CommandRx::recv_many`] once its commands are
+    /// taken out, to be reused as the queue's next vector (the larger of two is kept).
+    pub(crate) fn recycle(&mut self, mut burst: Vec<Command>) {
+        burst.clear();
+        if burst.capacity() > self.spare.capacity() {
+            self.spare = burst;
+        }
+    }
+
     /// Up to `max` commands in the order they were sent (at least one), or `None` once every
     /// sender is dropped and nothing is left. Cancel-safe: nothing is taken unless returned.
     pub(crate) async fn recv_many(&mut self, max: usize) -> Option<Vec<Command>> {
@@ -208,8 +221,13 @@ impl CommandRx {
                             Poll::Pending
                         };
                     }
-                    // The queue keeps a vector with room for a burst like this one.
-                    let room = Vec::with_capacity(st.queued.len());
+                    // The queue keeps a vector with room for a burst like this one: the
+                    // recycled one when it is large enough.
+                    let room = if self.spare.capacity() >= st.queued.len() {
+                        std::mem::take(&mut self.spare)
+                    } else {
+                        Vec::with_capacity(st.queued.len())
+                    };
                     self.first_unwoken = st.first_unwoken.take();
                     std::mem::replace(&mut st.queued, room)
                 };
@@ -245,6 +263,39 @@ mod tests {
     fn flush_cmd() -> (Command, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         (Command::Flush(tx), rx)
+    }
+
+    #[tokio::test]
+    async fn a_recycled_burst_vector_is_the_queue_s_next_one() {
+        let (tx, mut rx) = command_queue();
+        let mut keep = Vec::new();
+        for _ in 0..8 {
+            let (c, r) = flush_cmd();
+            keep.push(r);
+            tx.send(c).ok().unwrap();
+        }
+        let mut first = rx.recv_many(100).await.unwrap();
+        assert_eq!(first.len(), 8);
+        first.clear();
+        let ptr = first.as_ptr();
+        rx.recycle(first);
+        for _ in 0..3 {
+            let (c, r) = flush_cmd();
+            keep.push(r);
+            tx.send(c).ok().unwrap();
+        }
+        let second = rx.recv_many(100).await.unwrap();
+        assert_eq!(second.len(), 3);
+        // `second` is the vector that replaced the first burst's; the recycled one is now
+        // where senders push: the next burst comes back in it.
+        rx.recycle(second);
+        let (c, r) = flush_cmd();
+        keep.push(r);
+        tx.send(c).ok().unwrap();
+        let third = rx.recv_many(100).await.unwrap();
+        assert_eq!(third.len(), 1);
+        assert_eq!(third.as_ptr(), ptr, "pushed into the recycled allocation");
+        assert!(third.capacity() >= 8);
     }
 
     #[tokio::test]
