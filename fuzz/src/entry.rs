@@ -14,17 +14,17 @@ use krust_core::fetch::{
     partition_outcome, ConsumerRecord, FetchConfig, Fetcher, IsolationLevel, ParseOptions,
     StartOffset, TopicPartition,
 };
-use krust_core::group::assignor::{self, cooperative_adjust, validate, MemberSubscription};
+use krust_core::group::assignor::{
+    self, cooperative_adjust, encode_member_assignment, validate, MemberSubscription,
+};
 use krust_wire::compression::{self, Compression, DecompressLimits};
 use krust_wire::frame::FrameReader;
 use krust_wire::group_protocol::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription,
-    ConsumerProtocolAssignment, StickyUserData, MAX_VERSION,
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, StickyUserData,
+    MAX_VERSION,
 };
-use krust_wire::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use krust_wire::kafka_protocol::messages::fetch_response::{AbortedTransaction, PartitionData};
 use krust_wire::kafka_protocol::messages::ProducerId;
-use krust_wire::kafka_protocol::protocol::StrBytes;
 use krust_wire::record::{batches, BatchBuilder, DeflatedBatch, RecordHeader};
 use krust_wire::ApiKey;
 
@@ -268,24 +268,7 @@ pub fn group_assign(data: &[u8]) {
             assert_eq!(given, wanted, "{name} left partitions unassigned");
         }
         for tps in out.values() {
-            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for tp in tps {
-                by_topic
-                    .entry(tp.topic.to_string())
-                    .or_default()
-                    .push(tp.partition);
-            }
-            let mut asg = ConsumerProtocolAssignment::default();
-            asg.assigned_partitions = by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    let mut x = AssignedTopic::default();
-                    x.topic = StrBytes::from_string(t).into();
-                    x.partitions = ps;
-                    x
-                })
-                .collect();
-            encode_assignment(&asg, MAX_VERSION).expect("an assignment encodes");
+            encode_member_assignment(tps);
         }
     }
 }

@@ -17,6 +17,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use krust_wire::group_protocol::{encode_assignment, ConsumerProtocolAssignment, MAX_VERSION};
+use krust_wire::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use krust_wire::kafka_protocol::protocol::StrBytes;
 
 use crate::fetch::TopicPartition;
 
@@ -362,6 +365,29 @@ pub fn sticky_assign(
         .zip(held)
         .map(|(m, h)| (m.member_id.clone(), h.into_iter().collect()))
         .collect()
+}
+
+/// The wire bytes of one member's assignment (ConsumerProtocolAssignment at the newest
+/// version), partitions grouped by topic, as the group leader sends it in SyncGroup.
+pub fn encode_member_assignment(tps: &[TopicPartition]) -> Bytes {
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for tp in tps {
+        by_topic
+            .entry(tp.topic.to_string())
+            .or_default()
+            .push(tp.partition);
+    }
+    let mut asg = ConsumerProtocolAssignment::default();
+    asg.assigned_partitions = by_topic
+        .into_iter()
+        .map(|(t, ps)| {
+            let mut x = AssignedTopic::default();
+            x.topic = StrBytes::from_string(t).into();
+            x.partitions = ps;
+            x
+        })
+        .collect();
+    encode_assignment(&asg, MAX_VERSION).expect("an assignment built here always encodes")
 }
 
 /// Applies the cooperative rule to `assignment`: a partition reported as owned by a member

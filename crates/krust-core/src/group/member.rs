@@ -33,17 +33,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use krust_wire::group_protocol::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription,
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription,
+    decode_assignment, decode_subscription, encode_subscription, ConsumerProtocolSubscription,
 };
-use krust_wire::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use krust_wire::kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
 use krust_wire::kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use krust_wire::kafka_protocol::protocol::StrBytes;
 use krust_wire::ErrorCode;
 
 use super::assignor::{
-    cooperative_adjust, validate, Assignor, MemberSubscription, RebalanceProtocol,
+    cooperative_adjust, encode_member_assignment, validate, Assignor, MemberSubscription,
+    RebalanceProtocol,
 };
 use super::requests::{GroupRequest, HeartbeatReq, JoinReq, LeaveReq, SyncReq};
 use super::{GroupConfig, GroupError, GroupMetadata};
@@ -757,28 +756,7 @@ impl Membership {
             cooperative_adjust(&mut a, members);
         }
         Ok(a.into_iter()
-            .map(|(member, tps)| {
-                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                for tp in tps {
-                    by_topic
-                        .entry(tp.topic.to_string())
-                        .or_default()
-                        .push(tp.partition);
-                }
-                let mut asg = ConsumerProtocolAssignment::default();
-                asg.assigned_partitions = by_topic
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        let mut x = AssignedTopic::default();
-                        x.topic = StrBytes::from_string(t).into();
-                        x.partitions = ps;
-                        x
-                    })
-                    .collect();
-                let bytes = encode_assignment(&asg, krust_wire::group_protocol::MAX_VERSION)
-                    .expect("an assignment built here always encodes");
-                (member, bytes)
-            })
+            .map(|(member, tps)| (member, encode_member_assignment(&tps)))
             .collect())
     }
 }
