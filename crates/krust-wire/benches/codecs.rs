@@ -42,17 +42,20 @@ fn body(json: bool) -> Vec<u8> {
     b.finish(-1, -1, -1, false).expect("finish")[BATCH_HEADER..].to_vec()
 }
 
+/// The codecs measured.
+const CODECS: [Compression; 4] = [
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
+
 fn bench(c: &mut Criterion) {
     let limits = DecompressLimits::default();
     for (name, input) in [("json", body(true)), ("x100", body(false))] {
         let mut enc = c.benchmark_group(format!("compress/{name}"));
         enc.throughput(Throughput::Bytes(input.len() as u64));
-        for codec in [
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for codec in CODECS {
             let packed = compress(codec, &input).expect("compress");
             eprintln!(
                 "{name} {codec}: {} -> {} bytes (ratio {:.2})",
@@ -67,12 +70,7 @@ fn bench(c: &mut Criterion) {
         enc.finish();
         let mut dec = c.benchmark_group(format!("decompress/{name}"));
         dec.throughput(Throughput::Bytes(input.len() as u64));
-        for codec in [
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for codec in CODECS {
             let packed = compress(codec, &input).expect("compress");
             dec.bench_with_input(BenchmarkId::from_parameter(codec), &packed, |b, packed| {
                 b.iter(|| decompress(codec, packed, &limits).expect("decompress"))
