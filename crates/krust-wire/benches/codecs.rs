@@ -11,32 +11,23 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use krust_wire::compression::{compress, decompress, DecompressLimits};
 use krust_wire::record::{BatchBuilder, Compression};
 
+mod common;
+
 const RECORDS: usize = 1000;
 /// Bytes of the v2 batch header before the records section.
 const BATCH_HEADER: usize = 61;
 
 fn body(json: bool) -> Vec<u8> {
     let mut b = BatchBuilder::new(Compression::None);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..RECORDS {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let ts = 1_700_000_000_000 + i as i64;
-        if json {
-            let mut value = format!(
-                "{{\"id\":{i},\"user\":\"u{:05}\",\"event\":\"{}\",\"amount\":{}.{:02}}}",
-                x % 50_000,
-                ["click", "view", "purchase", "cart"][(x >> 20) as usize % 4],
-                (x >> 8) % 1000,
-                (x >> 4) % 100
-            )
-            .into_bytes();
-            value.resize(100, b' ');
-            let key = format!("key-{i:05}").into_bytes();
-            b.push(ts, Some(&key), Some(&value), &[]).expect("push");
-        } else {
-            b.push(ts, None, Some(&[b'x'; 100]), &[]).expect("push");
+    if json {
+        for (i, (key, value)) in common::json_records(RECORDS).iter().enumerate() {
+            b.push(1_700_000_000_000 + i as i64, Some(key), Some(value), &[])
+                .expect("push");
+        }
+    } else {
+        for i in 0..RECORDS {
+            b.push(1_700_000_000_000 + i as i64, None, Some(&[b'x'; 100]), &[])
+                .expect("push");
         }
     }
     b.finish(-1, -1, -1, false).expect("finish")[BATCH_HEADER..].to_vec()

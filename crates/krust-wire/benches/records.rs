@@ -6,30 +6,11 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use krust_core::backoff::SmallRng;
 use krust_wire::record::{batches, BatchBuilder, Compression};
 
-const RECORDS: usize = 1000;
+mod common;
 
-fn records() -> Vec<(Vec<u8>, Vec<u8>)> {
-    // A fixed seed: every run encodes the same records.
-    let mut rng = SmallRng::new(0x9e37_79b9_7f4a_7c15);
-    (0..RECORDS)
-        .map(|i| {
-            let x = rng.next_u64();
-            let value = format!(
-                "{{\"id\":{i},\"user\":\"u{:05}\",\"event\":\"{}\",\"amount\":{}.{:02}}}",
-                x % 50_000,
-                ["click", "view", "purchase", "cart"][(x >> 20) as usize % 4],
-                (x >> 8) % 1000,
-                (x >> 4) % 100
-            );
-            let mut value = value.into_bytes();
-            value.resize(100, b' ');
-            (format!("key-{i:05}").into_bytes(), value)
-        })
-        .collect()
-}
+const RECORDS: usize = 1000;
 
 fn encode(codec: Compression, recs: &[(Vec<u8>, Vec<u8>)]) -> Bytes {
     let mut b = BatchBuilder::new(codec).with_capacity(RECORDS * 120);
@@ -52,7 +33,7 @@ fn decode(batch: &Bytes) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let recs = records();
+    let recs = common::json_records(RECORDS);
     let payload: usize = recs.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mut enc = c.benchmark_group("encode");
     enc.throughput(Throughput::Bytes(payload as u64));
