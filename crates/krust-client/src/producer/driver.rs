@@ -687,10 +687,12 @@ impl Driver {
     }
 
     fn start_request(&mut self, node: NodeId, drained: Vec<Drained>) {
-        let probe_on = super::probe::enabled();
-        let depth = self.node_in_flight.get(&node).copied().unwrap_or(0) as u32;
-        let probe_records: u32 = drained.iter().map(|d| d.record_count as u32).sum();
-        let probe_drained = Instant::now();
+        // Latency probe (`KRUST_LAT_PROBE`): drained at, depth, records; nothing when off.
+        let probe_start = super::probe::enabled().then(|| {
+            let depth = self.node_in_flight.get(&node).copied().unwrap_or(0) as u32;
+            let records: u32 = drained.iter().map(|d| d.record_count as u32).sum();
+            (Instant::now(), depth, records)
+        });
         *self.node_in_flight.entry(node).or_insert(0) += 1;
         let mut by_topic: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
         let mut bytes = 0usize;
@@ -735,7 +737,8 @@ impl Driver {
         let cluster = self.cluster.clone();
         self.events.push(
             async move {
-                let probe = probe_on.then(|| (probe_drained, Instant::now(), depth, probe_records));
+                let probe = probe_start
+                    .map(|(drained, depth, records)| (drained, Instant::now(), depth, records));
                 // Connecting first tells "never sent" apart from "sent, outcome unknown".
                 if let Err(error) = cluster.connection(node).await {
                     return Event::Produced {
