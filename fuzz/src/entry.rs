@@ -276,28 +276,11 @@ pub fn group_assign(data: &[u8]) {
 /// A member's subscription as the leader builds it from its JoinGroup metadata (a member
 /// whose metadata does not decode subscribes to nothing).
 fn member_subscription(index: usize, flags: u8, metadata: Bytes) -> MemberSubscription {
-    let mut m = MemberSubscription {
-        member_id: format!("member-{index}"),
-        instance_id: (flags & 1 == 1).then(|| format!("instance-{}", (flags >> 1) & 3)),
-        generation: -1,
-        ..MemberSubscription::default()
-    };
-    if let Ok((_, s)) = decode_subscription(metadata) {
-        m.topics = s.topics.iter().map(|t| t.to_string()).collect();
-        m.owned = s
-            .owned_partitions
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(move |p| TopicPartition::new(t.topic.as_str(), *p))
-            })
-            .collect();
-        m.generation = s.generation_id;
-        m.rack = s.rack_id.map(|r| r.to_string());
-        m.user_data = s.user_data;
-    }
-    m
+    MemberSubscription::from_metadata(
+        format!("member-{index}"),
+        (flags & 1 == 1).then(|| format!("instance-{}", (flags >> 1) & 3)),
+        metadata,
+    )
 }
 
 /// The consumer's fetch path (`krust_core::fetch`): one partition's fetched bytes through
@@ -403,5 +386,4 @@ pub fn fetch(data: &[u8]) {
         }
         next = r.offset.saturating_add(1);
     }
-    let _ = fetcher.take_errors();
 }

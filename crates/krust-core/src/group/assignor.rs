@@ -17,7 +17,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use krust_wire::group_protocol::{encode_assignment, ConsumerProtocolAssignment, MAX_VERSION};
+use krust_wire::group_protocol::{
+    decode_subscription, encode_assignment, ConsumerProtocolAssignment, MAX_VERSION,
+};
 use krust_wire::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use krust_wire::kafka_protocol::protocol::StrBytes;
 
@@ -49,6 +51,36 @@ pub struct MemberSubscription {
     pub rack: Option<String>,
     /// Assignor-specific data.
     pub user_data: Option<Bytes>,
+}
+
+impl MemberSubscription {
+    /// A member's subscription from the JoinGroup metadata it sent. A member whose metadata
+    /// cannot be read subscribes to nothing (it will see an empty assignment) rather than
+    /// breaking the group.
+    pub fn from_metadata(member_id: String, instance_id: Option<String>, metadata: Bytes) -> Self {
+        let mut m = MemberSubscription {
+            member_id,
+            instance_id,
+            generation: -1,
+            ..MemberSubscription::default()
+        };
+        if let Ok((_, s)) = decode_subscription(metadata) {
+            m.topics = s.topics.iter().map(|t| t.to_string()).collect();
+            m.owned = s
+                .owned_partitions
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| TopicPartition::new(t.topic.as_str(), *p))
+                })
+                .collect();
+            m.generation = s.generation_id;
+            m.rack = s.rack_id.map(|r| r.to_string());
+            m.user_data = s.user_data;
+        }
+        m
+    }
 }
 
 /// What an assignor decides: the partitions of each member, by member id.

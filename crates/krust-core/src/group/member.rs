@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use krust_wire::group_protocol::{
-    decode_assignment, decode_subscription, encode_subscription, ConsumerProtocolSubscription,
+    decode_assignment, encode_subscription, ConsumerProtocolSubscription,
 };
 use krust_wire::kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
 use krust_wire::kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
@@ -888,41 +888,18 @@ impl Membership {
                 let leader = resp.leader.as_str() == resp.member_id.as_str();
                 self.skipped_assignment = leader && resp.skip_assignment;
                 let members = if leader && !resp.skip_assignment {
-                    let protocol = self.protocol.clone().unwrap_or_default();
-                    let mut out = Vec::new();
-                    for m in resp.members {
-                        let (topics, owned, generation, rack, user_data) =
-                            match decode_subscription(m.metadata) {
-                                Ok((_, s)) => (
-                                    s.topics.iter().map(|t| t.to_string()).collect(),
-                                    s.owned_partitions
-                                        .iter()
-                                        .flat_map(|t| {
-                                            t.partitions.iter().map(move |p| {
-                                                TopicPartition::new(t.topic.as_str(), *p)
-                                            })
-                                        })
-                                        .collect(),
-                                    s.generation_id,
-                                    s.rack_id.map(|r| r.to_string()),
-                                    s.user_data,
-                                ),
-                                // A member whose metadata cannot be read gets nothing (it will
-                                // see an empty assignment) rather than breaking the group.
-                                Err(_) => (BTreeSet::new(), Vec::new(), -1, None, None),
-                            };
-                        let _ = &protocol;
-                        out.push(MemberSubscription {
-                            member_id: m.member_id.to_string(),
-                            instance_id: m.group_instance_id.map(|i| i.to_string()),
-                            topics,
-                            owned,
-                            generation,
-                            rack,
-                            user_data,
-                        });
-                    }
-                    Some(out)
+                    Some(
+                        resp.members
+                            .into_iter()
+                            .map(|m| {
+                                MemberSubscription::from_metadata(
+                                    m.member_id.to_string(),
+                                    m.group_instance_id.map(|i| i.to_string()),
+                                    m.metadata,
+                                )
+                            })
+                            .collect(),
+                    )
                 } else {
                     None
                 };
