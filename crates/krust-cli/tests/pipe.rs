@@ -168,7 +168,7 @@ async fn audit(bootstrap: &str, topic: &str) -> Audit {
     let cluster = Cluster::connect(ClientConfig::new(bootstrap))
         .await
         .unwrap();
-    let log = common::txn_log::txn_log(&cluster, topic, PARTITIONS).await;
+    let log = common::txn_log::txn_log(&cluster, topic).await;
     cluster.close();
     let mut committed = log.committed;
     committed.extend(log.plain);
@@ -280,7 +280,7 @@ fn chaos_run(
         .unwrap_or(0)
     };
     // Kill points and the joiner at random fractions of the work, in order.
-    let mut points: Vec<u64> = (0..4).map(|_| 5 + rng.below(55)).collect();
+    let mut points: Vec<u64> = (0..4).map(|_| rng.range(5, 60)).collect();
     points.sort();
     let join_at = points.remove(2);
     let mut a = spawn_pipe(bootstrap, &input, &output, &group, guarantee, "a", extra);
@@ -294,7 +294,7 @@ fn chaos_run(
         // group's progress reaches this kill's cap (65 %, 75 %, 85 % of the input): a job that
         // runs faster than the uptimes must still be killed three times before its end.
         let cap = n as i64 * (65 + 10 * kill as i64) / 100;
-        let uptime = Duration::from_millis(uptime_ms.0 + rng.below(uptime_ms.1 - uptime_ms.0));
+        let uptime = Duration::from_millis(rng.range(uptime_ms.0, uptime_ms.1));
         let started = Instant::now();
         let mut done = progress();
         while (done < target || started.elapsed() < uptime)

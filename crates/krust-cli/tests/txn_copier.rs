@@ -52,10 +52,6 @@ fn rng() -> SmallRng {
 }
 
 /// Uniform in `[lo, hi)` (`lo` when the range is empty).
-fn range(rng: &mut SmallRng, lo: u64, hi: u64) -> u64 {
-    lo + rng.below(hi.saturating_sub(lo))
-}
-
 fn value(i: usize) -> String {
     format!("v{i:07}")
 }
@@ -353,7 +349,7 @@ async fn output_log(bootstrap: &str, names: &Names) -> common::txn_log::TxnLog {
     let cluster = Cluster::connect(krust_client::ClientConfig::new(bootstrap))
         .await
         .unwrap();
-    txn_log(&cluster, &names.output, 3).await
+    txn_log(&cluster, &names.output).await
 }
 
 /// The output log holds exactly the `n` input records in committed transactions: no
@@ -398,7 +394,7 @@ async fn copy_with_kills(
 ) -> (usize, f64) {
     let mut rng = rng();
     let mut points: Vec<usize> = (0..3)
-        .map(|_| range(&mut rng, n as u64 / 20, n as u64 * 85 / 100) as usize)
+        .map(|_| rng.range(n as u64 / 20, n as u64 * 85 / 100) as usize)
         .collect();
     points.sort();
     let started = Instant::now();
@@ -633,7 +629,7 @@ async fn zombie_copier_is_fenced_on_fake_cluster() {
     )
     .await;
     // Into the hold of A's next transaction (its records written, not committed), mostly.
-    tokio::time::sleep(Duration::from_millis(range(&mut rng(), 100, 300))).await;
+    tokio::time::sleep(Duration::from_millis(rng().range(100, 300))).await;
     a.signal("STOP");
     let admin = krust_client::admin::Admin::connect(krust_client::ClientConfig::new(&b))
         .await
@@ -780,7 +776,7 @@ async fn two_copiers_with_rebalances_and_kills_on_fake_cluster() {
     ];
     let mut rng = rng();
     let mut points: Vec<usize> = (0..3)
-        .map(|_| range(&mut rng, n as u64 / 10, n as u64 * 8 / 10) as usize)
+        .map(|_| rng.range(n as u64 / 10, n as u64 * 8 / 10) as usize)
         .collect();
     points.sort();
     for (k, point) in points.into_iter().enumerate() {

@@ -40,6 +40,11 @@ impl SmallRng {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
+    /// A value uniformly in `lo..hi` (`lo` when the range is empty).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi.saturating_sub(lo))
+    }
+
     /// A value uniformly in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
@@ -201,6 +206,15 @@ mod tests {
 
     fn ms(d: Duration) -> f64 {
         d.as_secs_f64() * 1000.0
+    }
+
+    #[test]
+    fn range_stays_in_bounds_and_reaches_both_ends() {
+        let mut rng = SmallRng::new(7);
+        let drawn: std::collections::BTreeSet<u64> = (0..1000).map(|_| rng.range(5, 9)).collect();
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), vec![5, 6, 7, 8]);
+        assert_eq!(rng.range(3, 3), 3);
+        assert_eq!(rng.range(4, 2), 4);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use krust_stream::{
     Utf8Deserializer,
 };
 
-use super::{client_error, ensure_topic, properties};
+use super::{client_error, ensure_topic};
 use crate::cli::PipeArgs;
 use crate::error::CliError;
 
@@ -23,11 +23,7 @@ use crate::error::CliError;
 pub(crate) async fn run(args: PipeArgs) -> Result<ExitCode, CliError> {
     let job = build(&args)?;
     // The input must exist (a typo must not auto-create a topic and wait forever).
-    let config = krust_client::ClientConfig::from_properties(properties(&args.conn, &[]))
-        .map_err(|e| client_error(e, None))?;
-    let cluster = krust_client::Cluster::connect(config)
-        .await
-        .map_err(|e| client_error(e, None))?;
+    let cluster = super::connect_cluster(&args.conn).await?;
     let checked = ensure_topic(&cluster, &args.from).await;
     cluster.close();
     checked?;

@@ -29,17 +29,15 @@ pub struct TxnLog {
 /// A producer's transactional records waiting for their marker: values and batches.
 type Pending = (Vec<String>, Vec<(i32, i16, i64)>);
 
-/// Reads every batch of partitions `0..partitions` of `topic` (read_uncommitted, raw Fetch from
-/// offset 0 to the high watermark) and files each transactional record under the outcome its
+/// Reads every batch of every partition of `topic` (read_uncommitted, raw Fetch from offset 0
+/// to the high watermark) and files each transactional record under the outcome its
 /// producer's next marker in that partition gives it.
-pub async fn txn_log(cluster: &Cluster, topic: &str, partitions: i32) -> TxnLog {
+pub async fn txn_log(cluster: &Cluster, topic: &str) -> TxnLog {
     let mut out = TxnLog::default();
-    for partition in 0..partitions {
-        let md = cluster.topic(topic).await.expect("metadata");
-        let leader = md
-            .partition(partition)
-            .and_then(|p| p.leader)
-            .expect("leader");
+    let md = cluster.topic(topic).await.expect("metadata");
+    for pm in &md.partitions {
+        let partition = pm.partition;
+        let leader = pm.leader.expect("leader");
         let mut offset = 0i64;
         // Per producer id: the values and batches waiting for a marker.
         let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
