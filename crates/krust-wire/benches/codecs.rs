@@ -9,13 +9,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krust_wire::compression::{compress, decompress, DecompressLimits};
-use krust_wire::record::{BatchBuilder, Compression};
+use krust_wire::record::{BatchBuilder, Compression, BATCH_HEADER_LEN};
 
 mod common;
 
 const RECORDS: usize = 1000;
-/// Bytes of the v2 batch header before the records section.
-const BATCH_HEADER: usize = 61;
 
 fn body(json: bool) -> Vec<u8> {
     let mut b = BatchBuilder::new(Compression::None);
@@ -30,7 +28,7 @@ fn body(json: bool) -> Vec<u8> {
                 .expect("push");
         }
     }
-    b.finish(-1, -1, -1, false).expect("finish")[BATCH_HEADER..].to_vec()
+    b.finish(-1, -1, -1, false).expect("finish")[BATCH_HEADER_LEN..].to_vec()
 }
 
 /// The codecs measured.
