@@ -547,7 +547,11 @@ async fn committed_offsets_answered_late_are_waited_for_not_replaced_by_the_rese
     let (fake, mut gc) = late_offsets_setup("late").await;
     // UNSTABLE_OFFSET_COMMIT (a transaction holding offsets is open) for longer than one
     // request timeout: the member must keep asking, not start from auto.offset.reset.
-    fake.fail_next_n(FakeApi::OffsetFetch, 88, 25);
+    fake.fail_next_n(
+        FakeApi::OffsetFetch,
+        krust_wire::ErrorCode::UNSTABLE_OFFSET_COMMIT.0,
+        25,
+    );
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.len() < 20 && Instant::now() < deadline {
@@ -575,7 +579,11 @@ async fn committed_offsets_answered_late_are_waited_for_not_replaced_by_the_rese
 async fn a_non_retriable_committed_offsets_error_fails_the_consumer_instead_of_resetting() {
     let (fake, mut gc) = late_offsets_setup("denied").await;
     // GROUP_AUTHORIZATION_FAILED on every OffsetFetch.
-    fake.fail_next_n(FakeApi::OffsetFetch, 30, 1_000);
+    fake.fail_next_n(
+        FakeApi::OffsetFetch,
+        krust_wire::ErrorCode::GROUP_AUTHORIZATION_FAILED.0,
+        1_000,
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let err = loop {
         assert!(Instant::now() < deadline, "the consumer never failed");

@@ -580,8 +580,8 @@ impl Task {
                 (GroupRequest::Heartbeat(h), GroupAnswer::Code(c)) => {
                     self.machine.handle_heartbeat(&h, c, now)
                 }
-                // LeaveGroup's answer changes nothing: the membership ended when it was sent.
-                (GroupRequest::Leave(_), GroupAnswer::Code(_)) => {}
+                // LeaveGroup's answer changes nothing (the membership ended when it was sent);
+                // no other pairing of request and answer occurs.
                 _ => {}
             },
             Done::Committed(offsets, reply, r) => {
