@@ -218,7 +218,7 @@ pub fn encode_produce_frame(
 }
 
 /// A (compact when `flexible`) nullable string.
-fn put_string(
+pub(crate) fn put_string(
     out: &mut BytesMut,
     s: Option<&str>,
     flexible: bool,

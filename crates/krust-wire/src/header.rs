@@ -26,17 +26,7 @@ pub fn encode_request<R: KafkaRequest>(
     out.put_i16(R::API_KEY.key());
     out.put_i16(version);
     out.put_i32(correlation_id);
-    match client_id {
-        None => out.put_i16(-1),
-        Some(id) => {
-            let len = i16::try_from(id.len()).map_err(|_| Error::Encode {
-                what: "client id",
-                detail: "longer than 32767 bytes".into(),
-            })?;
-            out.put_i16(len);
-            out.put_slice(id.as_bytes());
-        }
-    }
+    crate::frame::put_string(out, client_id, false, "client id")?;
     if header_version >= 2 {
         out.put_u8(0); // no tagged fields
     }
