@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::layout::*;
-use super::varint::{put_varint, varint_len, varlong_len};
+use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use super::{
     ControlRecord, Record, RecordHeader, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL,
     BATCH_HEADER_LEN, NO_PARTITION_LEADER_EPOCH,
@@ -183,32 +183,16 @@ impl BatchBuilder {
             out.resize(BATCH_HEADER_LEN, 0);
         }
         out.reserve(body + 5);
-        // The small fields are staged on the stack and appended with one copy each (a byte at a
-        // time into the vector costs a capacity check per byte).
-        let mut stage = Stage::default();
-        stage.varint(body_i32);
-        stage.byte(0); // record attributes: unused
-        stage.varlong(ts_delta);
-        stage.varint(offset_delta);
-        stage.len_of(key);
-        out.extend_from_slice(stage.bytes());
-        if let Some(k) = key {
-            out.extend_from_slice(k);
-        }
-        let mut stage = Stage::default();
-        stage.len_of(value);
-        out.extend_from_slice(stage.bytes());
-        if let Some(v) = value {
-            out.extend_from_slice(v);
-        }
-        if headers.is_empty() {
-            out.push(0); // zig-zag 0: no headers
-        } else {
-            put_varint(out, headers.len() as i32);
-            for h in headers {
-                put_bytes_field(out, Some(h.key.as_bytes()));
-                put_bytes_field(out, h.value.as_deref());
-            }
+        put_varint(out, body_i32);
+        out.push(0); // record attributes: unused
+        put_varlong(out, ts_delta);
+        put_varint(out, offset_delta);
+        put_bytes_field(out, key);
+        put_bytes_field(out, value);
+        put_varint(out, headers.len() as i32);
+        for h in headers {
+            put_bytes_field(out, Some(h.key.as_bytes()));
+            put_bytes_field(out, h.value.as_deref());
         }
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
@@ -284,59 +268,6 @@ impl BatchBuilder {
         let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
         out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
         Ok(Bytes::from(out))
-    }
-}
-
-/// Up to 32 bytes of varints built on the stack: a record's length, attributes, timestamp and
-/// offset deltas and a field length take at most 5 + 1 + 10 + 5 + 5 = 26.
-struct Stage {
-    buf: [u8; 32],
-    len: usize,
-}
-
-impl Default for Stage {
-    fn default() -> Self {
-        Stage {
-            buf: [0; 32],
-            len: 0,
-        }
-    }
-}
-
-impl Stage {
-    #[inline]
-    fn byte(&mut self, b: u8) {
-        self.buf[self.len] = b;
-        self.len += 1;
-    }
-
-    #[inline]
-    fn uvarint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
-    }
-
-    #[inline]
-    fn varint(&mut self, v: i32) {
-        self.uvarint(u64::from(((v << 1) ^ (v >> 31)) as u32));
-    }
-
-    #[inline]
-    fn varlong(&mut self, v: i64) {
-        self.uvarint(((v << 1) ^ (v >> 63)) as u64);
-    }
-
-    /// The length prefix of a nullable bytes field (-1 for null).
-    #[inline]
-    fn len_of(&mut self, b: Option<&[u8]>) {
-        self.varint(b.map_or(-1, |b| b.len() as i32));
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
     }
 }
 
