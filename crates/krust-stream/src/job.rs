@@ -15,7 +15,7 @@ use krust_client::consumer::{ConsumerRecord, StartOffset, TopicPartition};
 use krust_client::group::{
     ConsumerGroupMetadata, GroupMember, OffsetAndMetadata, Rebalance, Subscription,
 };
-use krust_client::producer::{DeliveryFuture, ProducerRecord};
+use krust_client::producer::{DeliveryFuture, IntoTopic, ProducerRecord};
 use krust_client::{Admin, Cluster, Consumer, Producer};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -383,7 +383,7 @@ struct Running<T> {
     /// The last offset committed (or found committed) per owned partition.
     last_committed: HashMap<TopicPartition, i64>,
     /// Deliveries not yet checked (AT_LEAST_ONCE, EXACTLY_ONCE).
-    pending: Vec<(String, DeliveryFuture)>,
+    pending: Vec<(Arc<str>, DeliveryFuture)>,
     /// AT_LEAST_ONCE: the commit round in flight (its offsets wait for its deliveries while
     /// processing goes on).
     round: Option<Round>,
@@ -409,13 +409,13 @@ struct Round {
 }
 
 /// Waits for every delivery; the first failure is returned.
-async fn await_deliveries(pending: Vec<(String, DeliveryFuture)>) -> Result<(), StreamError> {
+async fn await_deliveries(pending: Vec<(Arc<str>, DeliveryFuture)>) -> Result<(), StreamError> {
     let mut first = None;
     for (topic, d) in pending {
         if let Err(e) = d.await {
             if first.is_none() {
                 first = Some(StreamError::Produce {
-                    topic,
+                    topic: topic.to_string(),
                     source: Box::new(e),
                 });
             }
@@ -1159,7 +1159,7 @@ impl<T: Send + 'static> Running<T> {
                 .map_err(|e| RecordError::new("serialize", e))?;
             let topic = match &self.sink.topic {
                 TopicSelector::Fixed(t) => t.clone(),
-                TopicSelector::PerRecord(f) => f(out),
+                TopicSelector::PerRecord(f) => f(out).into_topic(),
             };
             let mut pr = ProducerRecord::new(topic);
             pr.value = Some(value);
@@ -1188,7 +1188,7 @@ impl<T: Send + 'static> Running<T> {
                 Ok(())
             }
             Err(e) => Err(StreamError::Produce {
-                topic,
+                topic: topic.to_string(),
                 source: Box::new(e),
             }),
         }

@@ -51,7 +51,7 @@ type PartitionFn<T> = Arc<dyn Fn(&Record<T>) -> Option<i32> + Send + Sync>;
 
 /// Where outputs go.
 pub(crate) enum TopicSelector<T> {
-    Fixed(String),
+    Fixed(Arc<str>),
     PerRecord(TopicFn<T>),
 }
 
@@ -137,7 +137,7 @@ impl<T> std::fmt::Debug for KafkaSinkBuilder<T> {
 impl<T: Send + 'static> KafkaSinkBuilder<T> {
     /// Writes every output to `topic`.
     pub fn topic(mut self, topic: impl Into<String>) -> Self {
-        self.topic = Some(TopicSelector::Fixed(topic.into()));
+        self.topic = Some(TopicSelector::Fixed(Arc::from(topic.into())));
         self
     }
 

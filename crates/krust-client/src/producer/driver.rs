@@ -186,6 +186,8 @@ pub(crate) struct Driver {
     partitioner: BuiltinPartitioner,
     /// Keyed with a cheap hash: looked up once per record.
     topics: HashMap<Arc<str>, TopicState, BuildHasherDefault<FnvHasher>>,
+    /// An empty name, put in a completed record's place when its topic moves to the result.
+    no_topic: Arc<str>,
     /// Records for topics whose metadata is not known yet.
     waiting: HashMap<String, VecDeque<Pending>>,
     lookups: HashSet<String>,
@@ -275,6 +277,7 @@ impl Driver {
             cluster,
             cfg,
             topics: HashMap::default(),
+            no_topic: Arc::from(""),
             waiting: HashMap::new(),
             lookups: HashSet::new(),
             lookup_retry_at: HashMap::new(),
@@ -432,8 +435,8 @@ impl Driver {
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
     fn route(&mut self, p: Pending, now: Instant) {
-        let Some(state) = self.topics.get_mut(p.record.topic.as_str()) else {
-            let topic = p.record.topic.clone();
+        let Some(state) = self.topics.get_mut(&*p.record.topic) else {
+            let topic = p.record.topic.to_string();
             self.waiting.entry(topic.clone()).or_default().push_back(p);
             self.start_lookup(&topic, now);
             return;
@@ -1278,7 +1281,9 @@ impl Driver {
                 p.record.timestamp.unwrap_or(-1)
             };
             let md = RecordMetadata {
-                topic: std::mem::take(&mut p.record.topic),
+                // Moved, not cloned: the name's count is then only ever touched by the thread
+                // that sent the record and reads the result.
+                topic: std::mem::replace(&mut p.record.topic, self.no_topic.clone()),
                 partition,
                 offset,
                 timestamp,
@@ -1321,7 +1326,7 @@ impl Driver {
             )
         {
             // A record of the open transaction is lost: the transaction must not commit.
-            let tp = TopicPartition::new(record.topic.as_str(), partition.unwrap_or(-1));
+            let tp = TopicPartition::new(&*record.topic, partition.unwrap_or(-1));
             self.txn_produce_failed(&tp, &kind);
         }
         let err = ProduceError::new(record, partition, kind, persistence);

@@ -79,8 +79,8 @@ pub use config::{Acks, ProducerConfig};
 pub use krust_core::partitioner::{Partitioner, TopicPartitions};
 pub use krust_wire::record::{Compression, RecordHeader};
 pub use record::{
-    Persistence, ProduceError, ProduceErrorKind, ProducerRecord, RecordMetadata, TrySendError,
-    TrySendReason,
+    IntoTopic, Persistence, ProduceError, ProduceErrorKind, ProducerRecord, RecordMetadata,
+    TrySendError, TrySendReason,
 };
 
 use driver::txn::{TxnCommand, TxnShared};
@@ -619,7 +619,7 @@ impl Future for DeliveryFuture {
             // A dropped `Pending` leaves its own `Closed` result (with the record); this covers
             // a slot given up without one, and a poll after the result was read.
             Poll::Ready(None) => Poll::Ready(Err(ProduceError {
-                topic: String::new(),
+                topic: Arc::from(""),
                 partition: None,
                 kind: ProduceErrorKind::Closed,
                 persistence: Persistence::PossiblyPersisted,

@@ -1,7 +1,9 @@
 //! What goes in ([`ProducerRecord`]), what comes out ([`RecordMetadata`], [`ProduceError`],
 //! [`TrySendError`]).
 
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use krust_wire::record::{BatchBuilder, RecordHeader};
@@ -10,8 +12,9 @@ use krust_wire::ErrorCode;
 /// A record to produce. Build it with [`ProducerRecord::new`] and the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
-    /// Topic to write to.
-    pub topic: String,
+    /// Topic to write to (shared: cloning a record or its [`RecordMetadata`] does not copy the
+    /// name).
+    pub topic: Arc<str>,
     /// Explicit partition; `None` lets the partitioner choose (murmur2 on the key, or uniform
     /// sticky for keyless records).
     pub partition: Option<i32>,
@@ -26,10 +29,12 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    /// A record for `topic` with no key, value, headers or timestamp yet.
-    pub fn new(topic: impl Into<String>) -> Self {
+    /// A record for `topic` with no key, value, headers or timestamp yet. `topic` is a `&str`,
+    /// `String` or `Arc<str>` (see [`IntoTopic`]: sending to the same topic again does not
+    /// allocate).
+    pub fn new(topic: impl IntoTopic) -> Self {
         ProducerRecord {
-            topic: topic.into(),
+            topic: topic.into_topic(),
             partition: None,
             key: None,
             value: None,
@@ -86,11 +91,78 @@ impl ProducerRecord {
     }
 }
 
+/// A topic name as a record holds it: a shared `Arc<str>`.
+///
+/// A `&str` or `String` is first looked up among the last few names this thread turned into a
+/// topic, so a loop sending to one topic (or a handful) shares one allocation instead of making
+/// one per record; an `Arc<str>` (for example a consumed record's topic) is taken as it is.
+pub trait IntoTopic {
+    /// The shared name.
+    fn into_topic(self) -> Arc<str>;
+}
+
+/// Names remembered per thread by [`IntoTopic`].
+const RECENT_TOPICS: usize = 4;
+
+thread_local! {
+    /// The last names turned into topics on this thread, and the slot the next new one takes.
+    static RECENT: RefCell<([Option<Arc<str>>; RECENT_TOPICS], usize)> =
+        const { RefCell::new(([None, None, None, None], 0)) };
+}
+
+/// `name` as a shared topic name, from this thread's recent names when it is one of them.
+fn shared_topic(name: &str) -> Arc<str> {
+    RECENT
+        .try_with(|recent| {
+            let mut recent = recent.borrow_mut();
+            let (names, next) = &mut *recent;
+            if let Some(hit) = names.iter().flatten().find(|n| ***n == *name) {
+                return hit.clone();
+            }
+            let fresh: Arc<str> = Arc::from(name);
+            names[*next] = Some(fresh.clone());
+            *next = (*next + 1) % RECENT_TOPICS;
+            fresh
+        })
+        // During thread teardown the cache is gone: allocate.
+        .unwrap_or_else(|_| Arc::from(name))
+}
+
+impl IntoTopic for &str {
+    fn into_topic(self) -> Arc<str> {
+        shared_topic(self)
+    }
+}
+
+impl IntoTopic for &String {
+    fn into_topic(self) -> Arc<str> {
+        shared_topic(self)
+    }
+}
+
+impl IntoTopic for String {
+    fn into_topic(self) -> Arc<str> {
+        shared_topic(&self)
+    }
+}
+
+impl IntoTopic for Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        self
+    }
+}
+
+impl IntoTopic for &Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        self.clone()
+    }
+}
+
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordMetadata {
     /// Its topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Its partition.
     pub partition: i32,
     /// Its offset; -1 with `acks=0` (the broker does not say).
@@ -222,7 +294,7 @@ impl fmt::Display for ProduceErrorKind {
 /// itself ([`ProduceError::into_record`]) so the application can retry or park it.
 #[derive(Debug, Clone)]
 pub struct ProduceError {
-    pub(crate) topic: String,
+    pub(crate) topic: Arc<str>,
     pub(crate) partition: Option<i32>,
     pub(crate) kind: ProduceErrorKind,
     pub(crate) persistence: Persistence,
@@ -349,3 +421,27 @@ impl fmt::Display for TrySendError {
 }
 
 impl std::error::Error for TrySendError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_named_again_shares_its_name_and_other_names_stay_apart() {
+        let a = ProducerRecord::new("orders").topic;
+        let b = ProducerRecord::new(String::from("orders")).topic;
+        assert!(Arc::ptr_eq(&a, &b), "the second record reuses the name");
+        let c = ProducerRecord::new("orders-eu").topic;
+        assert_eq!(&*c, "orders-eu");
+        assert!(!Arc::ptr_eq(&a, &c));
+        // More names than the cache holds: each still gets its own name right.
+        let names: Vec<String> = (0..RECENT_TOPICS * 2).map(|i| format!("t{i}")).collect();
+        for n in &names {
+            assert_eq!(&*ProducerRecord::new(n).topic, n.as_str());
+        }
+        // An Arc is taken as it is.
+        let own: Arc<str> = Arc::from("mine");
+        assert!(Arc::ptr_eq(&ProducerRecord::new(&own).topic, &own));
+        assert!(Arc::ptr_eq(&ProducerRecord::new(own.clone()).topic, &own));
+    }
+}
