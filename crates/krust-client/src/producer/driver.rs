@@ -53,10 +53,11 @@ use sticky::StickyMirror;
 use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
 
 /// What a [`DeliveryFuture`](super::DeliveryFuture) resolves to. On success the metadata's
-/// topic is the record's own topic string, moved (no allocation per record).
-pub(crate) type Delivery = Result<RecordMetadata, ProduceError>;
+/// topic is the record's own topic name, moved. The rare error is boxed so a result (and a
+/// delivery slot) stays small.
+pub(crate) type Delivery = Result<RecordMetadata, Box<ProduceError>>;
 
-use super::delivery::DeliverySlot;
+use super::delivery::{DeliverySlot, Resolutions};
 
 /// A record accepted by `send`, on its way.
 ///
@@ -100,6 +101,11 @@ impl Pending {
     fn resolve(&mut self, result: Delivery) {
         self.slot.resolve(result);
     }
+
+    /// Its delivery slot (for the command queue to attach).
+    pub(crate) fn slot_mut(&mut self) -> &mut DeliverySlot {
+        &mut self.slot
+    }
 }
 
 impl Drop for Pending {
@@ -107,12 +113,12 @@ impl Drop for Pending {
         if self.slot.is_open() {
             let record = std::mem::replace(&mut self.record, ProducerRecord::new(String::new()));
             let partition = record.partition;
-            self.resolve(Err(ProduceError::new(
+            self.resolve(Err(Box::new(ProduceError::new(
                 record,
                 partition,
                 ProduceErrorKind::Closed,
                 Persistence::PossiblyPersisted,
-            )));
+            ))));
         }
     }
 }
@@ -188,6 +194,10 @@ pub(crate) struct Driver {
     topics: HashMap<Arc<str>, TopicState, BuildHasherDefault<FnvHasher>>,
     /// An empty name, put in a completed record's place when its topic moves to the result.
     no_topic: Arc<str>,
+    /// The last routed record's topic name and the driver's copy of it (see `own_topic`).
+    last_topic: Option<(Arc<str>, Arc<str>)>,
+    /// Buffers for storing a batch's results (kept between batches).
+    resolutions: Resolutions,
     /// Records for topics whose metadata is not known yet.
     waiting: HashMap<String, VecDeque<Pending>>,
     lookups: HashSet<String>,
@@ -278,6 +288,8 @@ impl Driver {
             cfg,
             topics: HashMap::default(),
             no_topic: Arc::from(""),
+            last_topic: None,
+            resolutions: Resolutions::default(),
             waiting: HashMap::new(),
             lookups: HashSet::new(),
             lookup_retry_at: HashMap::new(),
@@ -435,13 +447,23 @@ impl Driver {
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
     fn route(&mut self, p: Pending, now: Instant) {
-        let Some(state) = self.topics.get_mut(&*p.record.topic) else {
-            let topic = p.record.topic.to_string();
-            self.waiting.entry(topic.clone()).or_default().push_back(p);
+        let state = match self.own_topic(&p.record.topic) {
+            Some(key) => self.topics.get_mut(&*key),
+            None => None,
+        };
+        let Some(state) = state else {
+            let topic = p.record.topic.clone();
+            match self.waiting.get_mut(&*topic) {
+                Some(parked) => parked.push_back(p),
+                None => {
+                    self.waiting.insert(topic.to_string(), VecDeque::from([p]));
+                }
+            }
             self.start_lookup(&topic, now);
             return;
         };
         let count = state.count;
+        // From here on the driver's copy of the name: see `own_topic`.
         let topic_arc = state.name.clone();
         let parts = TopicPartitions {
             count,
@@ -453,7 +475,7 @@ impl Driver {
             None => {
                 let custom = self.cfg.partitioner.as_ref().and_then(|c| {
                     c.partition(
-                        &p.record.topic,
+                        &topic_arc,
                         p.record.key.as_deref(),
                         p.record.value.as_deref(),
                         parts,
@@ -466,16 +488,13 @@ impl Driver {
                         if sticky {
                             state.sticky.partition(
                                 &mut self.partitioner,
-                                &p.record.topic,
+                                &topic_arc,
                                 p.record.key.as_deref(),
                                 parts,
                             )
                         } else {
-                            self.partitioner.partition(
-                                &p.record.topic,
-                                p.record.key.as_deref(),
-                                parts,
-                            )
+                            self.partitioner
+                                .partition(&topic_arc, p.record.key.as_deref(), parts)
                         }
                     }
                 }
@@ -500,6 +519,27 @@ impl Driver {
         if sticky {
             self.sticky_appended(&tp.topic, partition, size, appended.batch_full);
         }
+    }
+
+    /// The driver's own copy of a record's topic name (the key of `topics`), or `None` while
+    /// the topic's metadata is unknown.
+    ///
+    /// The record's name is shared with the sending thread, which changes its reference count
+    /// with every send and result, on the cache line that also holds the name's bytes:
+    /// reading those bytes here for every record would pull that line back and forth between
+    /// the two threads. A record whose name is the same allocation as the last one's (the
+    /// usual case: `IntoTopic` hands out one allocation per name and thread) is recognised by
+    /// its address alone.
+    fn own_topic(&mut self, topic: &Arc<str>) -> Option<Arc<str>> {
+        if let Some((theirs, ours)) = &self.last_topic {
+            if Arc::ptr_eq(theirs, topic) {
+                return Some(ours.clone());
+            }
+        }
+        let (ours, _) = self.topics.get_key_value(&**topic)?;
+        let ours = ours.clone();
+        self.last_topic = Some((topic.clone(), ours.clone()));
+        Some(ours)
     }
 
     /// Tells the partitioner (through its mirror) that `size` bytes went to `partition`.
@@ -1269,6 +1309,8 @@ impl Driver {
         self.stats
             .acked
             .fetch_add(records.len() as u64, Ordering::Relaxed);
+        // The results go out a chunk of slots at a time (one lock per chunk, not per record).
+        let mut resolutions = std::mem::take(&mut self.resolutions);
         for (i, mut p) in records.into_iter().enumerate() {
             let offset = if base_offset >= 0 {
                 base_offset + i as i64
@@ -1289,11 +1331,14 @@ impl Driver {
                 timestamp,
             };
             let arrived = p.enqueued;
-            self.complete(p, Ok(md));
+            self.finish(p.gen, p.reserved);
+            resolutions.add(&mut p.slot, Ok(md));
             if let Some(rp) = &self.probe {
                 super::probe::record(arrived, rp, Instant::now());
             }
         }
+        resolutions.flush();
+        self.resolutions = resolutions;
     }
 
     fn fail_batch(&mut self, b: ProducerBatch<Pending>, kind: ProduceErrorKind) {
@@ -1331,12 +1376,7 @@ impl Driver {
         }
         let err = ProduceError::new(record, partition, kind, persistence);
         self.finish(gen, reserved);
-        p.resolve(Err(err));
-    }
-
-    fn complete(&mut self, mut p: Pending, result: Delivery) {
-        self.finish(p.gen, p.reserved);
-        p.resolve(result);
+        p.resolve(Err(Box::new(err)));
     }
 
     fn finish(&mut self, gen: u64, reserved: usize) {

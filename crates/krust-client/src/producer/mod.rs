@@ -615,7 +615,7 @@ impl Future for DeliveryFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.slot.poll_result(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(r)) => Poll::Ready(r),
+            Poll::Ready(Some(r)) => Poll::Ready(r.map_err(|e| *e)),
             // A dropped `Pending` leaves its own `Closed` result (with the record); this covers
             // a slot given up without one, and a poll after the result was read.
             Poll::Ready(None) => Poll::Ready(Err(ProduceError {

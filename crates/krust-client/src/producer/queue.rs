@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use futures::task::AtomicWaker;
 
-use super::delivery::{SlotFuture, SlotSource};
+use super::delivery::{SlotAttacher, SlotFuture, SlotSource};
 use super::driver::{Command, Pending};
 use super::ProducerRecord;
 
@@ -64,6 +64,17 @@ pub(crate) struct CommandRx {
     /// An emptied burst vector handed back by [`CommandRx::recycle`], put in the queue's place
     /// at the next take so senders push into memory already allocated.
     spare: Vec<Command>,
+    /// Attaches each record's delivery slot to its chunk as the record is handed out (in
+    /// queue order, which is the order the slots were taken in).
+    attacher: SlotAttacher,
+}
+
+impl CommandRx {
+    fn attach(&mut self, cmd: &mut Command) {
+        if let Command::Send(p) = cmd {
+            self.attacher.attach(p.slot_mut());
+        }
+    }
 }
 
 /// A new queue.
@@ -88,6 +99,7 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
             local: Vec::new().into_iter(),
             first_unwoken: None,
             spare: Vec::new(),
+            attacher: SlotAttacher::default(),
         },
     )
 }
@@ -233,11 +245,19 @@ impl CommandRx {
                 };
                 if taken.len() <= max {
                     // The usual case: handed over as it is, no copy.
+                    let mut taken = taken;
+                    for cmd in &mut taken {
+                        self.attach(cmd);
+                    }
                     return Poll::Ready(Some(taken));
                 }
                 self.local = taken.into_iter();
             }
-            Poll::Ready(Some(self.local.by_ref().take(max).collect()))
+            let mut burst: Vec<Command> = self.local.by_ref().take(max).collect();
+            for cmd in &mut burst {
+                self.attach(cmd);
+            }
+            Poll::Ready(Some(burst))
         })
         .await
     }
@@ -250,8 +270,13 @@ impl Drop for CommandRx {
             st.receiver_alive = false;
             std::mem::take(&mut st.queued)
         };
-        // Dropped outside the lock: a dropped record resolves its future.
-        drop(queued);
+        // Dropped outside the lock, attached in order first: a dropped record resolves its
+        // future (handing the record back).
+        let mut rest: Vec<Command> = self.local.by_ref().chain(queued).collect();
+        for cmd in &mut rest {
+            self.attach(cmd);
+        }
+        drop(rest);
     }
 }
 
