@@ -488,7 +488,13 @@ pub struct Accumulator<R> {
     /// How large an open batch may grow while its partition is backlogged
     /// ([`Accumulator::set_backlog_batch_size`]); `cfg.batch_size` means never past it.
     backlog_batch_size: usize,
+    /// Emptied record vectors of completed batches ([`Accumulator::recycle_records`]), for
+    /// the next batches to fill without a fresh allocation.
+    spare_records: Vec<Vec<R>>,
 }
+
+/// Emptied record vectors kept for reuse (each at most the size of a batch's records).
+const SPARE_RECORD_VECTORS: usize = 2;
 
 impl<R> fmt::Debug for Accumulator<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -512,6 +518,18 @@ impl<R> Accumulator<R> {
             rng: SmallRng::new(seed),
             default_producer: ProducerIdentity::NONE,
             first_sequence: 0,
+            spare_records: Vec::new(),
+        }
+    }
+
+    /// Hands back the emptied record vector of a completed batch (from
+    /// [`ProducerBatch::into_records`]) so a later batch reuses its memory instead of
+    /// allocating (a large vector is fresh memory the system must map and zero again). At most
+    /// a couple are kept.
+    pub fn recycle_records(&mut self, mut records: Vec<R>) {
+        records.clear();
+        if self.spare_records.len() < SPARE_RECORD_VECTORS && records.capacity() > 0 {
+            self.spare_records.push(records);
         }
     }
 
@@ -734,6 +752,7 @@ impl<R> Accumulator<R> {
         let backlog_cap = self.backlog_batch_size;
         let max_in_flight = self.cfg.max_in_flight_per_partition.max(1);
         let next_id = self.next_batch_id;
+        let mut spare = self.spare_records.pop();
         let b = self.buffer_mut(tp);
         let fits = b.batches.back().is_some_and(|last| {
             last.state == BatchState::Open
@@ -751,10 +770,17 @@ impl<R> Accumulator<R> {
             }
             // Capped, so one large batch does not make every later one reserve as much.
             let capacity = b.last_batch_records.min(16 * 1024);
+            let records = match spare.take() {
+                Some(mut v) => {
+                    v.reserve(capacity);
+                    v
+                }
+                None => Vec::with_capacity(capacity),
+            };
             b.batches.push_back(ProducerBatch {
                 id: BatchId(next_id),
                 tp: tp.clone(),
-                records: Vec::with_capacity(capacity),
+                records,
                 size: BATCH_OVERHEAD,
                 created: now,
                 attempts: 0,
@@ -774,6 +800,9 @@ impl<R> Accumulator<R> {
         let id = last.id;
         if new_batch {
             self.next_batch_id += 1;
+        }
+        if let Some(v) = spare {
+            self.spare_records.push(v);
         }
         Appended {
             batch: id,
@@ -1069,6 +1098,31 @@ mod tests {
         retriable: true,
         outcome_unknown: false,
     };
+
+    #[test]
+    fn a_recycled_record_vector_is_the_next_batch_s_and_only_a_couple_are_kept() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        let mut v: Vec<u32> = Vec::with_capacity(1000);
+        v.push(7);
+        let buf = v.as_ptr();
+        a.recycle_records(v);
+        let ap = a.append(&tp(0), 1u32, 100, t0);
+        assert!(ap.new_batch);
+        let b = a.partitions.get(&tp(0)).unwrap().batches.back().unwrap();
+        assert_eq!(b.records(), &[1], "the recycled vector came back empty");
+        assert_eq!(
+            b.records().as_ptr(),
+            buf,
+            "the next batch filled the recycled vector"
+        );
+        for _ in 0..5 {
+            a.recycle_records(Vec::with_capacity(10));
+        }
+        a.recycle_records(Vec::new());
+        assert_eq!(a.spare_records.len(), SPARE_RECORD_VECTORS);
+    }
 
     #[test]
     fn linger_then_ready() {

@@ -1305,13 +1305,13 @@ impl Driver {
 
     fn succeed(&mut self, b: ProducerBatch<Pending>, base_offset: i64, log_append_time: i64) {
         let partition = b.topic_partition().partition;
-        let records = b.into_records();
+        let mut records = b.into_records();
         self.stats
             .acked
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         // The results go out a chunk of slots at a time (one lock per chunk, not per record).
         let mut resolutions = std::mem::take(&mut self.resolutions);
-        for (i, mut p) in records.into_iter().enumerate() {
+        for (i, mut p) in records.drain(..).enumerate() {
             let offset = if base_offset >= 0 {
                 base_offset + i as i64
             } else {
@@ -1339,6 +1339,7 @@ impl Driver {
         }
         resolutions.flush();
         self.resolutions = resolutions;
+        self.acc.recycle_records(records);
     }
 
     fn fail_batch(&mut self, b: ProducerBatch<Pending>, kind: ProduceErrorKind) {
