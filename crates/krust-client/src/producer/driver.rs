@@ -179,10 +179,11 @@ enum Event {
 
 #[derive(Debug, Clone)]
 struct TopicState {
-    name: Arc<str>,
     count: i32,
     available: Vec<i32>,
     sticky: StickyMirror,
+    /// `count` partitions, built once (appending a record then takes no reference count).
+    partitions: Vec<TopicPartition>,
 }
 
 pub(crate) struct Driver {
@@ -190,12 +191,14 @@ pub(crate) struct Driver {
     cfg: ProducerConfig,
     acc: Accumulator<Pending>,
     partitioner: BuiltinPartitioner,
-    /// Keyed with a cheap hash: looked up once per record.
-    topics: HashMap<Arc<str>, TopicState, BuildHasherDefault<FnvHasher>>,
+    /// Known topics: name to index in `topic_states` (a cheap hash; looked up when a record's
+    /// name is not the last one's, see `topic_index`).
+    topics: HashMap<Arc<str>, usize, BuildHasherDefault<FnvHasher>>,
+    topic_states: Vec<TopicState>,
     /// An empty name, put in a completed record's place when its topic moves to the result.
     no_topic: Arc<str>,
-    /// The last routed record's topic name and the driver's copy of it (see `own_topic`).
-    last_topic: Option<(Arc<str>, Arc<str>)>,
+    /// The last routed record's topic name and its index (see `topic_index`).
+    last_topic: Option<(Arc<str>, usize)>,
     /// Buffers for storing a batch's results (kept between batches).
     resolutions: Resolutions,
     /// Records for topics whose metadata is not known yet.
@@ -287,6 +290,7 @@ impl Driver {
             cluster,
             cfg,
             topics: HashMap::default(),
+            topic_states: Vec::new(),
             no_topic: Arc::from(""),
             last_topic: None,
             resolutions: Resolutions::default(),
@@ -447,11 +451,7 @@ impl Driver {
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
     fn route(&mut self, p: Pending, now: Instant) {
-        let state = match self.own_topic(&p.record.topic) {
-            Some(key) => self.topics.get_mut(&*key),
-            None => None,
-        };
-        let Some(state) = state else {
+        let Some(ti) = self.topic_index(&p.record.topic) else {
             let topic = p.record.topic.clone();
             match self.waiting.get_mut(&*topic) {
                 Some(parked) => parked.push_back(p),
@@ -462,9 +462,13 @@ impl Driver {
             self.start_lookup(&topic, now);
             return;
         };
+        let state = &mut self.topic_states[ti];
         let count = state.count;
-        // From here on the driver's copy of the name: see `own_topic`.
-        let topic_arc = state.name.clone();
+        // From here on the driver's copy of the name: see `topic_index`.
+        let topic_arc: &str = match state.partitions.first() {
+            Some(tp) => &tp.topic,
+            None => "",
+        };
         let parts = TopicPartitions {
             count,
             available: &state.available,
@@ -475,7 +479,7 @@ impl Driver {
             None => {
                 let custom = self.cfg.partitioner.as_ref().and_then(|c| {
                     c.partition(
-                        &topic_arc,
+                        topic_arc,
                         p.record.key.as_deref(),
                         p.record.value.as_deref(),
                         parts,
@@ -488,13 +492,13 @@ impl Driver {
                         if sticky {
                             state.sticky.partition(
                                 &mut self.partitioner,
-                                &topic_arc,
+                                topic_arc,
                                 p.record.key.as_deref(),
                                 parts,
                             )
                         } else {
                             self.partitioner
-                                .partition(&topic_arc, p.record.key.as_deref(), parts)
+                                .partition(topic_arc, p.record.key.as_deref(), parts)
                         }
                     }
                 }
@@ -509,20 +513,31 @@ impl Driver {
             );
             return;
         }
-        let tp = TopicPartition::new(topic_arc, partition);
-        if let Err(kind) = self.txn_record_partition(&tp) {
-            self.fail(p, Some(partition), kind, Persistence::NotPersisted);
-            return;
+        if self.txn.is_some() {
+            let tp = state.partitions[partition as usize].clone();
+            if let Err(kind) = self.txn_record_partition(&tp) {
+                self.fail(p, Some(partition), kind, Persistence::NotPersisted);
+                return;
+            }
         }
         let size = p.size;
-        let appended = self.acc.append(&tp, p, size, now);
+        let state = &mut self.topic_states[ti];
+        let tp = &state.partitions[partition as usize];
+        let appended = self.acc.append(tp, p, size, now);
         if sticky {
-            self.sticky_appended(&tp.topic, partition, size, appended.batch_full);
+            state.sticky.appended(
+                &mut self.partitioner,
+                self.cfg.batch_size,
+                &tp.topic,
+                partition,
+                size,
+                appended.batch_full,
+            );
         }
     }
 
-    /// The driver's own copy of a record's topic name (the key of `topics`), or `None` while
-    /// the topic's metadata is unknown.
+    /// The index in `topic_states` of a record's topic, or `None` while the topic's metadata
+    /// is unknown.
     ///
     /// The record's name is shared with the sending thread, which changes its reference count
     /// with every send and result, on the cache line that also holds the name's bytes:
@@ -530,30 +545,15 @@ impl Driver {
     /// the two threads. A record whose name is the same allocation as the last one's (the
     /// usual case: `IntoTopic` hands out one allocation per name and thread) is recognised by
     /// its address alone.
-    fn own_topic(&mut self, topic: &Arc<str>) -> Option<Arc<str>> {
-        if let Some((theirs, ours)) = &self.last_topic {
+    fn topic_index(&mut self, topic: &Arc<str>) -> Option<usize> {
+        if let Some((theirs, index)) = &self.last_topic {
             if Arc::ptr_eq(theirs, topic) {
-                return Some(ours.clone());
+                return Some(*index);
             }
         }
-        let (ours, _) = self.topics.get_key_value(&**topic)?;
-        let ours = ours.clone();
-        self.last_topic = Some((topic.clone(), ours.clone()));
-        Some(ours)
-    }
-
-    /// Tells the partitioner (through its mirror) that `size` bytes went to `partition`.
-    fn sticky_appended(&mut self, topic: &str, partition: i32, size: usize, batch_full: bool) {
-        if let Some(state) = self.topics.get_mut(topic) {
-            state.sticky.appended(
-                &mut self.partitioner,
-                self.cfg.batch_size,
-                topic,
-                partition,
-                size,
-                batch_full,
-            );
-        }
+        let index = *self.topics.get(&**topic)?;
+        self.last_topic = Some((topic.clone(), index));
+        Some(index)
     }
 
     // ------------------------------------------------------------------ metadata
@@ -624,19 +624,26 @@ impl Driver {
                     debug!(%tp, leader = ?p.leader, epoch = p.leader_epoch, "partition leader changed");
                 }
             }
-            let sticky = match self.topics.get(&arc) {
-                Some(old) => old.sticky,
-                None => StickyMirror::new(&self.partitioner, &name),
-            };
-            self.topics.insert(
-                arc.clone(),
-                TopicState {
-                    name: arc.clone(),
-                    count,
-                    available,
-                    sticky,
-                },
-            );
+            let partitions = (0..count)
+                .map(|p| TopicPartition::new(arc.clone(), p))
+                .collect();
+            match self.topics.get(&arc) {
+                Some(&i) => {
+                    let state = &mut self.topic_states[i];
+                    state.count = count;
+                    state.available = available;
+                    state.partitions = partitions;
+                }
+                None => {
+                    self.topics.insert(arc.clone(), self.topic_states.len());
+                    self.topic_states.push(TopicState {
+                        count,
+                        available,
+                        sticky: StickyMirror::new(&self.partitioner, &name),
+                        partitions,
+                    });
+                }
+            }
             if let Some(q) = self.waiting.remove(&name) {
                 for p in q {
                     self.route(p, now);
