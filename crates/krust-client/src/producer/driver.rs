@@ -52,6 +52,9 @@ use sticky::StickyMirror;
 
 use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
 
+/// Commands of one burst handled between two passes that send the batches they filled.
+const BURST_SEND_EVERY: usize = 4096;
+
 /// What a [`DeliveryFuture`](super::DeliveryFuture) resolves to. On success the metadata's
 /// topic is the record's own topic name, moved. The rare error is boxed so a result (and a
 /// delivery slot) stays small.
@@ -360,14 +363,18 @@ impl Driver {
                         self.handle_event(ev);
                     }
                 }
-                cmds = rx.recv_many(4096), if rx_open => {
+                cmds = rx.recv_many(), if rx_open => {
                     match cmds {
                         Some(mut cmds) => {
                             // A burst at a time (one readiness pass and one clock read per
-                            // burst), at most 4096 so sending keeps up.
+                            // burst); in a long burst, the batches it filled are sent every
+                            // `BURST_SEND_EVERY` commands so sending keeps up.
                             let now = rx.first_unwoken().unwrap_or_else(Instant::now);
-                            for cmd in cmds.drain(..) {
+                            for (i, cmd) in cmds.drain(..).enumerate() {
                                 self.handle_command(cmd, now);
+                                if i % BURST_SEND_EVERY == BURST_SEND_EVERY - 1 {
+                                    self.send_ready(Instant::now());
+                                }
                             }
                             rx.recycle(cmds);
                         }

@@ -57,8 +57,6 @@ pub(crate) struct CommandTx {
 /// The driver's side.
 pub(crate) struct CommandRx {
     shared: Arc<Shared>,
-    /// Taken from the queue, not handed out yet (a burst larger than asked for).
-    local: std::vec::IntoIter<Command>,
     /// `first_unwoken` of the commands taken last from the queue.
     first_unwoken: Option<Instant>,
     /// An emptied burst vector handed back by [`CommandRx::recycle`], put in the queue's place
@@ -96,7 +94,6 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
         },
         CommandRx {
             shared,
-            local: Vec::new().into_iter(),
             first_unwoken: None,
             spare: Vec::new(),
             attacher: SlotAttacher::default(),
@@ -217,47 +214,37 @@ impl CommandRx {
         }
     }
 
-    /// Up to `max` commands in the order they were sent (at least one), or `None` once every
-    /// sender is dropped and nothing is left. Cancel-safe: nothing is taken unless returned.
-    pub(crate) async fn recv_many(&mut self, max: usize) -> Option<Vec<Command>> {
-        let max = max.max(1);
+    /// Everything queued, in the order it was sent (at least one command), or `None` once
+    /// every sender is dropped and nothing is left. The whole queue is handed over as it is
+    /// (no copy of the commands: a record moved costs a copy of its ~180 bytes); the driver
+    /// bounds how much it handles between its I/O passes. Cancel-safe: nothing is taken unless
+    /// returned.
+    pub(crate) async fn recv_many(&mut self) -> Option<Vec<Command>> {
         poll_fn(|cx| {
-            if self.local.len() == 0 {
-                self.shared.waker.register(cx.waker());
-                let taken = {
-                    let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if st.queued.is_empty() {
-                        return if st.senders == 0 {
-                            Poll::Ready(None)
-                        } else {
-                            Poll::Pending
-                        };
-                    }
-                    // The queue keeps a vector with room for a burst like this one: the
-                    // recycled one when it is large enough.
-                    let room = if self.spare.capacity() >= st.queued.len() {
-                        std::mem::take(&mut self.spare)
+            self.shared.waker.register(cx.waker());
+            let mut taken = {
+                let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.queued.is_empty() {
+                    return if st.senders == 0 {
+                        Poll::Ready(None)
                     } else {
-                        Vec::with_capacity(st.queued.len())
+                        Poll::Pending
                     };
-                    self.first_unwoken = st.first_unwoken.take();
-                    std::mem::replace(&mut st.queued, room)
-                };
-                if taken.len() <= max {
-                    // The usual case: handed over as it is, no copy.
-                    let mut taken = taken;
-                    for cmd in &mut taken {
-                        self.attach(cmd);
-                    }
-                    return Poll::Ready(Some(taken));
                 }
-                self.local = taken.into_iter();
-            }
-            let mut burst: Vec<Command> = self.local.by_ref().take(max).collect();
-            for cmd in &mut burst {
+                // The queue keeps a vector with room for a burst like this one: the recycled
+                // one when it is large enough.
+                let room = if self.spare.capacity() >= st.queued.len() {
+                    std::mem::take(&mut self.spare)
+                } else {
+                    Vec::with_capacity(st.queued.len())
+                };
+                self.first_unwoken = st.first_unwoken.take();
+                std::mem::replace(&mut st.queued, room)
+            };
+            for cmd in &mut taken {
                 self.attach(cmd);
             }
-            Poll::Ready(Some(burst))
+            Poll::Ready(Some(taken))
         })
         .await
     }
@@ -272,7 +259,7 @@ impl Drop for CommandRx {
         };
         // Dropped outside the lock, attached in order first: a dropped record resolves its
         // future (handing the record back).
-        let mut rest: Vec<Command> = self.local.by_ref().chain(queued).collect();
+        let mut rest = queued;
         for cmd in &mut rest {
             self.attach(cmd);
         }
@@ -299,7 +286,7 @@ mod tests {
             keep.push(r);
             tx.send(c).ok().unwrap();
         }
-        let mut first = rx.recv_many(100).await.unwrap();
+        let mut first = rx.recv_many().await.unwrap();
         assert_eq!(first.len(), 8);
         first.clear();
         let ptr = first.as_ptr();
@@ -309,7 +296,7 @@ mod tests {
             keep.push(r);
             tx.send(c).ok().unwrap();
         }
-        let second = rx.recv_many(100).await.unwrap();
+        let second = rx.recv_many().await.unwrap();
         assert_eq!(second.len(), 3);
         // `second` is the vector that replaced the first burst's; the recycled one is now
         // where senders push: the next burst comes back in it.
@@ -317,14 +304,14 @@ mod tests {
         let (c, r) = flush_cmd();
         keep.push(r);
         tx.send(c).ok().unwrap();
-        let third = rx.recv_many(100).await.unwrap();
+        let third = rx.recv_many().await.unwrap();
         assert_eq!(third.len(), 1);
         assert_eq!(third.as_ptr(), ptr, "pushed into the recycled allocation");
         assert!(third.capacity() >= 8);
     }
 
     #[tokio::test]
-    async fn commands_arrive_in_order_in_chunks_and_the_end_is_seen() {
+    async fn commands_arrive_in_order_and_the_end_is_seen() {
         let (tx, mut rx) = command_queue();
         let tx2 = tx.clone();
         let mut answers = Vec::new();
@@ -333,10 +320,8 @@ mod tests {
             answers.push(r);
             if i % 2 == 0 { &tx } else { &tx2 }.send(c).ok().unwrap();
         }
-        let mut out = rx.recv_many(4).await.unwrap();
-        assert_eq!(out.len(), 4);
-        out.extend(rx.recv_many(100).await.unwrap());
-        assert_eq!(out.len(), 10);
+        let mut out = rx.recv_many().await.unwrap();
+        assert_eq!(out.len(), 10, "the whole queue in one burst");
         // Answer them in the order received: each answer reaches the receiver made with it,
         // in send order.
         for c in out.drain(..) {
@@ -352,9 +337,9 @@ mod tests {
         let (c, _r) = flush_cmd();
         tx2.send(c).ok().unwrap();
         drop(tx2);
-        let last = rx.recv_many(10).await.expect("queued before the end");
+        let last = rx.recv_many().await.expect("queued before the end");
         assert_eq!(last.len(), 1);
-        assert!(rx.recv_many(10).await.is_none());
+        assert!(rx.recv_many().await.is_none());
     }
 
     struct WakeCount(std::sync::atomic::AtomicUsize);
@@ -386,7 +371,7 @@ mod tests {
         let mut cx = std::task::Context::from_waker(&waker);
         let before = Instant::now();
         {
-            let mut fut = Box::pin(rx.recv_many(10_000));
+            let mut fut = Box::pin(rx.recv_many());
             assert!(fut.as_mut().poll(&mut cx).is_pending());
             for _ in 0..LAZY_WAKE_LEN - 1 {
                 send_cmd(&tx);
@@ -405,7 +390,7 @@ mod tests {
         let first = rx.first_unwoken().expect("noted at the first push");
         assert!(first >= before && first <= Instant::now());
         {
-            let mut fut = Box::pin(rx.recv_many(10_000));
+            let mut fut = Box::pin(rx.recv_many());
             assert!(fut.as_mut().poll(&mut cx).is_pending());
             send_cmd(&tx);
             assert_eq!(count.0.load(SeqCst), 1);
@@ -416,7 +401,7 @@ mod tests {
         }
         // Not lazy: the first record wakes it, with no arrival time noted.
         rx.set_lazy(false);
-        let mut fut = Box::pin(rx.recv_many(10_000));
+        let mut fut = Box::pin(rx.recv_many());
         assert!(fut.as_mut().poll(&mut cx).is_pending());
         send_cmd(&tx);
         assert_eq!(count.0.load(SeqCst), 3);
@@ -428,7 +413,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_receiver_is_woken_and_a_dropped_one_refuses() {
         let (tx, mut rx) = command_queue();
-        let waiter = tokio::spawn(async move { rx.recv_many(10).await.unwrap().len() });
+        let waiter = tokio::spawn(async move { rx.recv_many().await.unwrap().len() });
         tokio::task::yield_now().await;
         let (c, _r) = flush_cmd();
         tx.send(c).ok().unwrap();
