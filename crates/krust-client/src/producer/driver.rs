@@ -52,6 +52,35 @@ use sticky::StickyMirror;
 
 use txn::{TxnCommand, TxnDriver, TxnReply, TxnShared};
 
+/// Records not completed yet, counted per flush generation: generations only grow, so the
+/// count of the current one is at the back and a completion's is near the front (a
+/// `BTreeMap` lookup per record before).
+#[derive(Default)]
+struct Outstanding(VecDeque<(u64, usize)>);
+
+impl Outstanding {
+    fn add(&mut self, gen: u64) {
+        match self.0.back_mut() {
+            Some((g, n)) if *g == gen => *n += 1,
+            _ => self.0.push_back((gen, 1)),
+        }
+    }
+
+    fn remove(&mut self, gen: u64) {
+        if let Some(i) = self.0.iter().position(|(g, _)| *g == gen) {
+            self.0[i].1 -= 1;
+            if self.0[i].1 == 0 {
+                self.0.remove(i);
+            }
+        }
+    }
+
+    /// The oldest generation with a record not completed.
+    fn oldest(&self) -> Option<u64> {
+        self.0.front().map(|(g, _)| *g)
+    }
+}
+
 /// Commands of one burst handled between two passes that send the batches they filled.
 const BURST_SEND_EVERY: usize = 4096;
 
@@ -216,7 +245,7 @@ pub(crate) struct Driver {
     node_in_flight: HashMap<NodeId, usize>,
     events: FuturesUnordered<BoxFuture<'static, Event>>,
     gen: u64,
-    outstanding: BTreeMap<u64, usize>,
+    outstanding: Outstanding,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     close_waiters: Vec<oneshot::Sender<()>>,
     closing: bool,
@@ -308,7 +337,7 @@ impl Driver {
             node_in_flight: HashMap::new(),
             events: FuturesUnordered::new(),
             gen: 0,
-            outstanding: BTreeMap::new(),
+            outstanding: Outstanding::default(),
             flush_waiters: Vec::new(),
             close_waiters: Vec::new(),
             closing: false,
@@ -417,29 +446,7 @@ impl Driver {
 
     fn handle_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
-            Command::Send(mut p) => {
-                p.gen = self.gen;
-                p.enqueued = now;
-                *self.outstanding.entry(self.gen).or_insert(0) += 1;
-                if self.dropped {
-                    self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
-                    return;
-                }
-                if let Some(reason) = self.fatal() {
-                    self.fail(
-                        p,
-                        None,
-                        ProduceErrorKind::Fatal(reason),
-                        Persistence::NotPersisted,
-                    );
-                    return;
-                }
-                if let Some(kind) = self.txn_refuse() {
-                    self.fail(p, None, kind, Persistence::NotPersisted);
-                    return;
-                }
-                self.route(p, now);
-            }
+            Command::Send(p) => self.accept(p, now),
             Command::Txn(cmd, reply) => self.handle_txn_command(cmd, reply),
             Command::Flush(w) => {
                 let target = self.gen;
@@ -454,6 +461,31 @@ impl Driver {
                 self.acc.set_flushing(true);
             }
         }
+    }
+
+    /// A record from `send`: refused if the producer cannot take it, else routed.
+    fn accept(&mut self, mut p: Pending, now: Instant) {
+        p.gen = self.gen;
+        p.enqueued = now;
+        self.outstanding.add(self.gen);
+        if self.dropped {
+            self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
+            return;
+        }
+        if let Some(reason) = self.fatal() {
+            self.fail(
+                p,
+                None,
+                ProduceErrorKind::Fatal(reason),
+                Persistence::NotPersisted,
+            );
+            return;
+        }
+        if let Some(kind) = self.txn_refuse() {
+            self.fail(p, None, kind, Persistence::NotPersisted);
+            return;
+        }
+        self.route(p, now);
     }
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
@@ -1325,7 +1357,8 @@ impl Driver {
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         // The results go out a chunk of slots at a time (one lock per chunk, not per record).
         let mut resolutions = std::mem::take(&mut self.resolutions);
-        for (i, mut p) in records.drain(..).enumerate() {
+        // Completed in place (dropped with the vector's `clear`, not moved out one by one).
+        for (i, p) in records.iter_mut().enumerate() {
             let offset = if base_offset >= 0 {
                 base_offset + i as i64
             } else {
@@ -1396,12 +1429,7 @@ impl Driver {
 
     fn finish(&mut self, gen: u64, reserved: usize) {
         self.to_release += reserved;
-        if let Some(n) = self.outstanding.get_mut(&gen) {
-            *n -= 1;
-            if *n == 0 {
-                self.outstanding.remove(&gen);
-            }
-        }
+        self.outstanding.remove(gen);
     }
 
     /// Gives `buffer.memory` back for the records completed since the last call.
@@ -1416,7 +1444,7 @@ impl Driver {
         if self.flush_waiters.is_empty() {
             return;
         }
-        let oldest = self.outstanding.keys().next().copied();
+        let oldest = self.outstanding.oldest();
         let mut i = 0;
         while i < self.flush_waiters.len() {
             if oldest.is_none_or(|o| o > self.flush_waiters[i].0) {
@@ -1514,4 +1542,34 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outstanding;
+
+    #[test]
+    fn outstanding_records_per_generation_give_the_oldest_unfinished_one() {
+        let mut o = Outstanding::default();
+        assert_eq!(o.oldest(), None);
+        for gen in [3, 3, 4, 6, 6, 6] {
+            o.add(gen);
+        }
+        assert_eq!(o.oldest(), Some(3));
+        // Completions in any order: a generation leaves when its last record completes.
+        o.remove(6);
+        o.remove(3);
+        assert_eq!(o.oldest(), Some(3));
+        o.remove(4);
+        o.remove(3);
+        assert_eq!(o.oldest(), Some(6));
+        o.remove(6);
+        o.add(7);
+        o.remove(6);
+        assert_eq!(o.oldest(), Some(7));
+        // An unknown generation is ignored.
+        o.remove(1);
+        o.remove(7);
+        assert_eq!(o.oldest(), None);
+    }
 }
