@@ -32,6 +32,11 @@ use super::ProducerRecord;
 /// Queued commands that wake a lazy driver.
 pub(crate) const LAZY_WAKE_LEN: usize = 1024;
 
+/// Commands' worth of capacity a queue vector keeps between bursts (about 0.75 MB). The usual
+/// burst is about [`LAZY_WAKE_LEN`]; a rare long one (the records that waited for a topic's
+/// metadata) gets a vector of its own that is freed after it instead of being kept for good.
+const RETAINED_BURST: usize = 4 * LAZY_WAKE_LEN;
+
 struct State {
     queued: Vec<Command>,
     senders: usize,
@@ -209,6 +214,7 @@ impl CommandRx {
     /// taken out, to be reused as the queue's next vector (the larger of two is kept).
     pub(crate) fn recycle(&mut self, mut burst: Vec<Command>) {
         burst.clear();
+        burst.shrink_to(RETAINED_BURST);
         if burst.capacity() > self.spare.capacity() {
             self.spare = burst;
         }
@@ -231,12 +237,13 @@ impl CommandRx {
                         Poll::Pending
                     };
                 }
-                // The queue keeps a vector with room for a burst like this one: the recycled
-                // one when it is large enough.
-                let room = if self.spare.capacity() >= st.queued.len() {
+                // The queue keeps a vector with room for a burst like this one (up to
+                // `RETAINED_BURST`): the recycled one when it is large enough.
+                let want = st.queued.len().min(RETAINED_BURST);
+                let room = if self.spare.capacity() >= want {
                     std::mem::take(&mut self.spare)
                 } else {
-                    Vec::with_capacity(st.queued.len())
+                    Vec::with_capacity(want)
                 };
                 self.first_unwoken = st.first_unwoken.take();
                 std::mem::replace(&mut st.queued, room)
@@ -308,6 +315,27 @@ mod tests {
         assert_eq!(third.len(), 1);
         assert_eq!(third.as_ptr(), ptr, "pushed into the recycled allocation");
         assert!(third.capacity() >= 8);
+    }
+
+    #[tokio::test]
+    async fn a_long_burst_s_vector_is_not_kept_at_its_size() {
+        let (tx, mut rx) = command_queue();
+        let mut keep = Vec::new();
+        for _ in 0..RETAINED_BURST + 100 {
+            let (c, r) = flush_cmd();
+            keep.push(r);
+            tx.send(c).ok().unwrap();
+        }
+        let burst = rx.recv_many().await.unwrap();
+        assert_eq!(burst.len(), RETAINED_BURST + 100);
+        assert!(burst.capacity() > RETAINED_BURST);
+        rx.recycle(burst);
+        assert!(
+            rx.spare.capacity() <= RETAINED_BURST,
+            "{}",
+            rx.spare.capacity()
+        );
+        assert!(rx.spare.capacity() > 0, "still kept for the usual bursts");
     }
 
     #[tokio::test]
