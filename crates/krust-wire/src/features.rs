@@ -50,5 +50,11 @@ mod tests {
         assert_eq!(transaction_version(&r), Some(2));
         assert_eq!(finalized_level(&r, "metadata.version"), Some(20));
         assert_eq!(finalized_level(&r, "group.version"), None);
+        // A connection's versions keep it (read once at the handshake).
+        let v = crate::versions::BrokerVersions::from_response(&r);
+        assert_eq!(v.transaction_version(), Some(2));
+        r.finalized_features.clear();
+        let v = crate::versions::BrokerVersions::from_response(&r);
+        assert_eq!(v.transaction_version(), None);
     }
 }

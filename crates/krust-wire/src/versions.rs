@@ -20,6 +20,7 @@ use crate::responses::decode_response;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerVersions {
     ranges: HashMap<i16, (i16, i16)>,
+    transaction_version: Option<i16>,
 }
 
 impl BrokerVersions {
@@ -31,13 +32,21 @@ impl BrokerVersions {
                 .iter()
                 .map(|k| (k.api_key, (k.min_version, k.max_version)))
                 .collect(),
+            transaction_version: crate::features::transaction_version(resp),
         }
+    }
+
+    /// The cluster's finalized `transaction.version` as this broker announced it (see
+    /// [`crate::features::transaction_version`]); `None` when it announced none.
+    pub fn transaction_version(&self) -> Option<i16> {
+        self.transaction_version
     }
 
     /// A broker that supports exactly `ranges` (for tests and fakes).
     pub fn from_ranges(ranges: impl IntoIterator<Item = (i16, (i16, i16))>) -> Self {
         BrokerVersions {
             ranges: ranges.into_iter().collect(),
+            transaction_version: None,
         }
     }
 

@@ -30,9 +30,9 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, ApiVersionsRequest, EndTxnRequest, EndTxnResponse, GroupId,
-    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName, TransactionalId,
-    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use krust_core::accumulator::{ProducerIdentity, TopicPartition as AccTp};
@@ -296,21 +296,14 @@ impl Driver {
         t.negotiating = true;
         t.negotiate_at = None;
         let cluster = self.cluster.clone();
-        let timeout = self.cfg.client.request_timeout;
         self.events.push(
             async move {
                 let r = async {
                     let conn = cluster.any_connection().await?;
                     let v = |api| conn.version_for(api).ok();
                     let (end, produce) = (v(ApiKey::EndTxn), v(ApiKey::Produce));
-                    let av = conn.version_for(ApiKey::ApiVersions)?;
-                    let req = ApiVersionsRequest::default()
-                        .with_client_software_name(StrBytes::from_static_str("krust"))
-                        .with_client_software_version(StrBytes::from_static_str(env!(
-                            "CARGO_PKG_VERSION"
-                        )));
-                    let resp = conn.request(&req, av, timeout).await?;
-                    let tv = krust_wire::features::transaction_version(&resp);
+                    // From the ApiVersions answer the connection got when it opened.
+                    let tv = conn.versions().transaction_version();
                     Ok::<_, Error>(TxnProtocol::negotiate(tv, end, produce))
                 }
                 .await;
