@@ -35,49 +35,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::backoff::{BackoffPolicy, SmallRng};
 
-/// A broker's node id.
-pub type NodeId = i32;
+pub use crate::fetch::{NodeId, TopicPartition};
 
 /// Size of a magic-v2 record batch header: an empty batch costs this many bytes.
 pub const BATCH_OVERHEAD: usize = 61;
-
-/// A topic and partition.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: Arc<str>,
-    /// Partition index.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Debug for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
 
 /// The producer id and epoch written into batches (`-1`/`-1`: not idempotent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

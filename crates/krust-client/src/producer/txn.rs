@@ -35,7 +35,7 @@ use kafka_protocol::messages::{
     TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use krust_core::accumulator::{ProducerIdentity, TopicPartition as AccTp};
+use krust_core::accumulator::ProducerIdentity;
 use krust_core::fetch::TopicPartition;
 use krust_core::txn::{
     CoordinatorKind, GroupMetadata, ProduceFailure, TransactionManager, TransportFailure,
@@ -94,7 +94,7 @@ pub(crate) struct TxnDriver {
     /// the next record to it skips `record_partition` (two partition builds and a set lookup).
     /// Forgotten at every transactional command and answer and at each turn of the driver's
     /// loop, so it lives within one burst of commands, each checked by `txn_refuse`.
-    last_added: Option<AccTp>,
+    last_added: Option<TopicPartition>,
 }
 
 impl TxnDriver {
@@ -168,14 +168,6 @@ fn reply_all(waiters: &mut Vec<TxnReply>, make: impl Fn() -> Result<(), Error>) 
     for w in waiters.drain(..) {
         let _ = w.send(make());
     }
-}
-
-fn acc_tp(tp: &TopicPartition) -> AccTp {
-    AccTp::new(tp.topic.clone(), tp.partition)
-}
-
-fn txn_tp(tp: &AccTp) -> TopicPartition {
-    TopicPartition::new(tp.topic.clone(), tp.partition)
 }
 
 impl Driver {
@@ -421,7 +413,7 @@ impl Driver {
                 }
                 TxnEvent::PartitionsAdded(tps) => {
                     for tp in &tps {
-                        self.acc.set_held(&acc_tp(tp), false);
+                        self.acc.set_held(tp, false);
                     }
                 }
                 TxnEvent::OffsetsCommitted => {
@@ -468,7 +460,7 @@ impl Driver {
         let id = ProducerIdentity { producer_id, epoch };
         let first = self.cfg.first_sequence;
         self.acc.set_default_producer(id, first);
-        let tps: Vec<AccTp> = self
+        let tps: Vec<TopicPartition> = self
             .acc
             .partitions()
             .map(|b| b.topic_partition().clone())
@@ -520,7 +512,10 @@ impl Driver {
 
     /// Called for each record before it is appended to `tp`: holds the partition until the
     /// coordinator added it. `Err`: the record must fail with this text.
-    pub(super) fn txn_record_partition(&mut self, tp: &AccTp) -> Result<(), ProduceErrorKind> {
+    pub(super) fn txn_record_partition(
+        &mut self,
+        tp: &TopicPartition,
+    ) -> Result<(), ProduceErrorKind> {
         let Some(t) = self.txn.as_mut() else {
             return Ok(());
         };
@@ -529,7 +524,7 @@ impl Driver {
             // the state for this record).
             return Ok(());
         }
-        match t.tm.record_partition(&txn_tp(tp)) {
+        match t.tm.record_partition(tp) {
             Ok(true) => {
                 t.last_added = Some(tp.clone());
                 Ok(())
@@ -574,13 +569,13 @@ impl Driver {
 
     /// A record of the transaction (partition -1: it never got one) failed for good: the
     /// transaction cannot commit.
-    pub(super) fn txn_produce_failed(&mut self, tp: &AccTp, kind: &ProduceErrorKind) {
+    pub(super) fn txn_produce_failed(&mut self, tp: &TopicPartition, kind: &ProduceErrorKind) {
         let Some(t) = self.txn.as_mut() else { return };
         let failure = match kind {
             ProduceErrorKind::Broker { code, .. } => ProduceFailure::Error(*code),
             _ => ProduceFailure::Timeout,
         };
-        t.tm.handle_produce_failure(&txn_tp(tp), failure);
+        t.tm.handle_produce_failure(tp, failure);
     }
 
     // ------------------------------------------------------------------ requests
