@@ -4,9 +4,13 @@
 //! A record used to get a oneshot channel of its own (one allocation and one free per record,
 //! often on two threads). Slots come in chunks of [`CHUNK`] instead: `send` hands out the next
 //! slot of the current chunk (taken under the command queue's lock, which `send` holds anyway)
-//! and the chunk is one allocation per [`CHUNK`] records. The driver's end
-//! ([`DeliverySlot`]) and the application's end ([`DeliveryFuture`](super::DeliveryFuture))
-//! each hold an `Arc` of the chunk; the chunk is freed when the last of both is gone.
+//! and the chunk is one allocation per [`CHUNK`] records. The application's ends
+//! ([`DeliveryFuture`](super::DeliveryFuture)) each hold an `Arc` of the chunk; the driver's
+//! ends ([`DeliverySlot`]) hold an `Arc` of the chunk's [`DriverChunk`], which the chunk's first
+//! slot carries to the driver and [`SlotAttacher`] hands to the others on the driver's thread.
+//! So no reference count is changed per record by both threads (a cache line moving between
+//! cores for every record), and the driver stores a batch's results a chunk at a time under one
+//! lock ([`Resolutions`]). The chunk is freed when the last end of either kind is gone.
 //!
 //! A slot moves `Empty` → (`Waiting`) → `Done` → `Taken`, or to `Abandoned` when its future
 //! is dropped first (then the driver drops the result at once instead of keeping it until the
