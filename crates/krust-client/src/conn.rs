@@ -6,7 +6,7 @@
 //!
 //! Invariants:
 //! - **Cancel safety.** A frame is queued whole or not at all (a channel send), so dropping a
-//!   request future never leaves half a frame on the socket; a [`PendingGuard`] removes the
+//!   request future never leaves half a frame on the socket; a `PendingGuard` removes the
 //!   correlation id when the future is dropped, and a late response for it is discarded.
 //! - **Timeouts cover the whole exchange**, including a write stalled by a full socket buffer.
 //!   A request that times out closes the connection (as the Java client does): its outcome is

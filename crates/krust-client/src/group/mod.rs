@@ -244,7 +244,7 @@ impl GroupMember {
     /// The member task's current group metadata (generation, member id, instance id). It can
     /// be ahead of the rebalance events the application has handled; for
     /// `send_offsets_to_transaction` use the metadata of the assignment the records came from
-    /// ([`GroupConsumer::group_metadata`](super::GroupConsumer::group_metadata), or the
+    /// ([`GroupConsumer::group_metadata`](GroupConsumer::group_metadata), or the
     /// `metadata` of the last [`Rebalance::Assigned`] handled).
     pub fn group_metadata(&self) -> GroupMetadata {
         self.shared.lock().unwrap().metadata.clone()
