@@ -1,6 +1,6 @@
 //! Values of individual flags, parsed into types: `-X prop=value`, `-H name=value`, `-o` start
 //! positions, `--acks`, `-z` codecs and `-K` delimiters. Every parser returns a one-line
-//! message naming the bad input, which clap puts after "invalid value ... for '<flag>'".
+//! message naming the bad input, which clap puts after "invalid value ... for '`<flag>`'".
 
 use std::fmt;
 use std::str::FromStr;
