@@ -361,7 +361,7 @@ struct Task {
 
 /// Sends a coordinator request on `lane` (a dedicated connection to `node`, see [`Lane`]). A
 /// coordinator just found may not be in the broker pool yet: the broker list is refreshed once
-/// first.
+/// first; a coordinator still missing from it is COORDINATOR_NOT_AVAILABLE (retriable).
 async fn send_to_coordinator<R: KafkaRequest>(
     cluster: &Cluster,
     node: NodeId,
@@ -371,6 +371,16 @@ async fn send_to_coordinator<R: KafkaRequest>(
 ) -> Result<R::Response> {
     if !cluster.metadata().brokers.contains_key(&node) {
         cluster.refresh_metadata(&[]).await?;
+        if !cluster.metadata().brokers.contains_key(&node) {
+            // The coordinator left the broker list: COORDINATOR_NOT_AVAILABLE (retriable), and
+            // the member finds its coordinator again.
+            return Err(Error::broker_with(
+                R::API_KEY,
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                format!("coordinator {node}"),
+                Some("not in the cluster metadata".to_string()),
+            ));
+        }
     }
     cluster
         .send_on(node, lane, timeout, build)
@@ -561,7 +571,7 @@ impl Task {
         match done {
             Done::Group(req, Err(e)) => {
                 debug!(group = %self.settings.group.group_id, error = %e, "group request failed");
-                let f = if e.is_retriable() || matches!(e, Error::UnknownBroker(_)) {
+                let f = if e.is_retriable() {
                     RequestFailure::Transport
                 } else {
                     RequestFailure::Backoff
@@ -833,7 +843,7 @@ async fn committed_for_assignment(
     let mut attempt = 0;
     loop {
         match fetch_committed(cluster, group, partitions, require_stable).await {
-            Err(e) if e.is_retriable() || matches!(e, Error::UnknownBroker(_)) => {
+            Err(e) if e.is_retriable() => {
                 warn!(group = %group, error = %e, "committed offsets not known yet; retrying");
                 crate::cluster::retry_pause(&cfg, &mut attempt).await;
             }
