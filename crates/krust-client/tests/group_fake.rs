@@ -523,6 +523,69 @@ async fn describe_group_reports_end_offset_errors_per_partition() {
     assert!(e.contains("TOPIC_AUTHORIZATION_FAILED"), "{e}");
 }
 
+/// A FindCoordinator answer naming a broker that is not in the cluster metadata (not even after
+/// a refresh) is retried like COORDINATOR_NOT_AVAILABLE: once the answer is right the member
+/// gets its partitions (were it taken as a usable node, the member would retry its JoinGroup
+/// against a broker it cannot reach).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_missing_from_the_metadata_is_looked_up_again() {
+    use krust_testkit::kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use krust_testkit::kafka_protocol::messages::{
+        BrokerId, FindCoordinatorResponse, RequestKind, ResponseKind,
+    };
+    use krust_testkit::kafka_protocol::protocol::StrBytes;
+    use krust_testkit::{Action, Intercept};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (fake, cluster) = fake(1, 2).await;
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let wrong2 = wrong.clone();
+    let hook = fake.intercept(Intercept::api(FakeApi::FindCoordinator), move |r| {
+        let RequestKind::FindCoordinator(req) = &r.body else {
+            return None;
+        };
+        if wrong2.fetch_add(1, Ordering::SeqCst) >= 3 {
+            return None;
+        }
+        let host = StrBytes::from_static_str("127.0.0.1");
+        let mut resp = FindCoordinatorResponse::default();
+        if r.version >= 4 {
+            resp.coordinators = req
+                .coordinator_keys
+                .iter()
+                .map(|k| {
+                    let mut c = Coordinator::default();
+                    c.key = k.clone();
+                    c.node_id = BrokerId(99);
+                    c.host = host.clone();
+                    c.port = 1;
+                    c
+                })
+                .collect();
+        } else {
+            resp.node_id = BrokerId(99);
+            resp.host = host;
+            resp.port = 1;
+        }
+        Some(Action::Respond(Box::new(ResponseKind::FindCoordinator(
+            resp,
+        ))))
+    });
+    let world = World::new(2);
+    let a = world.spawn(
+        0,
+        &cluster,
+        settings("missing", "range"),
+        Subscription::topics(["t"]),
+    );
+    world.wait(|w| w.complete_with(&[0])).await;
+    assert!(
+        wrong.load(Ordering::SeqCst) > 3,
+        "the unknown coordinator was named, then looked up again"
+    );
+    fake.remove_hook(hook);
+    a.member.close().await;
+}
+
 /// A group consumer on a fake cluster whose topic `t` has 2 partitions of 20 records, with
 /// offset 10 committed for `group` on both; `request.timeout.ms` is short so that an
 /// OffsetFetch error outlasts one `fetch_committed` call.
