@@ -13,7 +13,7 @@ RUNS="${1:-1000000}"
 SECS="${2:-600}"
 shift $(( $# > 2 ? 2 : $# ))
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(frame_reader responses record_batch codec_gzip codec_snappy codec_lz4 codec_zstd roundtrip group_protocol group_assign fetch)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(frame_reader responses record_batch codec_gzip codec_snappy codec_lz4 codec_zstd roundtrip group_protocol group_assign fetch scram)
 SCRATCH="${FUZZ_SCRATCH:-/tmp/krust-fuzz}"
 # A smaller ASan quarantine keeps RSS well under the limit with multi-MiB decompressions.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=32}"

@@ -290,7 +290,8 @@ fn member_subscription(index: usize, flags: u8, metadata: Bytes) -> MemberSubscr
 /// Layout: `[flags][start][lso][aborted count]`, then per aborted transaction `[producer id]
 /// [first offset]` (one byte each), then the record set. Flags: bit 0 set leaves the CRCs as
 /// they are (clear: fixed up first, see [`record_batch`]); bit 1 read_committed; bits 2-4 the
-/// records per poll (1 to 8). `start` is the fetch offset; `lso` 255 means none (-1).
+/// records per poll (1 to 8); bit 5 `check.crcs=false` (CRCs not verified at all). `start` is
+/// the fetch offset; `lso` 255 means none (-1).
 /// Delivered records must come in strictly increasing offset order, at or after the start,
 /// below the LSO under read_committed; once everything is polled no buffered bytes remain.
 pub fn fetch(data: &[u8]) {
@@ -347,6 +348,7 @@ pub fn fetch(data: &[u8]) {
     let opts = ParseOptions {
         isolation,
         limits: limits(),
+        check_crcs: flags & 0x20 == 0,
     };
     let outcome = partition_outcome(planned, &d, &opts);
     fetcher.handle_fetch(&plan, vec![(tp.clone(), outcome)], now);

@@ -124,9 +124,14 @@ pub(crate) fn parse(
     Ok(node)
 }
 
-/// One FindCoordinator round trip to any broker: `Ok(Ok(node))` (the broker is made known to
-/// the pool), `Ok(Err(refusal))` when the broker answered with an error, `Err` when the
+/// One FindCoordinator round trip to any broker: `Ok(Ok(node))` (the node is in the pool's
+/// broker list), `Ok(Err(refusal))` when the broker answered with an error, `Err` when the
 /// request itself failed. The caller retries.
+///
+/// A coordinator that is still not in the broker list after a metadata refresh (the refresh
+/// failed, or the metadata is behind the coordinator's answer) is refused as
+/// COORDINATOR_NOT_AVAILABLE: retriable, like any coordinator that cannot be reached yet, so
+/// callers need no case of their own for an unknown broker.
 pub(crate) async fn lookup_once(
     cluster: &Cluster,
     kind: CoordinatorType,
@@ -134,14 +139,31 @@ pub(crate) async fn lookup_once(
 ) -> Result<std::result::Result<NodeId, Refusal>> {
     let (_, version, resp) = cluster.send_any(|v| request(kind, key, v)).await?;
     let answer = parse(&resp, version, key);
-    if let Ok(node) = answer {
-        if !cluster.metadata().brokers.contains_key(&node) {
-            // The coordinator is a broker the pool has not seen yet: load the broker list so a
-            // request to it can connect. A failure shows up when the caller connects.
-            let _ = cluster.refresh_metadata(&[]).await;
-        }
+    let Ok(node) = answer else {
+        return Ok(answer);
+    };
+    if cluster.metadata().brokers.contains_key(&node) {
+        return Ok(Ok(node));
     }
-    Ok(answer)
+    // The coordinator is a broker the pool has not seen yet: load the broker list so a request
+    // to it can connect.
+    if let Err(e) = cluster.refresh_metadata(&[]).await {
+        debug!(key, ?kind, node, error = %e, "metadata refresh for a new coordinator failed");
+    }
+    if cluster.metadata().brokers.contains_key(&node) {
+        Ok(Ok(node))
+    } else {
+        Ok(Err(unknown_coordinator(node)))
+    }
+}
+
+/// The refusal for a coordinator `node` missing from the broker list: COORDINATOR_NOT_AVAILABLE
+/// (retriable), saying why.
+pub(crate) fn unknown_coordinator(node: NodeId) -> Refusal {
+    Refusal {
+        code: ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        message: Some(format!("coordinator {node} is not in the cluster metadata")),
+    }
 }
 
 /// The coordinator of `key`, retried with the retry backoff within `request.timeout.ms` while
@@ -275,6 +297,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::COORDINATOR_NOT_AVAILABLE);
+    }
+
+    #[test]
+    fn unknown_coordinator_is_retriable() {
+        let r = unknown_coordinator(7);
+        assert_eq!(r.code, ErrorCode::COORDINATOR_NOT_AVAILABLE);
+        let e = r.into_error(CoordinatorType::Group, "g");
+        assert!(e.is_retriable(), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("coordinator 7"), "{text}");
+        assert!(text.contains("group `g`"), "{text}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod group_common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use group_common::*;
@@ -454,16 +455,24 @@ async fn admin_helpers_list_describe_reset_delete() {
 }
 
 /// describe_group: a partition whose end offset cannot be read (the broker refuses
-/// ListOffsets for topic `secret`) gets its own error and no lag, instead of failing or
-/// blanking the lag of every other partition.
+/// ListOffsets for topic `secret`, led by its own broker) gets its own error and no lag,
+/// instead of failing or blanking the lag of every other partition; the end offsets are asked
+/// with one ListOffsets per leader, not one per partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_group_reports_end_offset_errors_per_partition() {
     use krust_client::group::admin::{describe_group, reset_offsets, ResetTo};
     use krust_core::fetch::TopicPartition;
     use krust_testkit::kafka_protocol::messages::RequestKind;
     use krust_testkit::{Action, Intercept};
-    let (fake, cluster) = fake(1, 2).await;
+    let (fake, cluster) = fake(2, 2).await;
     fake.create_topic("secret", 1, 1).unwrap();
+    fake.move_leader("t", 0, 0).unwrap();
+    fake.move_leader("t", 1, 0).unwrap();
+    fake.move_leader("secret", 0, 1).unwrap();
+    cluster
+        .refresh_metadata(&["t".to_string(), "secret".to_string()])
+        .await
+        .unwrap();
     let tps = [
         TopicPartition::new("t", 0),
         TopicPartition::new("t", 1),
@@ -481,10 +490,15 @@ async fn describe_group_reports_end_offset_errors_per_partition() {
         .await
         .unwrap();
     let refused = krust_wire::ErrorCode::TOPIC_AUTHORIZATION_FAILED;
+    // (broker, partitions asked) of every ListOffsets request.
+    let asked = Arc::new(Mutex::new(Vec::<(i32, usize)>::new()));
+    let asked2 = asked.clone();
     let hook = fake.intercept(Intercept::api(FakeApi::ListOffsets), move |r| {
         let RequestKind::ListOffsets(req) = &r.body else {
             return None;
         };
+        let n = req.topics.iter().map(|t| t.partitions.len()).sum();
+        asked2.lock().unwrap().push((r.broker, n));
         req.topics
             .iter()
             .any(|t| t.name.0.as_str() == "secret")
@@ -492,6 +506,9 @@ async fn describe_group_reports_end_offset_errors_per_partition() {
     });
     let d = describe_group(&cluster, "lagged").await.unwrap();
     fake.remove_hook(hook);
+    let mut asked = asked.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(asked, [(0, 2), (1, 1)], "one request per leader, each once");
     for tp in &tps[..2] {
         let l = &d.offsets[tp];
         assert_eq!(
@@ -504,6 +521,69 @@ async fn describe_group_reports_end_offset_errors_per_partition() {
     assert_eq!((s.committed, s.end, s.lag), (Some(1), None, None));
     let e = s.end_error.as_deref().expect("the partition's error");
     assert!(e.contains("TOPIC_AUTHORIZATION_FAILED"), "{e}");
+}
+
+/// A FindCoordinator answer naming a broker that is not in the cluster metadata (not even after
+/// a refresh) is retried like COORDINATOR_NOT_AVAILABLE: once the answer is right the member
+/// gets its partitions (were it taken as a usable node, the member would retry its JoinGroup
+/// against a broker it cannot reach).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_missing_from_the_metadata_is_looked_up_again() {
+    use krust_testkit::kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use krust_testkit::kafka_protocol::messages::{
+        BrokerId, FindCoordinatorResponse, RequestKind, ResponseKind,
+    };
+    use krust_testkit::kafka_protocol::protocol::StrBytes;
+    use krust_testkit::{Action, Intercept};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (fake, cluster) = fake(1, 2).await;
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let wrong2 = wrong.clone();
+    let hook = fake.intercept(Intercept::api(FakeApi::FindCoordinator), move |r| {
+        let RequestKind::FindCoordinator(req) = &r.body else {
+            return None;
+        };
+        if wrong2.fetch_add(1, Ordering::SeqCst) >= 3 {
+            return None;
+        }
+        let host = StrBytes::from_static_str("127.0.0.1");
+        let mut resp = FindCoordinatorResponse::default();
+        if r.version >= 4 {
+            resp.coordinators = req
+                .coordinator_keys
+                .iter()
+                .map(|k| {
+                    let mut c = Coordinator::default();
+                    c.key = k.clone();
+                    c.node_id = BrokerId(99);
+                    c.host = host.clone();
+                    c.port = 1;
+                    c
+                })
+                .collect();
+        } else {
+            resp.node_id = BrokerId(99);
+            resp.host = host;
+            resp.port = 1;
+        }
+        Some(Action::Respond(Box::new(ResponseKind::FindCoordinator(
+            resp,
+        ))))
+    });
+    let world = World::new(2);
+    let a = world.spawn(
+        0,
+        &cluster,
+        settings("missing", "range"),
+        Subscription::topics(["t"]),
+    );
+    world.wait(|w| w.complete_with(&[0])).await;
+    assert!(
+        wrong.load(Ordering::SeqCst) > 3,
+        "the unknown coordinator was named, then looked up again"
+    );
+    fake.remove_hook(hook);
+    a.member.close().await;
 }
 
 /// A group consumer on a fake cluster whose topic `t` has 2 partitions of 20 records, with

@@ -573,7 +573,6 @@ async fn s6_delivery_timeout_shorter_than_a_stall() {
     }
     let stalled = s.results().await;
     cluster.remove_hook(hook);
-    let hook_removed = Instant::now();
     assert!(held.load(Ordering::Relaxed) > 0, "requests were held");
     assert!(
         stalled.values().all(|p| *p != Persistence::Persisted),
@@ -593,9 +592,12 @@ async fn s6_delivery_timeout_shorter_than_a_stall() {
     assert_eq!(count(&after, Persistence::Persisted), 100, "{after:?}");
     r.extend(after);
     producer.close().await;
-    // The held requests are applied (or refused: old epoch) 6 s after they arrived; the fault's
-    // own schedule says when the log is final.
-    tokio::time::sleep_until((hook_removed + Duration::from_millis(6500)).into()).await;
+    // The held requests are applied (or refused: old epoch) 6 s after they arrived. The producer
+    // is closed, so once the fake has finished serving every connection (held requests and
+    // whatever was queued behind them included) the log is final.
+    tokio::time::timeout(Duration::from_secs(30), cluster.wait_for_no_connections())
+        .await
+        .expect("the fake finishes the held requests and every connection closes");
     assert!(
         identities(&cluster, "s6").len() >= 2,
         "reset after the expiry"

@@ -349,3 +349,29 @@ async fn plaintext_client_against_a_sasl_listener_gets_a_hint() {
     assert!(e.is_auth(), "{e:?}");
     assert!(e.to_string().contains("is this a SASL listener?"), "{e}");
 }
+
+/// The `scram` fuzz target's entry point (`fuzz/src/scram.rs`, included by path as
+/// `crates/krust-wire/tests/corpus.rs` does for the others), on stable.
+#[path = "../../../fuzz/src/scram.rs"]
+mod scram_fuzz;
+
+/// Replays the `scram` fuzz corpus and regressions: no input may panic or break the entry
+/// point's checks.
+#[test]
+fn scram_fuzz_corpus_replays() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut total = 0;
+    for kind in ["corpus", "regressions"] {
+        let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join("scram")) else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let data = std::fs::read(&path).unwrap();
+            let outcome = std::panic::catch_unwind(|| scram_fuzz::scram(&data));
+            assert!(outcome.is_ok(), "{} panicked", path.display());
+            total += 1;
+        }
+    }
+    assert!(total >= 3, "the scram seed corpus is missing");
+}

@@ -15,8 +15,9 @@ use krust_client::producer::{
     TopicPartition,
 };
 use krust_client::{ClientConfig, Cluster};
+use krust_core::backoff::SmallRng;
 use krust_testkit::kafka_protocol::messages::ApiKey as FakeApi;
-use krust_testkit::{ClusterConfig, FakeCluster, TxnProtocol};
+use krust_testkit::{test_seed, ClusterConfig, FakeCluster, TxnProtocol};
 use txn_common::{init, send_all, values};
 
 const T: Duration = Duration::from_secs(20);
@@ -730,21 +731,6 @@ async fn unknown_commit_outcome_refuses_abort() {
     p.close().await;
 }
 
-/// A small seeded generator (xorshift64*), so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A seeded randomized run: many transactions over 3 partitions (each writing to 2 or 3 of
 /// them, with offsets of a group), some aborted by choice, while transaction and produce
 /// requests randomly lose their connection before (Close) or after (DropResponse) the broker
@@ -764,9 +750,7 @@ async fn randomized(protocol: TxnProtocol, seed: u64) {
     )
     .await;
     let p = producer(&fake, "rand").await;
-    let rng = Arc::new(Mutex::new(
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-    ));
+    let rng = Arc::new(Mutex::new(SmallRng::new(seed)));
     let cut = rng.clone();
     let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let fired2 = fired.clone();
@@ -832,7 +816,12 @@ type Outcome = (BTreeMap<String, Vec<String>>, BTreeSet<String>, Option<i64>);
 /// `txns` transactions over 3 partitions of `t` (each writing to 2 or 3 of them, with an
 /// offset of group `g` on `in`), about a quarter aborted by choice; a commit that fails
 /// abortably is aborted, one whose outcome is unknown is retried.
-async fn workload(p: &Producer, rng: &std::sync::Mutex<Rng>, seed: u64, txns: usize) -> Outcome {
+async fn workload(
+    p: &Producer,
+    rng: &std::sync::Mutex<SmallRng>,
+    seed: u64,
+    txns: usize,
+) -> Outcome {
     let group = GroupMetadata {
         group_id: "g".into(),
         generation_id: -1,
@@ -906,10 +895,15 @@ async fn workload(p: &Producer, rng: &std::sync::Mutex<Rng>, seed: u64, txns: us
     (sent, committed, last_committed_offset)
 }
 
+/// Seeds of the randomized runs: the one in `KRUST_TXN_SEED` when set (a failure message names
+/// the seed of its run, the one to replay), else three consecutive ones from the clock (the
+/// first printed).
 fn seeds() -> Vec<u64> {
-    match std::env::var("KRUST_TXN_SEED") {
-        Ok(s) => vec![s.parse().expect("KRUST_TXN_SEED is a number")],
-        Err(_) => vec![1, 2, 3],
+    let first = test_seed("KRUST_TXN_SEED");
+    if std::env::var_os("KRUST_TXN_SEED").is_some() {
+        vec![first]
+    } else {
+        (0..3).map(|i| first.wrapping_add(i)).collect()
     }
 }
 
@@ -923,7 +917,7 @@ async fn randomized_connection_cuts_classic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_connection_cuts_kip890() {
     for seed in seeds() {
-        randomized(TxnProtocol::Kip890, seed + 100).await;
+        randomized(TxnProtocol::Kip890, seed.wrapping_add(100)).await;
     }
 }
 
@@ -1233,7 +1227,7 @@ async fn chaos_proxy_connection_resets() {
             .await
             .expect("init in time")
             .unwrap();
-        let rng = Mutex::new(Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
+        let rng = Mutex::new(SmallRng::new(seed));
         let txns: usize = std::env::var("KRUST_TXN_COUNT").map_or(25, |v| v.parse().unwrap());
         let (sent, committed, last) = workload(&p, &rng, seed, txns).await;
         proxy.clear();

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// Per broker: whether it is up (connections exit and the listener closes when false).
     up: Vec<watch::Sender<bool>>,
     shutdown: watch::Sender<bool>,
+    /// How many client connections are being served (accepted and not yet finished).
+    conns: watch::Sender<usize>,
     pub(crate) started: Instant,
     listen: Vec<SocketAddr>,
 }
@@ -163,6 +165,7 @@ impl FakeCluster {
             group_changed: watch::channel(0).0,
             up: addrs.iter().map(|_| watch::channel(true).0).collect(),
             shutdown: watch::channel(false).0,
+            conns: watch::channel(0).0,
             started: Instant::now(),
             listen: addrs.clone(),
         });
@@ -621,6 +624,21 @@ impl FakeCluster {
         }
     }
 
+    /// How many client connections the fake is serving now (accepted, not yet finished).
+    pub fn open_connections(&self) -> usize {
+        *self.shared.conns.borrow()
+    }
+
+    /// Waits until the fake serves no client connection: every connection has been closed and
+    /// every request it delivered has been handled (a request held by a delay hook included).
+    /// After the clients have closed, this is the point from which the fake's state is final.
+    /// Cancel safe.
+    pub async fn wait_for_no_connections(&self) {
+        let mut rx = self.shared.conns.subscribe();
+        // The sender lives in `shared`, which `self` keeps alive: `wait_for` cannot fail.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
     /// Waits until at least `n` requests of `api` have arrived. Cancel safe.
     pub async fn wait_for_requests(&self, api: ApiKey, n: usize) {
         self.wait_for_log(|log| log.iter().filter(|r| r.api_key == api).count() >= n)
@@ -686,6 +704,8 @@ async fn run_broker(shared: Arc<Shared>, id: i32, listener: TcpListener) {
                 r = l.accept() => match r {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
+                        // Counted before the task starts, so a waiter never sees a gap.
+                        shared.conns.send_modify(|n| *n += 1);
                         tokio::spawn(serve_conn(shared.clone(), id, stream));
                     }
                     Err(e) => tracing::warn!(broker = id, %e, "accept failed"),
@@ -708,7 +728,17 @@ enum Out {
     Close(Instant),
 }
 
+/// Uncounts a served connection when its task ends, however it ends.
+struct ConnCount(Arc<Shared>);
+
+impl Drop for ConnCount {
+    fn drop(&mut self) {
+        self.0.conns.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 async fn serve_conn(shared: Arc<Shared>, broker: i32, stream: TcpStream) {
+    let _count = ConnCount(shared.clone());
     let mut up_rx = shared.up[broker as usize].subscribe();
     if !*up_rx.borrow_and_update() {
         return;

@@ -391,3 +391,53 @@ fn librdkafka_legacy_fixtures_decode() {
         }
     }
 }
+
+/// Decodes every batch of `data`, verifying CRCs or not.
+fn decode_checked(data: Bytes, check_crcs: bool) -> Result<Vec<Record>, krust_wire::Error> {
+    let mut out = Vec::new();
+    for batch in batches(data).check_crcs(check_crcs) {
+        out.extend(batch?.inflate()?.into_records()?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn check_crcs_false_accepts_a_batch_whose_crc_is_wrong() {
+    // A v2 batch (compressed) whose stored CRC-32C is wrong, and legacy messages (plain, and a
+    // compressed wrapper) whose stored CRC-32 is wrong: rejected by default, decoded with the
+    // check off.
+    let records: Vec<Record> = (0..3)
+        .map(|i| Record {
+            offset: i,
+            timestamp: 1_000 + i,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Vec::new(),
+        })
+        .collect();
+    let v2 = build(Compression::Lz4, 0, &records);
+    let legacy_none = Bytes::from(fixture("librdkafka-legacy-v1-none.bin"));
+    let legacy_gzip = Bytes::from(fixture("librdkafka-legacy-v0-gzip.bin"));
+    // Stored CRC: bytes 17..21 of a v2 batch; 12..16 of a legacy message (after offset, size).
+    for (name, good, crc_at) in [
+        ("v2 lz4", v2, 17),
+        ("legacy v1 none", legacy_none, 12),
+        ("legacy v0 gzip", legacy_gzip, 12),
+    ] {
+        let want = decode_checked(good.clone(), true).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!want.is_empty(), "{name}");
+        let mut bad = good.to_vec();
+        bad[crc_at] ^= 0x5a;
+        let bad = Bytes::from(bad);
+        let err = decode_checked(bad.clone(), true).expect_err(name);
+        assert!(
+            matches!(err, krust_wire::Error::CorruptBatch { .. }),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            decode_checked(bad, false).unwrap_or_else(|e| panic!("{name}: {e}")),
+            want,
+            "{name}"
+        );
+    }
+}

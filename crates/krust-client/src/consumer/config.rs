@@ -52,9 +52,10 @@ pub struct ConsumerConfig {
     pub isolation_level: IsolationLevel,
     /// `max.poll.records`: the most records one `poll` returns. Default 500.
     pub max_poll_records: usize,
-    /// `check.crcs`: accepted for compatibility. krust always verifies each batch's CRC32C
-    /// before decompressing it (the check is cheap and protects the decompressor), so `false`
-    /// changes nothing. Default true.
+    /// `check.crcs`: whether each fetched batch's CRC (CRC-32C; CRC-32 for legacy messages) is
+    /// verified before it is decompressed, as in Java. Default true; `false` skips the check (a
+    /// corrupted batch is then not caught by its checksum, though it is still decoded only by
+    /// the bounded decoders, within the decompression limits).
     pub check_crcs: bool,
     /// `krust.prefetch.max.bytes` (or librdkafka's `queued.max.messages.kbytes`, in KiB): the
     /// most bytes fetched ahead of the application, counting data buffered and fetches in
@@ -261,6 +262,7 @@ impl ConsumerConfig {
             max_prefetch_bytes: self.max_prefetch_bytes,
             retry_backoff: self.client.retry_backoff,
             validate_positions: self.validate_positions,
+            check_crcs: self.check_crcs,
         }
     }
 }

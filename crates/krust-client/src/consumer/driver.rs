@@ -386,6 +386,7 @@ impl BrokerSource {
                 let opts = ParseOptions {
                     isolation: f.config().isolation,
                     limits: DecompressLimits::default(),
+                    check_crcs: f.config().check_crcs,
                 };
                 (
                     plan,

@@ -47,7 +47,7 @@ pub use krust_core::fetch::{
 pub use krust_wire::record::{RecordHeader, TimestampType};
 pub use offsets::{ListedOffset, OffsetSpec};
 
-pub(crate) use offsets::list_offsets;
+pub(crate) use offsets::{list_offsets, list_offsets_each};
 
 use driver::Shared;
 

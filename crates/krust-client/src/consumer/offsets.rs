@@ -52,24 +52,99 @@ pub(crate) async fn list_offsets(
     requests: &[(TopicPartition, OffsetSpec)],
     isolation: IsolationLevel,
 ) -> Result<HashMap<TopicPartition, ListedOffset>> {
+    lookup(cluster, requests, isolation, true)
+        .await
+        .map(|o| o.found)
+}
+
+/// One outcome per partition of [`list_offsets_each`]: the offset, or why it is unknown.
+pub(crate) type OffsetOutcome = std::result::Result<ListedOffset, String>;
+
+/// Like [`list_offsets`], but every requested partition gets its own outcome: a partition's
+/// error (an unknown topic, an authorization failure, a retriable error that outlasted
+/// `request.timeout.ms`) is that partition's alone. Still one ListOffsets per leader per round.
+pub(crate) async fn list_offsets_each(
+    cluster: &Cluster,
+    requests: &[(TopicPartition, OffsetSpec)],
+    isolation: IsolationLevel,
+) -> BTreeMap<TopicPartition, OffsetOutcome> {
+    match lookup(cluster, requests, isolation, false).await {
+        Ok(o) => o
+            .found
+            .into_iter()
+            .map(|(tp, l)| (tp, Ok(l)))
+            .chain(o.failed.into_iter().map(|(tp, e)| (tp, Err(e))))
+            .collect(),
+        // Not reached without `fail_fast`; kept total rather than trusted.
+        Err(e) => requests
+            .iter()
+            .map(|(tp, _)| (tp.clone(), Err(e.to_string())))
+            .collect(),
+    }
+}
+
+/// What [`lookup`] found: offsets, and (without `fail_fast`) each failed partition's error.
+#[derive(Default)]
+struct Outcome {
+    found: HashMap<TopicPartition, ListedOffset>,
+    failed: BTreeMap<TopicPartition, String>,
+}
+
+/// The ListOffsets loop: one request per leader per round; retriable errors (no leader, a
+/// leader move, a transport failure) are retried after the retry backoff and a metadata
+/// refresh until `request.timeout.ms`. With `fail_fast` the first non-retriable error (or the
+/// last retriable one at the deadline) is returned; without it, it becomes the partition's
+/// entry in [`Outcome::failed`] and the other partitions go on.
+async fn lookup(
+    cluster: &Cluster,
+    requests: &[(TopicPartition, OffsetSpec)],
+    isolation: IsolationLevel,
+    fail_fast: bool,
+) -> Result<Outcome> {
     let cfg = cluster.config().clone();
     let deadline = Instant::now() + cfg.request_timeout;
     let mut pending: BTreeMap<TopicPartition, OffsetSpec> = requests.iter().cloned().collect();
-    let mut out = HashMap::new();
+    let mut out = Outcome::default();
     let mut attempt = 0u32;
     let mut last_error: Option<Error> = None;
+    // The latest retriable error of each pending partition (its outcome at the deadline).
+    let mut retrying: BTreeMap<TopicPartition, String> = BTreeMap::new();
+    // A partition's final error: returned with `fail_fast`, else recorded.
+    macro_rules! fail {
+        ($tp:expr, $err:expr) => {{
+            let err: Error = $err;
+            if fail_fast {
+                return Err(err);
+            }
+            let tp: TopicPartition = $tp;
+            pending.remove(&tp);
+            retrying.remove(&tp);
+            out.failed.insert(tp, err.to_string());
+        }};
+    }
     while !pending.is_empty() {
         // Make sure every topic's metadata is known.
         let mut by_node: BTreeMap<NodeId, Vec<(TopicPartition, StartOffset, i32)>> =
             BTreeMap::new();
+        let mut failed: Vec<(TopicPartition, Error)> = Vec::new();
         for (tp, spec) in &pending {
-            let t = cluster.topic(&tp.topic).await?;
-            let p = t
-                .partition(tp.partition)
-                .ok_or_else(|| Error::UnknownPartition {
-                    topic: tp.topic.to_string(),
-                    partition: tp.partition,
-                })?;
+            let t = match cluster.topic(&tp.topic).await {
+                Ok(t) => t,
+                Err(e) => {
+                    failed.push((tp.clone(), e));
+                    continue;
+                }
+            };
+            let Some(p) = t.partition(tp.partition) else {
+                failed.push((
+                    tp.clone(),
+                    Error::UnknownPartition {
+                        topic: tp.topic.to_string(),
+                        partition: tp.partition,
+                    },
+                ));
+                continue;
+            };
             match p.leader {
                 Some(node) => by_node.entry(node).or_default().push((
                     tp.clone(),
@@ -77,14 +152,19 @@ pub(crate) async fn list_offsets(
                     p.leader_epoch,
                 )),
                 None => {
-                    last_error = Some(Error::broker_with(
+                    let err = Error::broker_with(
                         ApiKey::ListOffsets,
                         ErrorCode::LEADER_NOT_AVAILABLE,
                         format!("partition {tp}"),
                         None,
-                    ))
+                    );
+                    retrying.insert(tp.clone(), err.to_string());
+                    last_error = Some(err);
                 }
             }
+        }
+        for (tp, err) in failed {
+            fail!(tp, err);
         }
         let sends = by_node.into_iter().map(|(node, partitions)| {
             let lookup = OffsetLookup {
@@ -102,9 +182,22 @@ pub(crate) async fn list_offsets(
             match res {
                 Err(e) if e.is_retriable() => {
                     retry = true;
+                    for (tp, _, _) in &lookup.partitions {
+                        retrying.insert(tp.clone(), e.to_string());
+                    }
                     last_error = Some(e);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if fail_fast {
+                        return Err(e);
+                    }
+                    let text = e.to_string();
+                    for (tp, _, _) in lookup.partitions {
+                        pending.remove(&tp);
+                        retrying.remove(&tp);
+                        out.failed.insert(tp, text.clone());
+                    }
+                }
                 Ok((_v, resp)) => {
                     cluster.note_throttle(lookup.node, resp.throttle_time_ms);
                     for t in resp.topics {
@@ -116,7 +209,8 @@ pub(crate) async fn list_offsets(
                             let code = ErrorCode(p.error_code);
                             if code.is_ok() {
                                 pending.remove(&tp);
-                                out.insert(
+                                retrying.remove(&tp);
+                                out.found.insert(
                                     tp,
                                     ListedOffset {
                                         offset: p.offset,
@@ -136,9 +230,10 @@ pub(crate) async fn list_offsets(
                             match classify(ApiKey::ListOffsets, code) {
                                 Retry::RefreshMetadata | Retry::Backoff => {
                                     retry = true;
+                                    retrying.insert(tp, err.to_string());
                                     last_error = Some(err);
                                 }
-                                _ => return Err(err),
+                                _ => fail!(tp, err),
                             }
                         }
                     }
@@ -149,12 +244,17 @@ pub(crate) async fn list_offsets(
             break;
         }
         if Instant::now() >= deadline {
-            return Err(last_error.unwrap_or_else(|| {
-                Error::Other(format!(
-                    "ListOffsets: no answer for {} partition(s) within request.timeout.ms",
-                    pending.len()
-                ))
-            }));
+            let no_answer = |n: usize| {
+                format!("ListOffsets: no answer for {n} partition(s) within request.timeout.ms")
+            };
+            if fail_fast {
+                return Err(last_error.unwrap_or_else(|| Error::Other(no_answer(pending.len()))));
+            }
+            for tp in std::mem::take(&mut pending).into_keys() {
+                let err = retrying.remove(&tp).unwrap_or_else(|| no_answer(1));
+                out.failed.insert(tp, err);
+            }
+            break;
         }
         if retry || last_error.is_some() {
             let topics: Vec<String> = pending.keys().map(|tp| tp.topic.to_string()).collect();

@@ -4,21 +4,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::StreamExt;
 use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
-use krust_core::fetch::TopicPartition;
+use krust_core::fetch::{IsolationLevel, TopicPartition};
 use krust_core::group::offsets::offset_fetch_request;
 use krust_core::group::offsets::offset_fetch_results;
 use krust_core::group::{GroupMetadata, OffsetAndMetadata};
 use krust_wire::group_protocol::{decode_assignment, decode_subscription};
 use krust_wire::{ApiKey, ErrorCode};
-use tracing::debug;
 
 use super::commit_offsets;
 use crate::admin::Admin;
 use crate::cluster::Cluster;
-use crate::consumer::OffsetSpec;
+use crate::consumer::{list_offsets_each, OffsetSpec};
 use crate::coordinator::{self, CoordinatorType};
 use crate::error::{Error, Result};
 
@@ -224,10 +222,9 @@ pub async fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupDescr
     })
 }
 
-/// The log end offset of each of `tps`, or the error that kept it unknown. One ListOffsets
-/// lookup for all first; one partition's error fails that whole lookup, so then each
-/// partition is looked up on its own (concurrently; a retriable error is retried within
-/// `request.timeout.ms` again) and gets its own end or its own error.
+/// The log end offset of each of `tps`, or the error that kept it unknown: one ListOffsets per
+/// leader (retriable errors retried within `request.timeout.ms`), each partition with its own
+/// end or its own error, so one refused topic does not blank the lag of the others.
 async fn end_offsets(
     cluster: &Cluster,
     tps: &BTreeSet<TopicPartition>,
@@ -235,47 +232,16 @@ async fn end_offsets(
     if tps.is_empty() {
         return BTreeMap::new();
     }
-    let admin = Admin::new(cluster.clone());
     let all: Vec<(TopicPartition, OffsetSpec)> = tps
         .iter()
         .map(|tp| (tp.clone(), OffsetSpec::Latest))
         .collect();
-    match admin.list_offsets(&all).await {
-        Ok(ends) => {
-            return tps
-                .iter()
-                .map(|tp| {
-                    let end = ends.get(tp).map(|l| l.offset);
-                    (
-                        tp.clone(),
-                        end.ok_or_else(|| "no ListOffsets answer".into()),
-                    )
-                })
-                .collect();
-        }
-        Err(e) => debug!(error = %e, "end offsets: looking up each partition on its own"),
-    }
-    let admin = &admin;
-    futures::stream::iter(tps.iter().cloned())
-        .map(|tp| async move {
-            let end = admin
-                .list_offsets(&[(tp.clone(), OffsetSpec::Latest)])
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|ends| {
-                    ends.get(&tp)
-                        .map(|l| l.offset)
-                        .ok_or_else(|| "no ListOffsets answer".into())
-                });
-            (tp, end)
-        })
-        .buffer_unordered(PER_PARTITION_LOOKUPS)
-        .collect()
+    list_offsets_each(cluster, &all, IsolationLevel::ReadUncommitted)
         .await
+        .into_iter()
+        .map(|(tp, r)| (tp, r.map(|l| l.offset)))
+        .collect()
 }
-
-/// Per-partition end offset lookups in flight at once (after a combined lookup failed).
-const PER_PARTITION_LOOKUPS: usize = 32;
 
 /// Deletes groups (they must be empty). Returns each group's result.
 pub async fn delete_groups(

@@ -10,9 +10,12 @@ use std::time::Duration;
 use krust_core::fetch::{OffsetReset, StartOffset, TopicPartition};
 use krust_core::group::{GroupMetadata, OffsetAndMetadata};
 
-use super::{GroupMember, GroupSettings, Rebalance, Subscription};
+use super::{CommittedRetry, GroupMember, GroupSettings, Rebalance, Subscription};
 use crate::consumer::{Consumer, ConsumerRecord};
 use crate::error::{Error, Result};
+
+/// How many times [`GroupConsumer::rewind_to_committed`] retries a retriable offset lookup.
+const REWIND_RETRIES: u32 = 20;
 
 /// A consumer that subscribes through a consumer group.
 pub struct GroupConsumer {
@@ -139,8 +142,9 @@ impl GroupConsumer {
     /// Moves every partition this consumer owns back to the group's committed offset (where
     /// nothing is committed: `auto.offset.reset`), dropping what was fetched beyond it. The
     /// move after an aborted transaction: the records polled since the last commit are read
-    /// again. Retriable errors of the offset lookup are retried (a transaction holding offsets
-    /// may still be completing); others are returned and nothing moves.
+    /// again. Retriable errors of the offset lookup are retried, up to 20 times with the retry
+    /// backoff (a transaction holding offsets may still be completing); others, or the last
+    /// one, are returned and nothing moves.
     ///
     /// Cancel safety: not cancel safe; a cancelled call may have moved some partitions.
     pub async fn rewind_to_committed(&mut self) -> Result<()> {
@@ -148,18 +152,10 @@ impl GroupConsumer {
         if owned.is_empty() {
             return Ok(());
         }
-        let retry = self.consumer.cluster().config().clone();
-        let mut attempt = 0u32;
-        let committed = loop {
-            match self.member.committed(&owned).await {
-                Ok(c) => break c,
-                Err(e) if e.is_retriable() && attempt < 20 => {
-                    tracing::debug!(error = %e, "committed offsets: retrying");
-                    crate::cluster::retry_pause(&retry, &mut attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let committed = self
+            .member
+            .committed_retrying(&owned, CommittedRetry::Bounded(REWIND_RETRIES))
+            .await?;
         let reset = self.reset_start();
         for tp in owned {
             let start = match committed.get(&tp).cloned().flatten() {

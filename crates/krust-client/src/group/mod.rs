@@ -300,6 +300,22 @@ impl GroupMember {
         .await
     }
 
+    /// [`GroupMember::committed`], retried as `retry` says (see [`committed_retrying`]).
+    pub(crate) async fn committed_retrying(
+        &self,
+        partitions: &[TopicPartition],
+        retry: CommittedRetry,
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
+        committed_retrying(
+            &self.cluster,
+            &self.settings.group.group_id,
+            partitions,
+            self.settings.require_stable,
+            retry,
+        )
+        .await
+    }
+
     /// Leaves the group: revokes everything (commits consumed positions with auto-commit; the
     /// application sees a [`Rebalance::Revoked`] it must release), sends LeaveGroup (dynamic
     /// members) and stops the task.
@@ -361,7 +377,7 @@ struct Task {
 
 /// Sends a coordinator request on `lane` (a dedicated connection to `node`, see [`Lane`]). A
 /// coordinator just found may not be in the broker pool yet: the broker list is refreshed once
-/// first.
+/// first; a coordinator still missing from it is COORDINATOR_NOT_AVAILABLE (retriable).
 async fn send_to_coordinator<R: KafkaRequest>(
     cluster: &Cluster,
     node: NodeId,
@@ -371,6 +387,16 @@ async fn send_to_coordinator<R: KafkaRequest>(
 ) -> Result<R::Response> {
     if !cluster.metadata().brokers.contains_key(&node) {
         cluster.refresh_metadata(&[]).await?;
+        if !cluster.metadata().brokers.contains_key(&node) {
+            // The coordinator left the broker list: COORDINATOR_NOT_AVAILABLE (retriable), and
+            // the member finds its coordinator again.
+            return Err(Error::broker_with(
+                R::API_KEY,
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                format!("coordinator {node}"),
+                Some("not in the cluster metadata".to_string()),
+            ));
+        }
     }
     cluster
         .send_on(node, lane, timeout, build)
@@ -458,7 +484,14 @@ impl Task {
                         let r = if partitions.is_empty() {
                             Ok(BTreeMap::new())
                         } else {
-                            committed_for_assignment(&cluster, &group, &partitions, stable).await
+                            committed_retrying(
+                                &cluster,
+                                &group,
+                                &partitions,
+                                stable,
+                                CommittedRetry::UntilKnown,
+                            )
+                            .await
                         };
                         Done::Assigned(partitions, metadata, r)
                     }));
@@ -561,7 +594,7 @@ impl Task {
         match done {
             Done::Group(req, Err(e)) => {
                 debug!(group = %self.settings.group.group_id, error = %e, "group request failed");
-                let f = if e.is_retriable() || matches!(e, Error::UnknownBroker(_)) {
+                let f = if e.is_retriable() {
                     RequestFailure::Transport
                 } else {
                     RequestFailure::Backoff
@@ -817,24 +850,40 @@ pub(crate) async fn commit_offsets(
     }
 }
 
-/// The committed offsets of newly assigned partitions: [`fetch_committed`] again and again
-/// while its errors are retriable (a coordinator moving or loading, a transport failure, or
-/// UNSTABLE_OFFSET_COMMIT while a transaction holding offsets stays open, which can last up to
-/// its `transaction.timeout.ms`), so a partition never starts from `auto.offset.reset` only
-/// because the answer was late. A non-retriable error (authorization, a bad group id) is
-/// returned.
-async fn committed_for_assignment(
+/// How long [`committed_retrying`] keeps asking while the answer is retriable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommittedRetry {
+    /// At most this many retries after the first attempt; then the last error is returned.
+    Bounded(u32),
+    /// Until the offsets are known: a partition must never start from `auto.offset.reset`
+    /// only because the answer was late.
+    UntilKnown,
+}
+
+/// The committed offsets of `partitions`: [`fetch_committed`] again, after the retry backoff,
+/// while its error is retriable (a coordinator moving, loading or not yet in the metadata, a
+/// transport failure, or UNSTABLE_OFFSET_COMMIT while a transaction holding offsets stays
+/// open, which can last up to its `transaction.timeout.ms`) and `retry` allows another
+/// attempt. A non-retriable error (authorization, a bad group id) is returned at once.
+pub(crate) async fn committed_retrying(
     cluster: &Cluster,
     group: &str,
     partitions: &[TopicPartition],
     require_stable: bool,
+    retry: CommittedRetry,
 ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
     let cfg = cluster.config().clone();
-    let mut attempt = 0;
+    let mut attempt = 0u32;
     loop {
         match fetch_committed(cluster, group, partitions, require_stable).await {
-            Err(e) if e.is_retriable() || matches!(e, Error::UnknownBroker(_)) => {
-                warn!(group = %group, error = %e, "committed offsets not known yet; retrying");
+            Err(e)
+                if e.is_retriable()
+                    && match retry {
+                        CommittedRetry::Bounded(n) => attempt < n,
+                        CommittedRetry::UntilKnown => true,
+                    } =>
+            {
+                warn!(group = %group, error = %e, attempt, "committed offsets not known yet; retrying");
                 crate::cluster::retry_pause(&cfg, &mut attempt).await;
             }
             r => return r,

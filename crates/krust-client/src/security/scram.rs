@@ -455,6 +455,68 @@ mod tests {
         assert!(first(&[0xff, 0xfe]).contains("UTF-8"));
     }
 
+    /// Random bytes, and valid messages broken at random, through both parsers: every answer
+    /// is an error or (for a mutated server-first that is still well formed) a checked one;
+    /// nothing panics. Seed: `KRUST_SCRAM_SEED`.
+    #[test]
+    fn garbage_server_messages_are_errors_not_panics() {
+        use krust_core::backoff::SmallRng;
+        let mut rng = SmallRng::new(krust_testkit::test_seed("KRUST_SCRAM_SEED"));
+        const NONCE: &str = "rOprNGfwEbeRWgbNEkqO";
+        let valid_first: &[u8] =
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let valid_final: &[u8] = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+        let alphabet = b"rsievm=,%+/0123456789abcXYZ\x00\xff\xc3\xa9";
+        let client = || {
+            let mut c =
+                ScramClient::with_nonce(ScramHash::Sha256, "user", Secret::from("pencil"), NONCE);
+            c.client_first();
+            c
+        };
+        for round in 0..2_000 {
+            // Garbage: random bytes, or random attribute-like text.
+            let len = rng.below(120) as usize;
+            let garbage: Vec<u8> = if round % 2 == 0 {
+                (0..len).map(|_| rng.next_u64() as u8).collect()
+            } else {
+                (0..len)
+                    .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+                    .collect()
+            };
+            // A valid message cut short, or with one byte changed.
+            let mut mutated = valid_first.to_vec();
+            if rng.below(2) == 0 {
+                mutated.truncate(rng.below(mutated.len() as u64) as usize);
+            } else {
+                let at = rng.below(mutated.len() as u64) as usize;
+                mutated[at] = alphabet[rng.below(alphabet.len() as u64) as usize];
+            }
+            for msg in [&garbage, &mutated] {
+                match client().handle_server_first(msg) {
+                    Err(e) => assert!(!e.is_empty()),
+                    Ok(first) => {
+                        assert!(msg == &mutated, "random bytes accepted: {msg:?}");
+                        assert!(first.nonce.starts_with(NONCE) && first.nonce.len() > NONCE.len());
+                        assert!((MIN_ITERATIONS..=MAX_ITERATIONS).contains(&first.iterations));
+                    }
+                }
+            }
+            // After a genuine server-first, a server-final of garbage or a broken signature
+            // is always refused.
+            let mut broken = valid_final.to_vec();
+            let at = rng.range(2, broken.len() as u64) as usize;
+            broken[at] = if broken[at] == b'A' { b'B' } else { b'A' };
+            for msg in [&garbage, &broken] {
+                let mut c = client();
+                c.handle_server_first(valid_first).unwrap();
+                c.client_final(&[0x5a; 32]).unwrap();
+                let e = c.handle_server_final(msg).unwrap_err();
+                assert!(!e.is_empty());
+                assert!(c.is_done());
+            }
+        }
+    }
+
     #[test]
     fn user_names_are_escaped_and_password_not_debugged() {
         let mut c =

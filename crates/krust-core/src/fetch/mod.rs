@@ -205,6 +205,10 @@ pub struct FetchConfig {
     pub retry_backoff: Duration,
     /// Whether positions are validated with OffsetForLeaderEpoch after a leader change.
     pub validate_positions: bool,
+    /// `check.crcs`: whether each fetched batch's CRC is verified (default true). With false
+    /// a corrupted batch is not caught by its checksum (it is still decoded only by the
+    /// bounded decoders, within the decompression limits).
+    pub check_crcs: bool,
 }
 
 impl Default for FetchConfig {
@@ -219,6 +223,7 @@ impl Default for FetchConfig {
             max_prefetch_bytes: 64 << 20,
             retry_backoff: Duration::from_millis(100),
             validate_positions: true,
+            check_crcs: true,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct ParseOptions {
     pub isolation: IsolationLevel,
     /// Limits on decompressed sizes.
     pub limits: DecompressLimits,
+    /// Whether each batch's CRC is verified (`check.crcs`, default true).
+    pub check_crcs: bool,
 }
 
 impl Default for ParseOptions {
@@ -54,6 +56,7 @@ impl Default for ParseOptions {
         ParseOptions {
             isolation: IsolationLevel::ReadUncommitted,
             limits: DecompressLimits::default(),
+            check_crcs: true,
         }
     }
 }
@@ -277,7 +280,7 @@ pub fn parse_partition(
     } else {
         0
     };
-    for batch in batches(raw) {
+    for batch in batches(raw).check_crcs(opts.check_crcs) {
         let batch = batch?;
         saw_batch = true;
         let h = *batch.header();

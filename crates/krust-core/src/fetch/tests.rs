@@ -79,6 +79,7 @@ fn round(
     let plan = f.plan_fetch(node, now)?;
     let opts = ParseOptions {
         isolation: f.config().isolation,
+        check_crcs: f.config().check_crcs,
         ..ParseOptions::default()
     };
     let outcomes = plan
@@ -516,6 +517,38 @@ fn corrupt_data_stops_the_partition_with_an_error() {
         "{errs:?}"
     );
     assert!(f.plan_fetch(1, now).is_none());
+}
+
+#[test]
+fn check_crcs_false_delivers_a_batch_whose_crc_is_wrong() {
+    // The stored CRC-32C (bytes 17..21) of a good batch, altered.
+    let mut bad = BytesMut::from(&batch(0, 3, Compression::Gzip)[..]);
+    bad[18] ^= 0x5a;
+    let bad = bad.freeze();
+    for check_crcs in [true, false] {
+        let mut f = Fetcher::new(FetchConfig {
+            check_crcs,
+            ..FetchConfig::default()
+        });
+        f.assign(tp(0), StartOffset::Offset(0));
+        f.handle_leader(&tp(0), Some(1), 0);
+        let now = Instant::now();
+        round(&mut f, 1, now, |_| data(0, 3, bad.clone())).unwrap();
+        let mut rs = Vec::new();
+        f.poll_records(100, &mut rs);
+        let errs = f.take_errors();
+        if check_crcs {
+            assert!(rs.is_empty(), "{rs:?}");
+            assert!(
+                matches!(errs[0].kind, FetchErrorKind::Corrupt { offset: 0, .. }),
+                "{errs:?}"
+            );
+        } else {
+            assert!(errs.is_empty(), "{errs:?}");
+            assert_eq!(offsets(&rs), vec![0, 1, 2]);
+            assert_eq!(rs[2].value.as_deref(), Some(&b"v2"[..]));
+        }
+    }
 }
 
 #[test]

@@ -24,19 +24,21 @@ const LEVEL: i32 = 6;
 const GZIP_WINDOW_BITS: u8 = 15 + 16;
 /// The gzip member header (10 bytes) and trailer (8 bytes) around the deflate stream.
 const GZIP_OVERHEAD: usize = 18;
-/// The first output buffer of a decompression never exceeds this; it then doubles.
+/// The first output buffer of a decompression never exceeds this (see [`super::read_bounded`]).
 const FIRST_OUTPUT: usize = 1 << 20;
+/// A thread's compression output buffer is kept for its next batch up to this size (larger
+/// ones, for unusually large batches, are freed after use).
+const KEEP_OUTPUT: usize = 2 << 20;
 
 thread_local! {
     static DEFLATE: RefCell<Option<Deflate>> = const { RefCell::new(None) };
+    /// The thread's compression output buffer: zeroed once as it grows, then reused, so a batch
+    /// costs a copy of its compressed bytes instead of a fresh zeroed `compress_bound` buffer.
+    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn deflate_error(e: zlib_rs::DeflateError) -> Error {
     Error::compression(CODEC, e.as_str().to_string())
-}
-
-fn inflate_error(e: zlib_rs::InflateError) -> Error {
-    Error::compression(CODEC, format!("invalid gzip data: {}", e.as_str()))
 }
 
 /// Compresses `input` as one gzip member at level 6, the level Kafka's Java client and
@@ -54,7 +56,16 @@ pub fn compress(input: &[u8]) -> Result<Vec<u8>> {
             })
         });
         deflate.reset();
-        let result = compress_with(deflate, input);
+        let result = OUTPUT.with(|out| {
+            let mut fresh = Vec::new();
+            let mut guard = out.try_borrow_mut().ok();
+            let out = guard.as_deref_mut().unwrap_or(&mut fresh);
+            let result = compress_into(deflate, input, out).map(|n| out[..n].to_vec());
+            if out.len() > KEEP_OUTPUT {
+                *out = Vec::new();
+            }
+            result
+        });
         if result.is_err() {
             // Never reuse a state that failed part-way.
             *slot = None;
@@ -63,9 +74,14 @@ pub fn compress(input: &[u8]) -> Result<Vec<u8>> {
     })
 }
 
-fn compress_with(deflate: &mut Deflate, input: &[u8]) -> Result<Vec<u8>> {
+/// Compresses `input` into the front of `out` (grown as needed, never shrunk), returning how
+/// many bytes were written.
+fn compress_into(deflate: &mut Deflate, input: &[u8], out: &mut Vec<u8>) -> Result<usize> {
     // zlib's bound for one call with Finish, plus the gzip wrapper: normally one call ends it.
-    let mut out = vec![0u8; zlib_rs::compress_bound(input.len()) + GZIP_OVERHEAD];
+    let bound = zlib_rs::compress_bound(input.len()) + GZIP_OVERHEAD;
+    if out.len() < bound {
+        out.resize(bound, 0);
+    }
     loop {
         let read = usize::try_from(deflate.total_in()).unwrap_or(usize::MAX);
         let written = usize::try_from(deflate.total_out()).unwrap_or(usize::MAX);
@@ -75,8 +91,7 @@ fn compress_with(deflate: &mut Deflate, input: &[u8]) -> Result<Vec<u8>> {
             .map_err(deflate_error)?;
         let written = usize::try_from(deflate.total_out()).unwrap_or(usize::MAX);
         if status == Status::StreamEnd {
-            out.truncate(written);
-            return Ok(out);
+            return Ok(written);
         }
         // Out of room (not expected within the bound): grow and go on.
         let grow = out.len().max(64);
@@ -87,63 +102,70 @@ fn compress_with(deflate: &mut Deflate, input: &[u8]) -> Result<Vec<u8>> {
 /// Decompresses gzip data (several concatenated members are accepted, as the gzip format
 /// allows), failing once the output would exceed `limit` bytes.
 ///
-/// The output buffer grows by doubling from at most 1 MiB and never past `limit + 1` bytes,
-/// whatever the input claims.
+/// The output is read through [`super::read_bounded`]: it starts at most 1 MiB and memory stays
+/// within about twice `limit`, whatever the input claims.
 pub fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
-    // A fresh state per call: it is small (the 32 KiB window is allocated on first use), and
-    // `Inflate::reset` can only return to a zlib (not gzip) wrapper.
-    let mut inflate = Inflate::new(true, GZIP_WINDOW_BITS);
-    decompress_with(&mut inflate, input, limit)
+    let hint = input.len().saturating_mul(4).clamp(64, FIRST_OUTPUT);
+    super::read_bounded(CODEC, Members::new(input), limit, hint)
 }
 
-fn decompress_with(inflate: &mut Inflate, input: &[u8], limit: usize) -> Result<Vec<u8>> {
-    // The largest output buffer: one byte past the limit tells "exceeds" from "exactly fits".
-    let cap = limit.saturating_add(1);
-    let first = input
-        .len()
-        .saturating_mul(4)
-        .clamp(64, FIRST_OUTPUT)
-        .min(cap);
-    let mut out = vec![0u8; first];
-    let mut filled = 0;
-    let mut consumed = 0;
-    loop {
-        let before_in = inflate.total_in();
-        let before_out = inflate.total_out();
-        let status = inflate
-            .decompress(
-                &input[consumed..],
-                &mut out[filled..],
-                InflateFlush::NoFlush,
-            )
-            .map_err(inflate_error)?;
-        let (read, wrote) = (
-            progress(inflate.total_in(), before_in),
-            progress(inflate.total_out(), before_out),
-        );
-        consumed += read;
-        filled += wrote;
-        if filled > limit {
-            return Err(super::too_large(CODEC, limit));
+/// The decompressed bytes of concatenated gzip members, as a reader.
+struct Members<'a> {
+    input: &'a [u8],
+    consumed: usize,
+    inflate: Inflate,
+    done: bool,
+}
+
+impl<'a> Members<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        Members {
+            input,
+            consumed: 0,
+            // A fresh state per member: it is small (the 32 KiB window is allocated on first
+            // use), and `Inflate::reset` can only return to a zlib (not gzip) wrapper.
+            inflate: Inflate::new(true, GZIP_WINDOW_BITS),
+            done: false,
         }
-        match status {
-            Status::StreamEnd if consumed == input.len() => {
-                out.truncate(filled);
-                return Ok(out);
+    }
+}
+
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
+impl std::io::Read for Members<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.done {
+                return Ok(0);
             }
-            // Another member follows: a new state reads its header.
-            Status::StreamEnd => *inflate = Inflate::new(true, GZIP_WINDOW_BITS),
-            Status::Ok | Status::BufError => {
-                if filled == out.len() {
-                    // Output full: grow towards `cap` (reaching it full is the error above).
-                    let len = out.len().saturating_mul(2).min(cap);
-                    out.resize(len, 0);
-                } else if consumed == input.len() || read + wrote == 0 {
-                    return Err(Error::compression(
-                        CODEC,
-                        "truncated gzip data (the stream ends before its trailer)",
-                    ));
+            let before_in = self.inflate.total_in();
+            let before_out = self.inflate.total_out();
+            let status = self
+                .inflate
+                .decompress(&self.input[self.consumed..], buf, InflateFlush::NoFlush)
+                .map_err(|e| invalid(format!("invalid gzip data: {}", e.as_str())))?;
+            let read = progress(self.inflate.total_in(), before_in);
+            let wrote = progress(self.inflate.total_out(), before_out);
+            self.consumed += read;
+            match status {
+                Status::StreamEnd if self.consumed == self.input.len() => self.done = true,
+                // Another member follows: a new state reads its header.
+                Status::StreamEnd => self.inflate = Inflate::new(true, GZIP_WINDOW_BITS),
+                Status::Ok | Status::BufError => {
+                    if wrote == 0 && (self.consumed == self.input.len() || read == 0) {
+                        return Err(invalid(
+                            "truncated gzip data (the stream ends before its trailer)".into(),
+                        ));
+                    }
                 }
+            }
+            if wrote > 0 {
+                return Ok(wrote);
             }
         }
     }
@@ -198,6 +220,35 @@ mod tests {
         let _ = compress(&b).unwrap();
         assert_eq!(compress(&a).unwrap(), first, "same input, same output");
         assert_eq!(decompress(&first, a.len()).unwrap(), a);
+    }
+
+    #[test]
+    fn the_reused_output_buffer_hands_back_only_this_batch() {
+        // A large batch (beyond the kept size), then smaller ones: each result is exactly its
+        // own stream, nothing left over from the buffer's earlier, longer contents.
+        let big = text(3 << 20);
+        let small = text(2_000);
+        for input in [&big, &small, &text(40_000), &small] {
+            let packed = compress(input).unwrap();
+            assert_eq!(&decompress(&packed, input.len()).unwrap(), input);
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&packed[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(&back, input);
+        }
+    }
+
+    #[test]
+    fn concatenated_members_decode_to_their_concatenation() {
+        let (a, b) = (text(5_000), text(70_000));
+        let mut both = compress(&a).unwrap();
+        both.extend_from_slice(&compress(&b).unwrap());
+        let mut want = a.clone();
+        want.extend_from_slice(&b);
+        assert_eq!(decompress(&both, want.len()).unwrap(), want);
+        let err = decompress(&both, want.len() - 1).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
     }
 
     #[test]

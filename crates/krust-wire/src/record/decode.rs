@@ -23,6 +23,7 @@ pub fn batches(records: Bytes) -> Batches {
         pos: 0,
         done: false,
         truncated_tail: 0,
+        check_crcs: true,
     }
 }
 
@@ -31,17 +32,27 @@ pub fn batches(records: Bytes) -> Batches {
 /// A broker may end a fetch response with a partial batch when it hits a size limit: those
 /// bytes are not an error; iteration just stops, and [`truncated_tail`](Batches::truncated_tail)
 /// says how many bytes were left over (a consumer that got *only* a partial batch must fetch
-/// with a larger size). Each yielded batch's CRC has been verified. After an error the
-/// iterator ends.
+/// with a larger size). Each yielded batch's CRC has been verified, unless
+/// [`check_crcs(false)`](Batches::check_crcs) said not to. After an error the iterator ends.
 #[derive(Debug, Clone)]
 pub struct Batches {
     buf: Bytes,
     pos: usize,
     done: bool,
     truncated_tail: usize,
+    check_crcs: bool,
 }
 
 impl Batches {
+    /// Whether each batch's CRC (CRC-32C for v2 batches, CRC-32 for legacy messages, inner
+    /// messages of a compressed wrapper included) is verified: Kafka's `check.crcs`, default
+    /// true. With `false` a corrupted batch is not detected by its checksum; it is still
+    /// decoded only by the bounded decoders, and decompression stays within its limits.
+    pub fn check_crcs(mut self, check: bool) -> Batches {
+        self.check_crcs = check;
+        self
+    }
+
     /// Bytes of a partial batch at the end of the record set, ignored (0 until iteration has
     /// reached the end).
     pub fn truncated_tail(&self) -> usize {
@@ -85,7 +96,7 @@ impl Iterator for Batches {
         }
         let raw = self.buf.slice(at..at + LOG_OVERHEAD + length);
         self.pos += LOG_OVERHEAD + length;
-        match DeflatedBatch::parse(raw, at) {
+        match DeflatedBatch::parse(raw, at, self.check_crcs) {
             Ok(b) => Some(Ok(b)),
             Err(e) => {
                 self.done = true;
@@ -101,6 +112,8 @@ impl Iterator for Batches {
 pub struct DeflatedBatch {
     header: BatchHeader,
     raw: Bytes,
+    /// Whether CRCs are verified (legacy inner messages are checked when inflating).
+    check_crcs: bool,
 }
 
 impl DeflatedBatch {
@@ -130,12 +143,12 @@ impl DeflatedBatch {
                 ),
             ));
         }
-        DeflatedBatch::parse(raw, 0)
+        DeflatedBatch::parse(raw, 0, true)
     }
 
     /// `raw` is a whole batch whose length field is known to match; `at` is its position in the
-    /// record set, for error messages.
-    fn parse(raw: Bytes, at: usize) -> Result<DeflatedBatch> {
+    /// record set, for error messages; `check_crcs` whether its CRC is verified.
+    fn parse(raw: Bytes, at: usize, check_crcs: bool) -> Result<DeflatedBatch> {
         if raw.len() <= MAGIC {
             return Err(Error::malformed(
                 "record batch",
@@ -144,8 +157,8 @@ impl DeflatedBatch {
             ));
         }
         let header = match raw[MAGIC] {
-            2 => parse_v2_header(&raw, at)?,
-            0 | 1 => legacy::parse_header(&raw, at)?,
+            2 => parse_v2_header(&raw, at, check_crcs)?,
+            0 | 1 => legacy::parse_header(&raw, at, check_crcs)?,
             m => {
                 return Err(Error::malformed(
                     "record batch",
@@ -154,7 +167,11 @@ impl DeflatedBatch {
                 ))
             }
         };
-        Ok(DeflatedBatch { header, raw })
+        Ok(DeflatedBatch {
+            header,
+            raw,
+            check_crcs,
+        })
     }
 
     /// The header fields.
@@ -212,7 +229,7 @@ impl DeflatedBatch {
     pub fn inflate_with(&self, limits: &DecompressLimits) -> Result<InflatedBatch> {
         let h = self.header;
         if h.magic < 2 {
-            let records = legacy::inflate(&self.raw, &h, limits)?;
+            let records = legacy::inflate(&self.raw, &h, limits, self.check_crcs)?;
             return Ok(InflatedBatch {
                 header: h,
                 data: Bytes::new(),
@@ -264,7 +281,7 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
-fn parse_v2_header(raw: &[u8], at: usize) -> Result<BatchHeader> {
+fn parse_v2_header(raw: &[u8], at: usize, check_crc: bool) -> Result<BatchHeader> {
     if raw.len() < BATCH_HEADER_LEN {
         return Err(Error::malformed(
             "record batch",
@@ -276,14 +293,16 @@ fn parse_v2_header(raw: &[u8], at: usize) -> Result<BatchHeader> {
         ));
     }
     let stored = be_i32(raw, CRC) as u32;
-    let computed = crc32c::crc32c(&raw[ATTRIBUTES..]);
     let base_offset = be_i64(raw, BASE_OFFSET);
-    if stored != computed {
-        return Err(Error::CorruptBatch {
-            base_offset,
-            stored,
-            computed,
-        });
+    if check_crc {
+        let computed = crc32c::crc32c(&raw[ATTRIBUTES..]);
+        if stored != computed {
+            return Err(Error::CorruptBatch {
+                base_offset,
+                stored,
+                computed,
+            });
+        }
     }
     let attributes = be_i16(raw, ATTRIBUTES);
     let compression = Compression::from_code(attributes & 0x07).map_err(|_| {

@@ -38,8 +38,15 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
-/// Decodes the message in `buf[start..end]` (after its offset and size fields), checking its CRC.
-fn parse_message(buf: &Bytes, start: usize, end: usize, at: usize) -> Result<Message> {
+/// Decodes the message in `buf[start..end]` (after its offset and size fields), checking its CRC
+/// when `check_crc`.
+fn parse_message(
+    buf: &Bytes,
+    start: usize,
+    end: usize,
+    at: usize,
+    check_crc: bool,
+) -> Result<Message> {
     let m = &buf[start..end];
     if m.len() < MIN_V0 {
         return Err(Error::malformed(
@@ -48,14 +55,16 @@ fn parse_message(buf: &Bytes, start: usize, end: usize, at: usize) -> Result<Mes
             format!("message of {} bytes is too short", m.len()),
         ));
     }
-    let stored = i32_at(m, 0) as u32;
-    let computed = crc32fast::hash(&m[4..]);
-    if stored != computed {
-        return Err(Error::CorruptBatch {
-            base_offset: -1,
-            stored,
-            computed,
-        });
+    if check_crc {
+        let stored = i32_at(m, 0) as u32;
+        let computed = crc32fast::hash(&m[4..]);
+        if stored != computed {
+            return Err(Error::CorruptBatch {
+                base_offset: -1,
+                stored,
+                computed,
+            });
+        }
     }
     let magic = m[4] as i8;
     let attributes = m[5] as i8;
@@ -152,8 +161,8 @@ fn codec_of(attributes: i8, at: usize) -> Result<Compression> {
 }
 
 /// Decodes the header equivalent of a legacy message (`raw` is offset, size and message).
-pub(super) fn parse_header(raw: &Bytes, at: usize) -> Result<BatchHeader> {
-    let msg = parse_message(raw, LOG_OVERHEAD, raw.len(), at + LOG_OVERHEAD)?;
+pub(super) fn parse_header(raw: &Bytes, at: usize, check_crc: bool) -> Result<BatchHeader> {
+    let msg = parse_message(raw, LOG_OVERHEAD, raw.len(), at + LOG_OVERHEAD, check_crc)?;
     let compression = codec_of(msg.attributes, at + LOG_OVERHEAD)?;
     Ok(BatchHeader {
         base_offset: i64_at(raw, 0),
@@ -182,8 +191,9 @@ pub(super) fn inflate(
     raw: &Bytes,
     h: &BatchHeader,
     limits: &DecompressLimits,
+    check_crc: bool,
 ) -> Result<Vec<Record>> {
-    let msg = parse_message(raw, LOG_OVERHEAD, raw.len(), LOG_OVERHEAD)?;
+    let msg = parse_message(raw, LOG_OVERHEAD, raw.len(), LOG_OVERHEAD, check_crc)?;
     if h.compression == Compression::None {
         return Ok(vec![Record {
             offset: h.base_offset,
@@ -231,7 +241,7 @@ pub(super) fn inflate(
                 remaining: inner.len() - start,
             });
         }
-        let m = parse_message(&inner, start, start + size, start)?;
+        let m = parse_message(&inner, start, start + size, start, check_crc)?;
         if m.attributes & 0x07 != 0 {
             return Err(Error::malformed(
                 "inner legacy message",
