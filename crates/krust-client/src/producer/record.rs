@@ -91,7 +91,8 @@ impl ProducerRecord {
     }
 }
 
-/// A topic name as a record holds it: a shared `Arc<str>`.
+/// A topic name as a record holds it: a shared `Arc<str>`. Implemented for `&str`, `&&str`,
+/// `String`, `&String`, `Cow<str>`, `Arc<str>` and `&Arc<str>`.
 ///
 /// A `&str` or `String` is first looked up among the last few names this thread turned into a
 /// topic, so a loop sending to one topic (or a handful) shares one allocation instead of making
@@ -131,6 +132,18 @@ fn shared_topic(name: &str) -> Arc<str> {
 impl IntoTopic for &str {
     fn into_topic(self) -> Arc<str> {
         shared_topic(self)
+    }
+}
+
+impl IntoTopic for &&str {
+    fn into_topic(self) -> Arc<str> {
+        shared_topic(self)
+    }
+}
+
+impl IntoTopic for std::borrow::Cow<'_, str> {
+    fn into_topic(self) -> Arc<str> {
+        shared_topic(&self)
     }
 }
 
@@ -439,6 +452,13 @@ mod tests {
         for n in &names {
             assert_eq!(&*ProducerRecord::new(n).topic, n.as_str());
         }
+        for name in ["a", "b"].iter() {
+            assert_eq!(&*ProducerRecord::new(name).topic, *name);
+        }
+        assert_eq!(
+            &*ProducerRecord::new(std::borrow::Cow::from("c")).topic,
+            "c"
+        );
         // An Arc is taken as it is.
         let own: Arc<str> = Arc::from("mine");
         assert!(Arc::ptr_eq(&ProducerRecord::new(&own).topic, &own));
