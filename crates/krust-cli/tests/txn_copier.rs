@@ -120,6 +120,29 @@ impl Copier {
         self.child.id()
     }
 
+    /// Waits until the copier says it is running (its stop signals are registered, so a
+    /// SIGTERM from now on ends it cleanly instead of killing it).
+    async fn wait_ready(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log_text().contains("krust: copying") {
+            if let Some(st) = self.exited() {
+                panic!("copier exited before it ran ({st}): {}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "copier not running after {limit:?}; log: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM once the copier can handle it.
+    async fn terminate(&mut self) {
+        self.wait_ready(Duration::from_secs(30)).await;
+        self.signal("TERM");
+    }
+
     fn signal(&self, sig: &str) {
         let st = std::process::Command::new("kill")
             .args([format!("-{sig}"), self.pid().to_string()])
@@ -397,6 +420,13 @@ async fn copy_with_kills(
         .map(|_| rng.range(n as u64 / 20, n as u64 * 85 / 100) as usize)
         .collect();
     points.sort();
+    // Paced so that a whole copy takes at least ~3 s: each transaction (of 750) is held open a
+    // little before its commit. Unpaced, a fast machine copies everything between two looks at
+    // the progress, and the kills land after the end instead of inside the copy.
+    let hold = (3000 * 750 / n.max(1)).clamp(5, 200).to_string();
+    let mut args: Vec<&str> = copier_args.to_vec();
+    args.extend(["--hold-ms", hold.as_str()]);
+    let copier_args = &args[..];
     let started = Instant::now();
     let mut copier = Copier::start(bootstrap, names, copier_args);
     let mut kills = 0;
@@ -417,6 +447,7 @@ async fn copy_with_kills(
         copier.sigkill();
         let at = reader.progress.borrow().0;
         eprintln!("SIGKILL {} with {at} of {n} records copied", kills + 1);
+        assert!(at < n, "kill {} landed after the copy ended", kills + 1);
         kills += 1;
         copier = Copier::start(bootstrap, names, copier_args);
     }
@@ -430,7 +461,7 @@ async fn copy_with_kills(
         "copier died: {}",
         copier.log_text()
     );
-    copier.signal("TERM");
+    copier.terminate().await;
     let st = copier.wait_exit(Duration::from_secs(30)).await;
     assert!(
         st.success(),
@@ -695,7 +726,7 @@ async fn zombie_copier_is_fenced_on_fake_cluster() {
         "B died: {}",
         b_copier.log_text()
     );
-    b_copier.signal("TERM");
+    b_copier.terminate().await;
     assert!(b_copier.wait_exit(Duration::from_secs(30)).await.success());
     let seen = reader.finish().await;
 
@@ -813,7 +844,7 @@ async fn two_copiers_with_rebalances_and_kills_on_fake_cluster() {
     .await;
     for c in &mut copiers {
         assert!(c.exited().is_none(), "a copier died: {}", c.log_text());
-        c.signal("TERM");
+        c.terminate().await;
     }
     for c in &mut copiers {
         let st = c.wait_exit(Duration::from_secs(30)).await;
