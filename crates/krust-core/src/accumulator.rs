@@ -460,8 +460,11 @@ pub struct Accumulator<R> {
     spare_records: Vec<Vec<R>>,
 }
 
-/// Emptied record vectors kept for reuse (each at most the size of a batch's records).
+/// Emptied record vectors kept for reuse.
 const SPARE_RECORD_VECTORS: usize = 2;
+
+/// Records a new batch's vector is sized for at most (and a kept vector shrunk to).
+const RECORDS_CAPACITY_CAP: usize = 16 * 1024;
 
 impl<R> fmt::Debug for Accumulator<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -496,6 +499,9 @@ impl<R> Accumulator<R> {
     pub fn recycle_records(&mut self, mut records: Vec<R>) {
         records.clear();
         if self.spare_records.len() < SPARE_RECORD_VECTORS && records.capacity() > 0 {
+            // A batch grown past the cap (a backlogged partition of tiny records) does not pin
+            // its size here for good.
+            records.shrink_to(RECORDS_CAPACITY_CAP);
             self.spare_records.push(records);
         }
     }
@@ -719,8 +725,12 @@ impl<R> Accumulator<R> {
         let backlog_cap = self.backlog_batch_size;
         let max_in_flight = self.cfg.max_in_flight_per_partition.max(1);
         let next_id = self.next_batch_id;
-        let mut spare = self.spare_records.pop();
-        let b = self.buffer_mut(tp);
+        let (producer, first) = (self.default_producer, self.first_sequence);
+        // As `buffer_mut`, borrowing only the partitions (a new batch may take a spare vector).
+        let b = self
+            .partitions
+            .entry(tp.clone())
+            .or_insert_with(|| PartitionBuffer::new(tp.clone(), producer, first));
         let fits = b.batches.back().is_some_and(|last| {
             last.state == BatchState::Open
                 && (last.records.is_empty()
@@ -736,8 +746,8 @@ impl<R> Accumulator<R> {
                 b.last_batch_records = last.records.len();
             }
             // Capped, so one large batch does not make every later one reserve as much.
-            let capacity = b.last_batch_records.min(16 * 1024);
-            let records = match spare.take() {
+            let capacity = b.last_batch_records.min(RECORDS_CAPACITY_CAP);
+            let records = match self.spare_records.pop() {
                 Some(mut v) => {
                     v.reserve(capacity);
                     v
@@ -767,9 +777,6 @@ impl<R> Accumulator<R> {
         let id = last.id;
         if new_batch {
             self.next_batch_id += 1;
-        }
-        if let Some(v) = spare {
-            self.spare_records.push(v);
         }
         Appended {
             batch: id,

@@ -143,7 +143,9 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if self.slot.is_open() {
-            let record = std::mem::replace(&mut self.record, ProducerRecord::new(String::new()));
+            // A name of its own: not through `IntoTopic`'s per-thread cache.
+            let placeholder = ProducerRecord::new(Arc::<str>::from(""));
+            let record = std::mem::replace(&mut self.record, placeholder);
             let partition = record.partition;
             self.resolve(Err(Box::new(ProduceError::new(
                 record,
@@ -211,10 +213,10 @@ enum Event {
 
 #[derive(Debug, Clone)]
 struct TopicState {
-    count: i32,
     available: Vec<i32>,
     sticky: StickyMirror,
-    /// `count` partitions, built once (appending a record then takes no reference count).
+    /// Every partition of the topic, built once (appending a record then takes no reference
+    /// count); its length is the topic's partition count.
     partitions: Vec<TopicPartition>,
 }
 
@@ -402,7 +404,7 @@ impl Driver {
                             for (i, cmd) in cmds.drain(..).enumerate() {
                                 self.handle_command(cmd, now);
                                 if i % BURST_SEND_EVERY == BURST_SEND_EVERY - 1 {
-                                    self.send_ready(Instant::now());
+                                    self.send_mid_burst();
                                 }
                             }
                             rx.recycle(cmds);
@@ -432,6 +434,16 @@ impl Driver {
             let _ = w.send(());
         }
         debug!("producer driver finished");
+    }
+
+    /// In a long burst: sends the batches filled so far (a request goes out when its future is
+    /// first polled) and takes the answers already there, as one turn of the loop would.
+    fn send_mid_burst(&mut self) {
+        self.send_ready(Instant::now());
+        while let Some(Some(ev)) = self.events.next().now_or_never() {
+            self.handle_event(ev);
+        }
+        self.release_memory();
     }
 
     /// Nothing buffered and no Produce request outstanding. (Metadata lookups may still be
@@ -502,7 +514,7 @@ impl Driver {
             return;
         };
         let state = &mut self.topic_states[ti];
-        let count = state.count;
+        let count = state.partitions.len() as i32;
         // From here on the driver's copy of the name: see `topic_index`.
         let topic_arc: &str = match state.partitions.first() {
             Some(tp) => &tp.topic,
@@ -663,23 +675,25 @@ impl Driver {
                     debug!(%tp, leader = ?p.leader, epoch = p.leader_epoch, "partition leader changed");
                 }
             }
-            let partitions = (0..count)
-                .map(|p| TopicPartition::new(arc.clone(), p))
-                .collect();
+            let all = |arc: &Arc<str>| {
+                (0..count)
+                    .map(|p| TopicPartition::new(arc.clone(), p))
+                    .collect()
+            };
             match self.topics.get(&arc) {
                 Some(&i) => {
                     let state = &mut self.topic_states[i];
-                    state.count = count;
                     state.available = available;
-                    state.partitions = partitions;
+                    if state.partitions.len() != count as usize {
+                        state.partitions = all(&arc);
+                    }
                 }
                 None => {
                     self.topics.insert(arc.clone(), self.topic_states.len());
                     self.topic_states.push(TopicState {
-                        count,
                         available,
                         sticky: StickyMirror::new(&self.partitioner, &name),
-                        partitions,
+                        partitions: all(&arc),
                     });
                 }
             }
@@ -1370,8 +1384,8 @@ impl Driver {
                 p.record.timestamp.unwrap_or(-1)
             };
             let md = RecordMetadata {
-                // Moved, not cloned: the name's count is then only ever touched by the thread
-                // that sent the record and reads the result.
+                // Moved, not cloned: the name's count is not touched here (only by the thread
+                // that sent the record and reads the result, or here if nobody reads it).
                 topic: std::mem::replace(&mut p.record.topic, self.no_topic.clone()),
                 partition,
                 offset,
@@ -1411,7 +1425,7 @@ impl Driver {
     ) {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         let (reserved, gen) = (p.reserved, p.gen);
-        let record = std::mem::replace(&mut p.record, ProducerRecord::new(String::new()));
+        let record = std::mem::replace(&mut p.record, ProducerRecord::new(self.no_topic.clone()));
         if self.txn.is_some()
             && !matches!(
                 kind,

@@ -388,6 +388,34 @@ mod tests {
         drop(fut);
     }
 
+    #[tokio::test]
+    async fn records_queued_when_the_driver_is_dropped_get_their_own_records_back() {
+        use crate::producer::ProduceErrorKind;
+        let (tx, rx) = command_queue();
+        let n = super::super::delivery::CHUNK + 3;
+        let mut futs = Vec::new();
+        for i in 0..n {
+            let record =
+                crate::producer::ProducerRecord::new("t").with_value(format!("v{i}").into_bytes());
+            futs.push(
+                tx.send_record(record, |r, slot| {
+                    Pending::new(r, slot, 10, 10, Instant::now())
+                })
+                .ok()
+                .unwrap(),
+            );
+        }
+        // Never received: the drop attaches them (across a chunk boundary) and fails them.
+        drop(rx);
+        for (i, mut f) in futs.into_iter().enumerate() {
+            let r = std::future::poll_fn(|cx| f.poll_result(cx)).await;
+            let e = r.expect("a result").expect_err("failed");
+            assert_eq!(*e.kind(), ProduceErrorKind::Closed);
+            let back = e.into_record().expect("the record back");
+            assert_eq!(back.value.unwrap(), format!("v{i}").into_bytes());
+        }
+    }
+
     #[test]
     fn a_lazy_receiver_is_woken_by_a_full_burst_or_another_command_and_learns_when_it_began() {
         use std::future::Future;
