@@ -1,7 +1,8 @@
 //! The SCRAM client's parsing of what a SASL server sends (`krust_client::security::scram`):
 //! server-first and server-final messages. Kept out of `entry.rs` because it needs
 //! `krust-client`, which `crates/krust-wire/tests/corpus.rs` (including `entry.rs` on stable)
-//! cannot depend on; the stable counterpart is the garbage-input unit test in `scram.rs`.
+//! cannot depend on; on stable, `crates/krust-client/tests/security.rs` replays this target's
+//! corpus through this file, and the garbage-input unit test in `scram.rs` covers random input.
 
 use krust_client::security::scram::{ScramClient, ScramHash, MAX_ITERATIONS, MIN_ITERATIONS};
 use krust_client::security::Secret;

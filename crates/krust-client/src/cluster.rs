@@ -360,9 +360,11 @@ impl Cluster {
         if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let slot = self
-            .lane_slot(node, lane)
-            .ok_or(Error::UnknownBroker(node))?;
+        let Some(slot) = self.lane_slot(node, lane) else {
+            // Stale metadata (or a broker restarting): the next one may list it.
+            self.request_metadata_refresh();
+            return Err(Error::UnknownBroker(node));
+        };
         self.slot_connection(&slot).await
     }
 

@@ -115,7 +115,8 @@ pub enum Error {
         /// Partition.
         partition: i32,
     },
-    /// A metadata entry names a broker that is not in the broker list.
+    /// A metadata entry names a broker that is not in the broker list (yet, or any more: a
+    /// broker restarting). Retriable: asking for it also requests a metadata refresh.
     #[error("unknown broker {0}")]
     UnknownBroker(i32),
     /// The client (or producer/consumer) was closed.
@@ -207,7 +208,10 @@ impl Error {
     /// Whether trying again later may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::Timeout { .. } | Error::Bootstrap { .. } => true,
+            Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::Bootstrap { .. }
+            | Error::UnknownBroker(_) => true,
             Error::Broker { code, .. } => code.is_retriable(),
             _ => false,
         }

@@ -916,8 +916,10 @@ async fn randomized_connection_cuts_classic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_connection_cuts_kip890() {
+    // The same seeds as the classic run: the protocol makes the runs differ, and the seed a
+    // failure names replays it.
     for seed in seeds() {
-        randomized(TxnProtocol::Kip890, seed.wrapping_add(100)).await;
+        randomized(TxnProtocol::Kip890, seed).await;
     }
 }
 

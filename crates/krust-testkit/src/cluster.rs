@@ -624,11 +624,6 @@ impl FakeCluster {
         }
     }
 
-    /// How many client connections the fake is serving now (accepted, not yet finished).
-    pub fn open_connections(&self) -> usize {
-        *self.shared.conns.borrow()
-    }
-
     /// Waits until the fake serves no client connection: every connection has been closed and
     /// every request it delivered has been handled (a request held by a delay hook included).
     /// After the clients have closed, this is the point from which the fake's state is final.

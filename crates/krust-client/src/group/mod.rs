@@ -883,7 +883,13 @@ pub(crate) async fn committed_retrying(
                         CommittedRetry::UntilKnown => true,
                     } =>
             {
-                warn!(group = %group, error = %e, attempt, "committed offsets not known yet; retrying");
+                // UNSTABLE_OFFSET_COMMIT is routine while a transaction is open: loud only
+                // when it lasts.
+                if attempt >= 3 {
+                    warn!(group = %group, error = %e, attempt, "committed offsets not known yet; retrying");
+                } else {
+                    debug!(group = %group, error = %e, attempt, "committed offsets not known yet; retrying");
+                }
                 crate::cluster::retry_pause(&cfg, &mut attempt).await;
             }
             r => return r,

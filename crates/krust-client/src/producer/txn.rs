@@ -665,10 +665,8 @@ async fn to_coordinator(
     let conn = match cluster.connection_on(node, Lane::Transaction).await {
         Ok(c) => c,
         Err(e) => {
+            // An unknown broker has asked for a metadata refresh already.
             debug!(node, error = %e, "no connection to the coordinator");
-            if matches!(e, Error::UnknownBroker(_)) {
-                cluster.request_metadata_refresh();
-            }
             return Err(TransportFailure::Disconnected);
         }
     };

@@ -473,6 +473,17 @@ mod tests {
             c.client_first();
             c
         };
+        // The RFC 7677 exchange's real key: the genuine server-final is accepted with it, so a
+        // refusal below is the broken signature's doing.
+        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let salted = salted_password(ScramHash::Sha256, "pencil", &salt, 4096);
+        {
+            let mut c = client();
+            c.handle_server_first(valid_first).unwrap();
+            c.client_final(&salted).unwrap();
+            c.handle_server_final(valid_final)
+                .expect("the genuine server-final");
+        }
         for round in 0..2_000 {
             // Garbage: random bytes, or random attribute-like text.
             let len = rng.below(120) as usize;
@@ -509,7 +520,7 @@ mod tests {
             for msg in [&garbage, &broken] {
                 let mut c = client();
                 c.handle_server_first(valid_first).unwrap();
-                c.client_final(&[0x5a; 32]).unwrap();
+                c.client_final(&salted).unwrap();
                 let e = c.handle_server_final(msg).unwrap_err();
                 assert!(!e.is_empty());
                 assert!(c.is_done());
