@@ -120,7 +120,7 @@ impl Copier {
         self.child.id()
     }
 
-    /// Waits until the copier says it is running (its stop signals are registered, so a
+    /// Waits until the copier says it is copying (set up, its stop signals registered: a
     /// SIGTERM from now on ends it cleanly instead of killing it).
     async fn wait_ready(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;

@@ -94,10 +94,6 @@ pub(crate) async fn run(args: TxnCopyArgs) -> Result<ExitCode, CliError> {
 
     // Registered now, so that a signal during start-up also ends the copier cleanly.
     let mut stop = super::stop_signals();
-    eprintln!(
-        "krust: copying '{}' to '{}' (group '{}', transactional id '{}'); SIGINT or SIGTERM stops",
-        args.from, args.to, args.group, args.transactional_id
-    );
     let setup = tokio::select! {
         r = setup(&args, cconfig, pconfig) => r?,
         _ = &mut stop => {
@@ -106,6 +102,10 @@ pub(crate) async fn run(args: TxnCopyArgs) -> Result<ExitCode, CliError> {
         }
     };
     let (cluster, producer, mut consumer) = setup;
+    eprintln!(
+        "krust: copying '{}' to '{}' (group '{}', transactional id '{}'); SIGINT or SIGTERM stops",
+        args.from, args.to, args.group, args.transactional_id
+    );
 
     let mut progress = Progress::default();
     let result = copy_loop(&mut consumer, &producer, &args, &mut progress, &mut stop).await;
