@@ -417,13 +417,14 @@ async fn copy_with_kills(
 ) -> (usize, f64) {
     let mut rng = rng();
     let mut points: Vec<usize> = (0..3)
-        .map(|_| rng.range(n as u64 / 20, n as u64 * 85 / 100) as usize)
+        .map(|_| rng.range(n as u64 / 20, n as u64 * 75 / 100) as usize)
         .collect();
     points.sort();
-    // Paced so that a whole copy takes at least ~3 s: each transaction (of 750) is held open a
+    // Paced so that a whole copy takes at least ~4 s: each transaction (of 750) is held open a
     // little before its commit. Unpaced, a fast machine copies everything between two looks at
-    // the progress, and the kills land after the end instead of inside the copy.
-    let hold = (3000 * 750 / n.max(1)).clamp(5, 200).to_string();
+    // the progress, and the kills land after the end instead of inside the copy. With the last
+    // kill point at 75 %, at least ~1 s of copying is left when the reader sees it.
+    let hold = (4000 * 750 / n.max(1)).clamp(5, 200).to_string();
     let mut args: Vec<&str> = copier_args.to_vec();
     args.extend(["--hold-ms", hold.as_str()]);
     let copier_args = &args[..];
