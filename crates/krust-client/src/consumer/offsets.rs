@@ -109,6 +109,15 @@ async fn lookup(
     let mut last_error: Option<Error> = None;
     // The latest retriable error of each pending partition (its outcome at the deadline).
     let mut retrying: BTreeMap<TopicPartition, String> = BTreeMap::new();
+    // Records a partition's final error (without `fail_fast`): it is no longer asked for.
+    macro_rules! give_up {
+        ($tp:expr, $text:expr) => {{
+            let tp: TopicPartition = $tp;
+            pending.remove(&tp);
+            retrying.remove(&tp);
+            out.failed.insert(tp, $text);
+        }};
+    }
     // A partition's final error: returned with `fail_fast`, else recorded.
     macro_rules! fail {
         ($tp:expr, $err:expr) => {{
@@ -116,10 +125,7 @@ async fn lookup(
             if fail_fast {
                 return Err(err);
             }
-            let tp: TopicPartition = $tp;
-            pending.remove(&tp);
-            retrying.remove(&tp);
-            out.failed.insert(tp, err.to_string());
+            give_up!($tp, err.to_string());
         }};
     }
     while !pending.is_empty() {
@@ -193,9 +199,7 @@ async fn lookup(
                     }
                     let text = e.to_string();
                     for (tp, _, _) in lookup.partitions {
-                        pending.remove(&tp);
-                        retrying.remove(&tp);
-                        out.failed.insert(tp, text.clone());
+                        give_up!(tp, text.clone());
                     }
                 }
                 Ok((_v, resp)) => {

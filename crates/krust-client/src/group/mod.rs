@@ -390,11 +390,12 @@ async fn send_to_coordinator<R: KafkaRequest>(
         if !cluster.metadata().brokers.contains_key(&node) {
             // The coordinator left the broker list: COORDINATOR_NOT_AVAILABLE (retriable), and
             // the member finds its coordinator again.
+            let refusal = crate::coordinator::unknown_coordinator(node);
             return Err(Error::broker_with(
                 R::API_KEY,
-                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                refusal.code,
                 format!("coordinator {node}"),
-                Some("not in the cluster metadata".to_string()),
+                refusal.message,
             ));
         }
     }
