@@ -47,6 +47,18 @@ proptest! {
 }
 
 #[test]
+fn compress_append_keeps_what_was_there_and_appends_a_decodable_stream() {
+    let input = text(150_000);
+    for codec in Compression::ALL {
+        let mut out = b"header".to_vec();
+        compression::compress_append(codec, &input, &mut out).unwrap();
+        assert_eq!(&out[..6], b"header", "{codec}");
+        let d = compression::decompress(codec, &out[6..], &limits(input.len())).unwrap();
+        assert_eq!(d, input, "{codec}");
+    }
+}
+
+#[test]
 fn large_inputs_round_trip() {
     let input = text(300_000);
     for codec in CODECS {

@@ -44,6 +44,13 @@ fn deflate_error(e: zlib_rs::DeflateError) -> Error {
 /// Compresses `input` as one gzip member at level 6, the level Kafka's Java client and
 /// librdkafka use by default.
 pub fn compress(input: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    compress_append(input, &mut out)?;
+    Ok(out)
+}
+
+/// [`compress`] onto the end of `out`.
+pub fn compress_append(input: &[u8], dest: &mut Vec<u8>) -> Result<()> {
     DEFLATE.with(|cell| {
         // A re-entrant call (impossible today) would get a fresh state instead of a panic.
         let mut fresh = None;
@@ -60,7 +67,8 @@ pub fn compress(input: &[u8]) -> Result<Vec<u8>> {
             let mut fresh = Vec::new();
             let mut guard = out.try_borrow_mut().ok();
             let out = guard.as_deref_mut().unwrap_or(&mut fresh);
-            let result = compress_into(deflate, input, out).map(|n| out[..n].to_vec());
+            let result =
+                compress_into(deflate, input, out).map(|n| dest.extend_from_slice(&out[..n]));
             if out.len() > KEEP_OUTPUT {
                 *out = Vec::new();
             }

@@ -21,14 +21,25 @@ const FLG_CONTENT_SIZE: u8 = 0x08;
 /// Compresses `input` as one LZ4 frame: 64 KiB independent blocks, no checksums (the batch
 /// CRC32C covers the bytes), like Kafka's Java client.
 pub fn compress(input: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    compress_append(input, &mut out)?;
+    Ok(out)
+}
+
+/// [`compress`] onto the end of `out` (the frame encoder writes into `out` itself).
+pub fn compress_append(input: &[u8], out: &mut Vec<u8>) -> Result<()> {
     let info = FrameInfo::new()
         .block_size(BlockSize::Max64KB)
         .block_mode(BlockMode::Independent);
-    let mut enc = FrameEncoder::with_frame_info(info, Vec::with_capacity(input.len() / 2 + 64));
+    let mut dest = std::mem::take(out);
+    dest.reserve(input.len() / 2 + 64);
+    let mut enc = FrameEncoder::with_frame_info(info, dest);
     enc.write_all(input)
         .map_err(|e| Error::compression(CODEC, e.to_string()))?;
-    enc.finish()
-        .map_err(|e| Error::compression(CODEC, e.to_string()))
+    *out = enc
+        .finish()
+        .map_err(|e| Error::compression(CODEC, e.to_string()))?;
+    Ok(())
 }
 
 /// Decompresses an LZ4 frame (correct or old-Kafka header checksum), failing once the output

@@ -157,12 +157,27 @@ impl DecompressLimits {
 
 /// Compresses `input` with `codec` (`Compression::None` copies it).
 pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    compress_append(codec, input, &mut out)?;
+    Ok(out)
+}
+
+/// Compresses `input` with `codec` onto the end of `out` (a record batch writes its records
+/// after the header room this way, without a second copy of the compressed bytes). On error,
+/// what `out` holds is unspecified.
+pub fn compress_append(codec: Compression, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
     match codec {
-        Compression::None => Ok(input.to_vec()),
-        Compression::Gzip => gzip::compress(input),
-        Compression::Snappy => snappy::compress(input),
-        Compression::Lz4 => lz4::compress(input),
-        Compression::Zstd => zstd::compress(input),
+        Compression::None => {
+            out.extend_from_slice(input);
+            Ok(())
+        }
+        Compression::Gzip => gzip::compress_append(input, out),
+        Compression::Snappy => snappy::compress_append(input, out),
+        Compression::Lz4 => lz4::compress_append(input, out),
+        Compression::Zstd => {
+            out.extend_from_slice(&zstd::compress(input)?);
+            Ok(())
+        }
     }
 }
 

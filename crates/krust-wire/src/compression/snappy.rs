@@ -19,7 +19,14 @@ const XERIAL_BLOCK: usize = 32 * 1024;
 
 /// Compresses `input` in xerial framing (32 KiB chunks), as Java clients do.
 pub fn compress(input: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(XERIAL_HEADER_LEN + input.len() / 2 + 64);
+    let mut out = Vec::new();
+    compress_append(input, &mut out)?;
+    Ok(out)
+}
+
+/// [`compress`] onto the end of `out`.
+pub fn compress_append(input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    out.reserve(XERIAL_HEADER_LEN + input.len() / 2 + 64);
     out.extend_from_slice(&XERIAL_MAGIC);
     out.extend_from_slice(&1i32.to_be_bytes());
     out.extend_from_slice(&1i32.to_be_bytes());
@@ -33,7 +40,7 @@ pub fn compress(input: &[u8]) -> Result<Vec<u8>> {
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&block[..n]);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Compresses `input` as one raw snappy block (librdkafka's form).

@@ -227,10 +227,9 @@ impl BatchBuilder {
         let mut out = if self.compression == Compression::None {
             std::mem::take(&mut self.records)
         } else {
-            let compressed = compression::compress(self.compression, self.body())?;
-            let mut out = Vec::with_capacity(BATCH_HEADER_LEN + compressed.len());
-            out.resize(BATCH_HEADER_LEN, 0);
-            out.extend_from_slice(&compressed);
+            // Compressed straight after the header room: no second copy of the output.
+            let mut out = vec![0u8; BATCH_HEADER_LEN];
+            compression::compress_append(self.compression, self.body(), &mut out)?;
             out
         };
         let batch_length = len_i32(out.len() - 12, "batch")?;
