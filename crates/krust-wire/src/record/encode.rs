@@ -371,3 +371,232 @@ pub fn encode_control_batch(
     b.push(timestamp, Some(&key), Some(&value), &[])?;
     b.finish(producer_id, producer_epoch, -1, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends `v` zig-zag encoded, seven bits at a time, low group first (the plain textbook
+    /// loop, independent of `varint.rs`). Zig-zag of an `i32` equals zig-zag of the same value
+    /// as an `i64`, so this serves varints and varlongs alike.
+    fn ref_varlong(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let low = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(low);
+                return;
+            }
+            out.push(low | 0x80);
+        }
+    }
+
+    fn ref_field(out: &mut Vec<u8>, b: Option<&[u8]>) {
+        match b {
+            None => ref_varlong(out, -1),
+            Some(b) => {
+                ref_varlong(out, b.len() as i64);
+                out.extend_from_slice(b);
+            }
+        }
+    }
+
+    /// One record as the v2 format defines it: length, attributes, timestamp delta, offset
+    /// delta, key, value, header count and headers.
+    fn ref_record(
+        out: &mut Vec<u8>,
+        ts_delta: i64,
+        offset_delta: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+    ) {
+        let mut body = vec![0u8];
+        ref_varlong(&mut body, ts_delta);
+        ref_varlong(&mut body, i64::from(offset_delta));
+        ref_field(&mut body, key);
+        ref_field(&mut body, value);
+        ref_varlong(&mut body, headers.len() as i64);
+        for h in headers {
+            ref_field(&mut body, Some(h.key.as_bytes()));
+            ref_field(&mut body, h.value.as_deref());
+        }
+        ref_varlong(out, body.len() as i64);
+        out.extend_from_slice(&body);
+    }
+
+    /// A builder and the reference encoding of what was pushed into it, kept side by side.
+    struct Twin {
+        b: BatchBuilder,
+        base: Option<i64>,
+        expected: Vec<u8>,
+    }
+
+    impl Twin {
+        fn new(base: Option<i64>) -> Self {
+            let mut b = BatchBuilder::new(Compression::None);
+            if let Some(base) = base {
+                b = b.with_base_timestamp(base);
+            }
+            Twin {
+                b,
+                base,
+                expected: Vec::new(),
+            }
+        }
+
+        fn push(
+            &mut self,
+            ts: i64,
+            key: Option<&[u8]>,
+            value: Option<&[u8]>,
+            headers: &[RecordHeader],
+        ) {
+            let offset_delta = self.b.len() as i32;
+            let base = *self.base.get_or_insert(ts);
+            ref_record(
+                &mut self.expected,
+                ts - base,
+                offset_delta,
+                key,
+                value,
+                headers,
+            );
+            assert_eq!(self.b.push(ts, key, value, headers).unwrap(), offset_delta);
+        }
+
+        /// The records must match byte for byte, also once the batch is finished.
+        fn check(self) {
+            assert_eq!(self.b.body().len(), self.expected.len());
+            if let Some(at) = (self.b.body().iter())
+                .zip(&self.expected)
+                .position(|(a, b)| a != b)
+            {
+                panic!("first differing byte at {at} of the records");
+            }
+            let batch = self.b.finish(-1, -1, -1, false).unwrap();
+            assert!(batch[BATCH_HEADER_LEN..] == self.expected[..]);
+        }
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 + 7) as u8).collect()
+    }
+
+    /// Lengths around every varint width boundary of a length and of a record length
+    /// (zig-zag: 63/64, 8191/8192, 1048575/1048576; the record adds a few bytes).
+    fn boundary_lengths() -> Vec<usize> {
+        let mut v: Vec<usize> = (0..=140).collect();
+        v.extend(8170..=8200);
+        v.extend(16370..=16390);
+        v.extend(1_048_560..=1_048_580);
+        v
+    }
+
+    /// Timestamp deltas at every width boundary of a zig-zag varlong (1 to 10 bytes).
+    fn boundary_deltas() -> Vec<i64> {
+        let mut v = vec![0, 1, -1, i64::MAX, i64::MIN, i64::MAX - 1, i64::MIN + 1];
+        for bits in (6..63).step_by(7) {
+            let edge = 1i64 << bits;
+            v.extend([edge - 1, edge, edge + 1, -edge, -edge - 1, -edge + 1]);
+        }
+        v
+    }
+
+    #[test]
+    fn values_of_every_boundary_length_match_the_reference() {
+        let max = *boundary_lengths().last().unwrap();
+        let data = pattern(max);
+        let mut keyless = Twin::new(None);
+        let mut keyed = Twin::new(None);
+        for (i, n) in boundary_lengths().into_iter().enumerate() {
+            let ts = 1_700_000_000_000 + i as i64 * 3;
+            keyless.push(ts, None, Some(&data[..n]), &[]);
+            keyed.push(ts, Some(&data[n % 17..n % 17 + 9]), Some(&data[..n]), &[]);
+        }
+        keyless.check();
+        keyed.check();
+    }
+
+    #[test]
+    fn keys_and_header_fields_of_every_boundary_length_match_the_reference() {
+        let lengths: Vec<usize> = boundary_lengths()
+            .into_iter()
+            .filter(|&n| n < 20_000)
+            .collect();
+        let data = pattern(20_000);
+        let mut t = Twin::new(None);
+        for (i, &n) in lengths.iter().enumerate() {
+            let ts = 5_000 - i as i64;
+            let field = &data[..n];
+            t.push(ts, Some(field), None, &[]);
+            t.push(ts, Some(field), Some(&data[..i % 3]), &[]);
+            let key = String::from_utf8(vec![b'k'; n]).unwrap();
+            let headers = [
+                RecordHeader::new(key, Some(Bytes::copy_from_slice(field))),
+                RecordHeader::new("", None),
+                RecordHeader::new("e", Some(Bytes::new())),
+            ];
+            t.push(ts, None, Some(field), &headers);
+            t.push(ts, Some(&[]), None, &headers[..1]);
+        }
+        t.check();
+    }
+
+    #[test]
+    fn every_boundary_timestamp_delta_matches_the_reference() {
+        let mut t = Twin::new(Some(0));
+        for d in boundary_deltas() {
+            t.push(d, None, Some(b"v"), &[]);
+            t.push(d, Some(b""), Some(b""), &[]);
+        }
+        t.check();
+        // A base in the middle: the first record sets it; later ones go either way.
+        let mut t = Twin::new(None);
+        let base = 1_700_000_000_000i64;
+        t.push(base, None, None, &[]);
+        for d in boundary_deltas() {
+            if let Some(ts) = base
+                .checked_add(d)
+                .filter(|ts| ts.checked_sub(base).is_some())
+            {
+                t.push(ts, None, None, &[]);
+            }
+        }
+        t.check();
+    }
+
+    #[test]
+    fn offset_deltas_and_header_counts_across_their_boundaries_match_the_reference() {
+        let mut t = Twin::new(None);
+        for i in 0..8_300i64 {
+            let value = (i % 5 != 0).then_some(&b"payload"[..(i % 8) as usize]);
+            t.push(100 + i % 70, None, value, &[]);
+        }
+        t.check();
+        let mut t = Twin::new(None);
+        for count in [0usize, 1, 2, 63, 64, 65, 200] {
+            let headers: Vec<RecordHeader> = (0..count)
+                .map(|i| RecordHeader::new(format!("h{i}"), (i % 2 == 0).then(|| Bytes::from("x"))))
+                .collect();
+            t.push(7, Some(b"k"), Some(b"v"), &headers);
+        }
+        t.check();
+    }
+
+    #[test]
+    fn a_failed_push_leaves_the_builder_unchanged() {
+        let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(i64::MIN);
+        b.push(i64::MIN, None, Some(b"a"), &[]).unwrap();
+        let before = b.body().to_vec();
+        let err = b.push(i64::MAX, None, Some(b"b"), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("timestamp delta overflows"),
+            "{err}"
+        );
+        assert_eq!(b.body(), &before[..]);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.push(i64::MIN + 1, None, Some(b"c"), &[]).unwrap(), 1);
+    }
+}
