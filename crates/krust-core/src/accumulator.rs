@@ -141,6 +141,9 @@ pub struct ProducerBatch<R> {
     producer: ProducerIdentity,
     base_sequence: i32,
     encoded: Option<Bytes>,
+    /// The bytes of its last send before a sequence reset took its identity away (see
+    /// [`ProducerBatch::previous_encoding`]).
+    previous_encoding: Option<Bytes>,
     possibly_persisted: bool,
 }
 
@@ -203,6 +206,12 @@ impl<R> ProducerBatch<R> {
     /// Its wire bytes, once encoded for the first send.
     pub fn encoded(&self) -> Option<&Bytes> {
         self.encoded.as_ref()
+    }
+    /// After [`Accumulator::reset_partition`] took its identity and sequence: the bytes it was
+    /// sent with before (the same records), for the next encoding to re-stamp instead of
+    /// building again. `None` otherwise.
+    pub fn previous_encoding(&self) -> Option<&Bytes> {
+        self.previous_encoding.as_ref()
     }
     /// Whether a send's outcome was unknown: the broker may have written it.
     pub fn is_possibly_persisted(&self) -> bool {
@@ -651,7 +660,9 @@ impl<R> Accumulator<R> {
                     out.push(batch);
                     continue;
                 }
-                batch.encoded = None;
+                if let Some(old) = batch.encoded.take() {
+                    batch.previous_encoding = Some(old);
+                }
                 batch.base_sequence = -1;
                 batch.producer = ProducerIdentity::NONE;
                 if batch.state != BatchState::Open {
@@ -765,6 +776,7 @@ impl<R> Accumulator<R> {
                 producer: ProducerIdentity::NONE,
                 base_sequence: -1,
                 encoded: None,
+                previous_encoding: None,
                 possibly_persisted: false,
             });
             new_batch = true;
@@ -887,6 +899,7 @@ impl<R> Accumulator<R> {
                 let batch = &mut b.batches[idx];
                 let data = encode(batch);
                 batch.encoded = Some(data);
+                batch.previous_encoding = None;
             }
             let batch = &mut b.batches[idx];
             let data = batch.encoded.clone().expect("encoded above");

@@ -165,11 +165,6 @@ fn store(slots: &mut [Slot], index: u32, result: Delivery) -> (Option<Waker>, Op
 }
 
 impl DeliverySlot {
-    /// Whether the slot still waits for its result.
-    pub(crate) fn is_open(&self) -> bool {
-        self.open
-    }
-
     /// Stores the result and wakes the future waiting for it. A result whose future is gone
     /// is dropped here.
     pub(crate) fn resolve(&mut self, result: Delivery) {
@@ -366,7 +361,7 @@ mod tests {
         // Resolved backwards, read forwards: each future sees its own offset.
         for (i, s) in slots.iter_mut().enumerate().rev() {
             s.resolve(md(i as i64));
-            assert!(!s.is_open());
+            assert!(!s.open);
         }
         for (i, f) in futures.iter_mut().enumerate() {
             let r = poll_fn(|cx| f.poll_result(cx)).await;
@@ -423,7 +418,7 @@ mod tests {
         let mut res = Resolutions::default();
         for (i, s) in slots.iter_mut().enumerate() {
             res.add(s, md(i as i64));
-            assert!(!s.is_open());
+            assert!(!s.open);
         }
         // The first chunk's results were stored when the chunk changed, the rest here.
         res.flush();

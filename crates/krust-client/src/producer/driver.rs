@@ -33,7 +33,7 @@ use krust_core::idempotence::{
     bumped, classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
-use krust_wire::record::{BatchBuilder, Compression};
+use krust_wire::record::BatchBuilder;
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, trace, warn};
@@ -93,9 +93,10 @@ use super::delivery::{DeliverySlot, Resolutions};
 
 /// A record accepted by `send`, on its way.
 ///
-/// Dropped without a result (the driver task dropped, for example by a runtime shutting
-/// down), it still resolves its [`DeliveryFuture`](super::DeliveryFuture): with
-/// [`ProduceErrorKind::Closed`], possibly persisted, handing the record back.
+/// Records the driver will never see (still queued when it is gone, or waiting for metadata
+/// when it is dropped) are given up with [`Pending::close`], which hands the record back. A
+/// `Pending` dropped otherwise still ends its future (without a result: see
+/// [`DeliveryFuture`](super::DeliveryFuture)).
 pub(crate) struct Pending {
     pub record: ProducerRecord,
     /// Where its result goes (a slot of a shared chunk, not a channel per record). Reading a
@@ -130,31 +131,51 @@ impl Pending {
         }
     }
 
-    fn resolve(&mut self, result: Delivery) {
-        self.slot.resolve(result);
-    }
-
     /// Its delivery slot (for the command queue to attach).
     pub(crate) fn slot_mut(&mut self) -> &mut DeliverySlot {
         &mut self.slot
     }
+
+    /// Gives the record up because the producer task is gone: [`ProduceErrorKind::Closed`],
+    /// possibly persisted (as far as the application can tell), handing the record back.
+    pub(crate) fn close(self) {
+        let Pending {
+            record, mut slot, ..
+        } = self;
+        let partition = record.partition;
+        slot.resolve(Err(Box::new(ProduceError::new(
+            record,
+            partition,
+            ProduceErrorKind::Closed,
+            Persistence::PossiblyPersisted,
+        ))));
+    }
 }
 
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if self.slot.is_open() {
-            // A name of its own: not through `IntoTopic`'s per-thread cache.
-            let placeholder = ProducerRecord::new(Arc::<str>::from(""));
-            let record = std::mem::replace(&mut self.record, placeholder);
-            let partition = record.partition;
-            self.resolve(Err(Box::new(ProduceError::new(
-                record,
-                partition,
-                ProduceErrorKind::Closed,
-                Persistence::PossiblyPersisted,
-            ))));
-        }
-    }
+/// A record appended to a batch: what completing it takes. Its key, value and headers are
+/// already encoded into the batch's [`BatchBuilder`] (the bytes are read once, while the record
+/// is fresh from the queue, and the record's buffers are released then); a failed record is
+/// rebuilt from the batch's bytes to be handed back ([`Driver::records_of`]). Dropped without
+/// a result (the driver task dropped with the batch in flight), its slot ends the future
+/// without one ([`ProduceErrorKind::Closed`], possibly persisted).
+pub(crate) struct Accepted {
+    slot: DeliverySlot,
+    /// The record's own topic name, moved to its result (see `succeed`).
+    topic: Arc<str>,
+    timestamp: i64,
+    enqueued: Instant,
+    gen: u64,
+    reserved: usize,
+    /// Whether the application chose the partition (the record handed back says so).
+    explicit_partition: bool,
+}
+
+/// A partition's batch that is taking records, and its builder.
+#[derive(Default)]
+struct OpenBatch {
+    batch: Option<(BatchId, BatchBuilder)>,
+    /// Encoded length of the partition's last batch: the capacity a new builder starts with.
+    last_len: usize,
 }
 
 /// What the handles ask of the driver.
@@ -211,26 +232,28 @@ enum Event {
     TxnProtocol(Result<krust_core::txn::TxnProtocol, String>),
 }
 
-#[derive(Debug, Clone)]
 struct TopicState {
     available: Vec<i32>,
     sticky: StickyMirror,
     /// Every partition of the topic, built once (appending a record then takes no reference
     /// count); its length is the topic's partition count.
     partitions: Vec<TopicPartition>,
+    /// Per partition: the open batch's builder.
+    open: Vec<OpenBatch>,
 }
 
 pub(crate) struct Driver {
     cluster: Cluster,
     cfg: ProducerConfig,
-    acc: Accumulator<Pending>,
+    acc: Accumulator<Accepted>,
+    /// Builders of batches that stopped taking records before their first send (a newer batch
+    /// opened behind them), by batch.
+    closed: HashMap<BatchId, BatchBuilder>,
     partitioner: BuiltinPartitioner,
     /// Known topics: name to index in `topic_states` (a cheap hash; looked up when a record's
     /// name is not the last one's, see `topic_index`).
     topics: HashMap<Arc<str>, usize, BuildHasherDefault<FnvHasher>>,
     topic_states: Vec<TopicState>,
-    /// An empty name, put in a completed record's place when its topic moves to the result.
-    no_topic: Arc<str>,
     /// The last routed record's topic name and its index (see `topic_index`).
     last_topic: Option<(Arc<str>, usize)>,
     /// Buffers for storing a batch's results (kept between batches).
@@ -271,6 +294,15 @@ pub(crate) struct Driver {
     to_release: usize,
     /// Latency probe of the answer being handled (`KRUST_LAT_PROBE`).
     probe: Option<super::probe::RequestProbe>,
+}
+
+impl Drop for Driver {
+    /// The task dropped before it finished (a runtime shutting down): records not sent yet are
+    /// given up with [`ProduceErrorKind::Closed`], handed back; those in flight end without a
+    /// result (possibly persisted).
+    fn drop(&mut self) {
+        self.abort_unsent(ProduceErrorKind::Closed);
+    }
 }
 
 impl Driver {
@@ -323,9 +355,9 @@ impl Driver {
             },
             cluster,
             cfg,
+            closed: HashMap::new(),
             topics: HashMap::default(),
             topic_states: Vec::new(),
-            no_topic: Arc::from(""),
             last_topic: None,
             resolutions: Resolutions::default(),
             waiting: HashMap::new(),
@@ -427,6 +459,10 @@ impl Driver {
             }
         }
         self.release_memory();
+        debug_assert!(
+            !self.acc.is_empty() || self.closed.is_empty(),
+            "builders left behind by completed batches"
+        );
         for w in self.close_waiters.drain(..) {
             let _ = w.send(());
         }
@@ -571,10 +607,62 @@ impl Driver {
                 return;
             }
         }
-        let size = p.size;
+        let Pending {
+            record:
+                ProducerRecord {
+                    topic,
+                    partition: chosen,
+                    key,
+                    value,
+                    headers,
+                    timestamp,
+                },
+            slot,
+            size,
+            reserved,
+            enqueued,
+            gen,
+        } = p;
+        let timestamp = timestamp.unwrap_or(0);
+        let entry = Accepted {
+            slot,
+            topic,
+            timestamp,
+            enqueued,
+            gen,
+            reserved,
+            explicit_partition: chosen.is_some(),
+        };
         let state = &mut self.topic_states[ti];
         let tp = &state.partitions[partition as usize];
-        let appended = self.acc.append(tp, p, size, now);
+        let appended = self.acc.append(tp, entry, size, now);
+        let open = &mut state.open[partition as usize];
+        if appended.new_batch {
+            if let Some((id, b)) = open.batch.take() {
+                // It stopped taking records; it is encoded at its first send.
+                self.closed.insert(id, b);
+            }
+            let capacity = open.last_len.min(self.cfg.batch_size.saturating_mul(2));
+            open.batch = Some((
+                appended.batch,
+                BatchBuilder::new(self.cfg.compression).with_capacity(capacity),
+            ));
+        }
+        match &mut open.batch {
+            Some((id, b)) if *id == appended.batch => {
+                // Validated in `send` (sizes fit an i32); a batch cannot reach i32::MAX
+                // records within `buffer.memory`.
+                if let Err(e) = b.push(timestamp, key.as_deref(), value.as_deref(), &headers) {
+                    warn!(error = %e, "record could not be encoded");
+                }
+            }
+            _ => {
+                // An open batch's builder is the partition's from its creation until its first
+                // send, which closes the batch: a new one is opened for the next record.
+                debug_assert!(false, "no builder for the open batch {:?}", appended.batch);
+                warn!(batch = ?appended.batch, "no builder for the open batch");
+            }
+        }
         if sticky {
             state.sticky.appended(
                 &mut self.partitioner,
@@ -686,6 +774,14 @@ impl Driver {
                     state.available = available;
                     if state.partitions.len() != count as usize {
                         state.partitions = all(&arc);
+                        // A partition gone (a topic re-created smaller): its open batch's
+                        // builder stays with the batch.
+                        for o in state.open.drain((count as usize).min(state.open.len())..) {
+                            if let Some((id, b)) = o.batch {
+                                self.closed.insert(id, b);
+                            }
+                        }
+                        state.open.resize_with(count as usize, OpenBatch::default);
                     }
                 }
                 None => {
@@ -694,6 +790,7 @@ impl Driver {
                         available,
                         sticky: StickyMirror::new(&self.partitioner, &name),
                         partitions: all(&arc),
+                        open: (0..count).map(|_| OpenBatch::default()).collect(),
                     });
                 }
             }
@@ -759,7 +856,6 @@ impl Driver {
         for t in retry_lookups {
             self.start_lookup(&t, now);
         }
-        let compression = self.cfg.compression;
         let transactional = self.txn.is_some();
         for node in ready.nodes {
             loop {
@@ -777,8 +873,16 @@ impl Driver {
                 {
                     break;
                 }
+                let (closed, topics, states) =
+                    (&mut self.closed, &self.topics, &mut self.topic_states);
                 let drained = self.acc.drain(node, now, self.cfg.max_request_size, |b| {
-                    encode_batch(b, compression, transactional)
+                    let builder = take_builder(closed, topics, states, b);
+                    if let Some(len) = builder.as_ref().map(BatchBuilder::estimated_size) {
+                        if let Some(o) = open_batch(topics, states, b.topic_partition()) {
+                            o.last_len = len;
+                        }
+                    }
+                    encode_batch(b, builder, transactional)
                 });
                 if drained.is_empty() {
                     break;
@@ -1237,7 +1341,7 @@ impl Driver {
     fn fail_unknown_after_reset(
         &mut self,
         tp: &TopicPartition,
-        unknown: Vec<ProducerBatch<Pending>>,
+        unknown: Vec<ProducerBatch<Accepted>>,
     ) {
         for b in unknown {
             let why = self
@@ -1363,7 +1467,7 @@ impl Driver {
         true
     }
 
-    fn succeed(&mut self, b: ProducerBatch<Pending>, base_offset: i64, log_append_time: i64) {
+    fn succeed(&mut self, b: ProducerBatch<Accepted>, base_offset: i64, log_append_time: i64) {
         let partition = b.topic_partition().partition;
         let mut records = b.into_records();
         self.stats
@@ -1371,8 +1475,16 @@ impl Driver {
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         // The results go out a chunk of slots at a time (one lock per chunk, not per record).
         let mut resolutions = std::mem::take(&mut self.resolutions);
-        // Completed in place (dropped with the vector's `clear`, not moved out one by one).
-        for (i, p) in records.iter_mut().enumerate() {
+        for (i, p) in records.drain(..).enumerate() {
+            let Accepted {
+                mut slot,
+                topic,
+                timestamp,
+                enqueued,
+                gen,
+                reserved,
+                ..
+            } = p;
             let offset = if base_offset >= 0 {
                 base_offset + i as i64
             } else {
@@ -1381,21 +1493,20 @@ impl Driver {
             let timestamp = if log_append_time >= 0 {
                 log_append_time
             } else {
-                p.record.timestamp.unwrap_or(-1)
+                timestamp
             };
             let md = RecordMetadata {
                 // Moved, not cloned: the name's count is not touched here (only by the thread
                 // that sent the record and reads the result, or here if nobody reads it).
-                topic: std::mem::replace(&mut p.record.topic, self.no_topic.clone()),
+                topic,
                 partition,
                 offset,
                 timestamp,
             };
-            let arrived = p.enqueued;
-            self.finish(p.gen, p.reserved);
-            resolutions.add(&mut p.slot, Ok(md));
+            self.finish(gen, reserved);
+            resolutions.add(&mut slot, Ok(md));
             if let Some(rp) = &self.probe {
-                super::probe::record(arrived, rp, Instant::now());
+                super::probe::record(enqueued, rp, Instant::now());
             }
         }
         resolutions.flush();
@@ -1403,7 +1514,7 @@ impl Driver {
         self.acc.recycle_records(records);
     }
 
-    fn fail_batch(&mut self, b: ProducerBatch<Pending>, kind: ProduceErrorKind) {
+    fn fail_batch(&mut self, b: ProducerBatch<Accepted>, kind: ProduceErrorKind) {
         let persistence = if b.is_possibly_persisted() {
             Persistence::PossiblyPersisted
         } else {
@@ -1411,21 +1522,94 @@ impl Driver {
         };
         let partition = b.topic_partition().partition;
         self.txn_batch_failed(b.base_sequence() >= 0);
+        let mut records = self.records_of(&b).into_iter();
         for p in b.into_records() {
-            self.fail(p, Some(partition), kind.clone(), persistence);
+            let Accepted {
+                slot,
+                topic,
+                timestamp,
+                gen,
+                reserved,
+                explicit_partition,
+                ..
+            } = p;
+            let record = match records.next() {
+                Some(r) => ProducerRecord {
+                    topic,
+                    partition: explicit_partition.then_some(partition),
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                    timestamp: Some(timestamp),
+                },
+                None => ProducerRecord::new(topic).with_timestamp(timestamp),
+            };
+            self.fail_record(
+                record,
+                slot,
+                (gen, reserved),
+                Some(partition),
+                kind.clone(),
+                persistence,
+            );
+        }
+    }
+
+    /// A failed batch's records, rebuilt from its bytes (its builder before the first send):
+    /// handed back to the application in their errors.
+    fn records_of(&mut self, b: &ProducerBatch<Accepted>) -> Vec<krust_wire::record::Record> {
+        let bytes = match b.encoded().or(b.previous_encoding()) {
+            Some(bytes) => Some(bytes.clone()),
+            None => take_builder(&mut self.closed, &self.topics, &mut self.topic_states, b)
+                .and_then(|builder| builder.finish(-1, -1, -1, false).ok()),
+        };
+        let decoded = bytes.and_then(|bytes| {
+            let batch = krust_wire::record::batches(bytes).next()?.ok()?;
+            // Bytes this producer built: no bound beyond what it had buffered.
+            let limits = krust_wire::compression::DecompressLimits {
+                max_output: usize::MAX,
+                max_ratio: usize::MAX,
+                ..Default::default()
+            };
+            batch.inflate_with(&limits).ok()?.into_records().ok()
+        });
+        match decoded {
+            Some(records) if records.len() == b.record_count() => records,
+            _ => {
+                warn!(batch = ?b.id(), "a failed batch's records could not be rebuilt");
+                Vec::new()
+            }
         }
     }
 
     fn fail(
         &mut self,
-        mut p: Pending,
+        p: Pending,
+        partition: Option<i32>,
+        kind: ProduceErrorKind,
+        persistence: Persistence,
+    ) {
+        let Pending {
+            record,
+            slot,
+            gen,
+            reserved,
+            ..
+        } = p;
+        self.fail_record(record, slot, (gen, reserved), partition, kind, persistence);
+    }
+
+    /// Completes a record with an error that hands it back.
+    fn fail_record(
+        &mut self,
+        record: ProducerRecord,
+        mut slot: DeliverySlot,
+        (gen, reserved): (u64, usize),
         partition: Option<i32>,
         kind: ProduceErrorKind,
         persistence: Persistence,
     ) {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        let (reserved, gen) = (p.reserved, p.gen);
-        let record = std::mem::replace(&mut p.record, ProducerRecord::new(self.no_topic.clone()));
         if self.txn.is_some()
             && !matches!(
                 kind,
@@ -1438,7 +1622,7 @@ impl Driver {
         }
         let err = ProduceError::new(record, partition, kind, persistence);
         self.finish(gen, reserved);
-        p.resolve(Err(Box::new(err)));
+        slot.resolve(Err(Box::new(err)));
     }
 
     fn finish(&mut self, gen: u64, reserved: usize) {
@@ -1477,30 +1661,59 @@ impl Driver {
     }
 }
 
-/// Encodes a batch for its first send, with the identity and sequence the accumulator fixed.
+/// The open-batch slot of a batch's partition.
+fn open_batch<'a>(
+    topics: &HashMap<Arc<str>, usize, BuildHasherDefault<FnvHasher>>,
+    states: &'a mut [TopicState],
+    tp: &TopicPartition,
+) -> Option<&'a mut OpenBatch> {
+    let ti = *topics.get(&*tp.topic)?;
+    states[ti].open.get_mut(usize::try_from(tp.partition).ok()?)
+}
+
+/// Takes the builder holding a batch's records (before its first send; `None` once sent).
+fn take_builder<R>(
+    closed: &mut HashMap<BatchId, BatchBuilder>,
+    topics: &HashMap<Arc<str>, usize, BuildHasherDefault<FnvHasher>>,
+    states: &mut [TopicState],
+    b: &ProducerBatch<R>,
+) -> Option<BatchBuilder> {
+    if let Some(builder) = closed.remove(&b.id()) {
+        return Some(builder);
+    }
+    let open = open_batch(topics, states, b.topic_partition())?;
+    match &open.batch {
+        Some((id, _)) if *id == b.id() => open.batch.take().map(|(_, builder)| builder),
+        _ => None,
+    }
+}
+
+/// Encodes a batch for its first send (or its first send under a new identity), with the
+/// identity and sequence the accumulator fixed: finishes the builder its records were pushed
+/// into, or re-stamps the bytes it was sent with before a sequence reset.
 fn encode_batch(
-    b: &ProducerBatch<Pending>,
-    compression: Compression,
+    b: &ProducerBatch<Accepted>,
+    builder: Option<BatchBuilder>,
     transactional: bool,
 ) -> Bytes {
-    let mut builder = BatchBuilder::new(compression).with_capacity(b.estimated_size());
-    for p in b.records() {
-        let r = &p.record;
-        if let Err(e) = builder.push(
-            r.timestamp.unwrap_or(0),
-            r.key.as_deref(),
-            r.value.as_deref(),
-            &r.headers,
-        ) {
-            // Records are validated in `send`; this cannot happen for them.
-            warn!(error = %e, "record could not be encoded");
-        }
-    }
     let id = b.producer();
-    match builder.finish(id.producer_id, id.epoch, b.base_sequence(), transactional) {
+    let encoded = match (builder, b.previous_encoding()) {
+        (Some(builder), _) => {
+            builder.finish(id.producer_id, id.epoch, b.base_sequence(), transactional)
+        }
+        (None, Some(old)) => {
+            krust_wire::record::restamp(old, id.producer_id, id.epoch, b.base_sequence())
+        }
+        (None, None) => Err(krust_wire::Error::Encode {
+            what: "record batch",
+            detail: format!("the records of batch {:?} are gone", b.id()),
+        }),
+    };
+    match encoded {
         Ok(bytes) => bytes,
         Err(e) => {
-            // An empty record set: the broker rejects it and the records fail with its error.
+            // Cannot happen (every batch has a builder until its first send, and its bytes
+            // after): the broker rejects the empty batch and its records fail with its error.
             warn!(error = %e, "batch could not be encoded");
             Bytes::new()
         }

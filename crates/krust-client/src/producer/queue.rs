@@ -264,13 +264,17 @@ impl Drop for CommandRx {
             st.receiver_alive = false;
             std::mem::take(&mut st.queued)
         };
-        // Dropped outside the lock, attached in order first: a dropped record resolves its
-        // future (handing the record back).
+        // Given up outside the lock, attached in order first: each record resolves its future
+        // (handing the record back).
         let mut rest = queued;
         for cmd in &mut rest {
             self.attach(cmd);
         }
-        drop(rest);
+        for cmd in rest {
+            if let Command::Send(p) = cmd {
+                p.close();
+            }
+        }
     }
 }
 
