@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub(crate) mod clock;
 pub mod cluster;
 pub mod config;
 pub mod conn;
