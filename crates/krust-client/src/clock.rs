@@ -1,9 +1,10 @@
 //! A cheap wall clock in milliseconds for record timestamps.
 //!
 //! [`now_ms`] returns exactly what `SystemTime::now()` in milliseconds since the Unix epoch
-//! returns, but reads the system clock only about once per millisecond per thread (a few times
-//! per millisecond in a tight loop), and otherwise answers from a per-thread cache checked with
-//! one `rdtsc`.
+//! returns, but reads the system clock only about once per millisecond per thread, and otherwise
+//! answers from a per-thread cache checked with one `rdtsc`. A thread calling it back to back
+//! reads the clock a few times per millisecond, plus at every call in the last [`SLACK_NS`] of
+//! each millisecond: about 360 reads per million calls at 9 ns a call.
 //!
 //! # How
 //!
