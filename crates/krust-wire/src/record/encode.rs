@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::layout::*;
-use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
+use super::varint::{put_varint, varint_len, zigzag32, zigzag64, Staged};
 use super::{
     ControlRecord, Record, RecordHeader, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL,
     BATCH_HEADER_LEN, NO_PARTITION_LEADER_EPOCH,
@@ -141,6 +141,7 @@ impl BatchBuilder {
     /// Fails (leaving the builder unchanged) when a field is too long for the format, the
     /// batch already holds `i32::MAX` records, or the timestamp is so far from the base that its
     /// delta overflows.
+    #[inline]
     pub fn push(
         &mut self,
         timestamp: i64,
@@ -150,50 +151,71 @@ impl BatchBuilder {
     ) -> Result<i32> {
         let offset_delta = self.count;
         if offset_delta == i32::MAX {
-            return Err(encode_err("too many records in one batch"));
+            return Err(too_many_records());
         }
-        let base = *self.base_timestamp.get_or_insert(timestamp);
-        let ts_delta = timestamp
-            .checked_sub(base)
-            .ok_or_else(|| encode_err("timestamp delta overflows"))?;
-        if let Some(k) = key {
-            len_i32(k.len(), "key")?;
+        let base = self.base_timestamp.unwrap_or(timestamp);
+        let Some(ts_delta) = timestamp.checked_sub(base) else {
+            return Err(timestamp_overflow());
+        };
+        let key_len = key.map_or(0, <[u8]>::len);
+        let value_len = value.map_or(0, <[u8]>::len);
+        // Both fit in an i32 iff their bitwise or does.
+        if key_len | value_len > I32_MAX {
+            return Err(field_too_long(key, value));
         }
-        if let Some(v) = value {
-            len_i32(v.len(), "value")?;
-        }
-        len_i32(headers.len(), "header count")?;
-        for h in headers {
-            len_i32(h.key.len(), "header key")?;
-            if let Some(v) = &h.value {
-                len_i32(v.len(), "header value")?;
+        let headers_size = if headers.is_empty() {
+            1
+        } else {
+            headers_size(headers)?
+        };
+        // The record's leading fields, staged on the stack and copied in once: attributes
+        // (unused), timestamp delta, offset delta, the key's length; without a key also the
+        // value's length, since nothing comes between.
+        let mut lead = Staged::new();
+        // Attributes: 0 (already there).
+        let at = Staged::FIRST + 1;
+        let at = lead.put_uvarint(at, zigzag64(ts_delta));
+        let at = lead.put_uvarint(at, zigzag32(offset_delta));
+        let (mid, end) = match key {
+            None => {
+                let at = lead.put_u8(at, 1);
+                (at, put_field_len(&mut lead, at, value, value_len))
             }
+            Some(_) => {
+                let at = lead.put_uvarint(at, zigzag32(key_len as i32));
+                (at, put_field_len(&mut lead, at, value, value_len))
+            }
+        };
+        // At most 26 + 2 * (2^31 - 1) + 2^63: no overflow.
+        let staged = end - Staged::FIRST;
+        let body = staged as u64 + key_len as u64 + value_len as u64 + headers_size;
+        if body > I32_MAX as u64 {
+            return Err(record_too_long(body));
         }
-        let body = 1
-            + varlong_len(ts_delta)
-            + varint_len(offset_delta)
-            + bytes_field_len(key)
-            + bytes_field_len(value)
-            + headers_len(headers);
-        let body_i32 = len_i32(body, "record")?;
+        let start = lead.prefix_varint(body as i32);
         let out = &mut self.records;
         if out.is_empty() {
             // Room for the batch header, written in place by `finish` (no copy of the records
             // for an uncompressed batch).
             out.resize(BATCH_HEADER_LEN, 0);
         }
-        out.reserve(body + 5);
-        put_varint(out, body_i32);
-        out.push(0); // record attributes: unused
-        put_varlong(out, ts_delta);
-        put_varint(out, offset_delta);
-        put_bytes_field(out, key);
-        put_bytes_field(out, value);
-        put_varint(out, headers.len() as i32);
-        for h in headers {
-            put_bytes_field(out, Some(h.key.as_bytes()));
-            put_bytes_field(out, h.value.as_deref());
+        out.reserve(Staged::FIRST - start + body as usize);
+        if let Some(k) = key {
+            lead.append(start, mid, out);
+            out.extend_from_slice(k);
+            lead.append(mid, end, out);
+        } else {
+            lead.append(start, end, out);
         }
+        if let Some(v) = value {
+            out.extend_from_slice(v);
+        }
+        if headers.is_empty() {
+            out.push(0);
+        } else {
+            put_headers(out, headers);
+        }
+        self.base_timestamp = Some(base);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
         Ok(offset_delta)
@@ -270,6 +292,9 @@ impl BatchBuilder {
     }
 }
 
+/// `i32::MAX` as a length.
+const I32_MAX: usize = i32::MAX as usize;
+
 fn bytes_field_len(b: Option<&[u8]>) -> usize {
     match b {
         None => 1,
@@ -285,6 +310,39 @@ fn headers_len(headers: &[RecordHeader]) -> usize {
             .sum::<usize>()
 }
 
+/// Stages a nullable bytes field's length (-1 for null) at `at`, returning the position after; `len` is the field's length, checked
+/// to fit an `i32`.
+#[inline(always)]
+fn put_field_len(stage: &mut Staged, at: usize, b: Option<&[u8]>, len: usize) -> usize {
+    match b {
+        None => stage.put_u8(at, 1),
+        Some(_) => stage.put_uvarint(at, zigzag32(len as i32)),
+    }
+}
+
+/// Encoded size of the header count and headers, checking that every length fits an `i32`.
+fn headers_size(headers: &[RecordHeader]) -> Result<u64> {
+    len_i32(headers.len(), "header count")?;
+    let mut size = varint_len(headers.len() as i32) as u64;
+    for h in headers {
+        let key = len_i32(h.key.len(), "header key")?;
+        size += (varint_len(key) + h.key.len()) as u64;
+        size += match &h.value {
+            None => 1,
+            Some(v) => (varint_len(len_i32(v.len(), "header value")?) + v.len()) as u64,
+        };
+    }
+    Ok(size)
+}
+
+fn put_headers(out: &mut Vec<u8>, headers: &[RecordHeader]) {
+    put_varint(out, headers.len() as i32);
+    for h in headers {
+        put_bytes_field(out, Some(h.key.as_bytes()));
+        put_bytes_field(out, h.value.as_deref());
+    }
+}
+
 fn put_bytes_field(out: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         None => put_varint(out, -1),
@@ -293,6 +351,36 @@ fn put_bytes_field(out: &mut Vec<u8>, b: Option<&[u8]>) {
             out.extend_from_slice(b);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_records() -> Error {
+    encode_err("too many records in one batch")
+}
+
+#[cold]
+#[inline(never)]
+fn timestamp_overflow() -> Error {
+    encode_err("timestamp delta overflows")
+}
+
+/// The error for a key or a value longer than `i32::MAX` (the key is named first, as it comes
+/// first in the record).
+#[cold]
+#[inline(never)]
+fn field_too_long(key: Option<&[u8]>, value: Option<&[u8]>) -> Error {
+    let (what, n) = match key {
+        Some(k) if k.len() > I32_MAX => ("key", k.len()),
+        _ => ("value", value.map_or(0, <[u8]>::len)),
+    };
+    encode_err(format!("{what} of {n} bytes is too long"))
+}
+
+#[cold]
+#[inline(never)]
+fn record_too_long(body: u64) -> Error {
+    encode_err(format!("record of {body} bytes is too long"))
 }
 
 /// Rewrites the producer id, epoch and base sequence of a built v2 batch in place and
@@ -598,5 +686,54 @@ mod tests {
         assert_eq!(b.body(), &before[..]);
         assert_eq!(b.len(), 1);
         assert_eq!(b.push(i64::MIN + 1, None, Some(b"c"), &[]).unwrap(), 1);
+    }
+
+    /// A key, a value and the error they must give.
+    type Oversized<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, &'a str);
+
+    #[test]
+    fn oversized_fields_are_refused_and_leave_no_trace() {
+        // (The record: 2^30 + 2^30 bytes of key and value, 5 + 5 for their lengths, 4 for
+        // attributes, deltas and header count: 2^31 + 14.)
+        // 2 GiB of zeroes: calloc maps them lazily, so no page is touched (every check comes
+        // before any copy).
+        let big = vec![0u8; 1 << 31];
+        let half = &big[..1 << 30];
+        let mut b = BatchBuilder::new(Compression::None);
+        let cases: [Oversized; 3] = [
+            (None, Some(&big), "value of 2147483648 bytes is too long"),
+            (
+                Some(&big),
+                Some(b"v"),
+                "key of 2147483648 bytes is too long",
+            ),
+            (
+                Some(half),
+                Some(half),
+                "record of 2147483662 bytes is too long",
+            ),
+        ];
+        for (key, value, message) in cases {
+            let err = b.push(5, key, value, &[]).unwrap_err();
+            assert!(err.to_string().contains(message), "{err}");
+            assert!(b.is_empty() && b.records.is_empty());
+        }
+        let headers = [RecordHeader::new("h", Some(Bytes::from(big)))];
+        let err = b.push(5, None, None, &headers).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("header value of 2147483648 bytes is too long"),
+            "{err}"
+        );
+        assert!(b.is_empty() && b.records.is_empty());
+        // The failed pushes did not fix the base timestamp: the batch is the same as one that
+        // only ever saw this record.
+        b.push(10, None, Some(b"x"), &[]).unwrap();
+        let mut fresh = BatchBuilder::new(Compression::None);
+        fresh.push(10, None, Some(b"x"), &[]).unwrap();
+        assert_eq!(
+            b.finish(-1, -1, -1, false).unwrap(),
+            fresh.finish(-1, -1, -1, false).unwrap()
+        );
     }
 }
