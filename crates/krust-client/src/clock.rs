@@ -70,7 +70,6 @@ const RATE_MAX: u64 = 20 << RATE_FRAC_BITS;
 /// system clock does. A wall-clock step shows up at most about a millisecond late. See the
 /// module docs for how and where.
 #[inline]
-#[allow(dead_code, reason = "until the producer's send path calls it")]
 pub(crate) fn now_ms() -> i64 {
     now_ms_using(true)
 }

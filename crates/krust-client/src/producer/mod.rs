@@ -272,7 +272,7 @@ impl Producer {
                 )))
             }
             Some(_) => {}
-            None => record.timestamp = Some(driver::now_ms()),
+            None => record.timestamp = Some(crate::clock::now_ms()),
         }
         if record.topic.is_empty() {
             return Err(TrySendReason::Invalid(ProduceErrorKind::InvalidRecord(
