@@ -149,6 +149,67 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
     ) -> Result<i32> {
+        if headers.is_empty() {
+            if let Some(offset_delta) = self.push_short(timestamp, key, value) {
+                return Ok(offset_delta);
+            }
+        }
+        self.push_any(timestamp, key, value, headers)
+    }
+
+    /// [`BatchBuilder::push`] for the common record: no headers, and a timestamp delta, offset
+    /// delta, key and value length whose varints take one or two bytes each (below 8 KiB).
+    /// Nothing can fail then; returns `None`, changing nothing, for any other record.
+    #[inline(always)]
+    fn push_short(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Option<i32> {
+        let offset_delta = self.count;
+        let base = self.base_timestamp.unwrap_or(timestamp);
+        let ts_delta = zigzag64(timestamp.checked_sub(base)?);
+        let key_len = key.map_or(0, <[u8]>::len);
+        let value_len = value.map_or(0, <[u8]>::len);
+        // Zig-zag doubles a value that is not negative (a slice length is below 2^63).
+        let small = (key_len | value_len | offset_delta as usize) as u64;
+        if ts_delta | small << 1 >= SHORT {
+            return None;
+        }
+        let mut lead = Staged::new();
+        // Attributes: 0 (already there).
+        let at = lead.put_short(Staged::FIRST + 1, ts_delta);
+        let at = lead.put_short(at, zigzag32(offset_delta));
+        let (mid, end) = match key {
+            None => {
+                let at = lead.put_u8(at, 1);
+                (at, put_short_field_len(&mut lead, at, value, value_len))
+            }
+            Some(_) => {
+                let at = lead.put_short(at, zigzag32(key_len as i32));
+                (at, put_short_field_len(&mut lead, at, value, value_len))
+            }
+        };
+        // At most 9 + 2 * 8191 + 1: fits, in at most 3 bytes.
+        let body = end - Staged::FIRST + key_len + value_len + 1;
+        let start = lead.prefix_varint(body as i32);
+        self.append_record(&lead, start, mid, end, key, value, &[], body);
+        self.base_timestamp = Some(base);
+        self.count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        Some(offset_delta)
+    }
+
+    /// [`BatchBuilder::push`] for any record.
+    #[inline(never)]
+    fn push_any(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+    ) -> Result<i32> {
         let offset_delta = self.count;
         if offset_delta == i32::MAX {
             return Err(too_many_records());
@@ -168,9 +229,9 @@ impl BatchBuilder {
         } else {
             headers_size(headers)?
         };
-        // The record's leading fields, staged on the stack and copied in once: attributes
-        // (unused), timestamp delta, offset delta, the key's length; without a key also the
-        // value's length, since nothing comes between.
+        // The record's leading fields, staged on the stack and copied in once: attributes,
+        // timestamp delta, offset delta, the key's length, the value's length (copied after
+        // the key when there is one).
         let mut lead = Staged::new();
         // Attributes: 0 (already there).
         let at = Staged::FIRST + 1;
@@ -193,13 +254,35 @@ impl BatchBuilder {
             return Err(record_too_long(body));
         }
         let start = lead.prefix_varint(body as i32);
+        self.append_record(&lead, start, mid, end, key, value, headers, body as usize);
+        self.base_timestamp = Some(base);
+        self.count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        Ok(offset_delta)
+    }
+
+    /// Appends a checked record: its staged leading fields (`start..mid`, then `mid..end`
+    /// after the key), key, value and headers; `body` is its length without the prefix.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn append_record(
+        &mut self,
+        lead: &Staged,
+        start: usize,
+        mid: usize,
+        end: usize,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+        body: usize,
+    ) {
         let out = &mut self.records;
         if out.is_empty() {
             // Room for the batch header, written in place by `finish` (no copy of the records
             // for an uncompressed batch).
             out.resize(BATCH_HEADER_LEN, 0);
         }
-        out.reserve(Staged::FIRST - start + body as usize);
+        out.reserve(Staged::FIRST - start + body);
         if let Some(k) = key {
             lead.append(start, mid, out);
             out.extend_from_slice(k);
@@ -215,10 +298,6 @@ impl BatchBuilder {
         } else {
             put_headers(out, headers);
         }
-        self.base_timestamp = Some(base);
-        self.count += 1;
-        self.max_timestamp = self.max_timestamp.max(timestamp);
-        Ok(offset_delta)
     }
 
     /// Appends a [`Record`] (its `offset` is ignored) and returns its offset delta.
@@ -295,6 +374,9 @@ impl BatchBuilder {
 /// `i32::MAX` as a length.
 const I32_MAX: usize = i32::MAX as usize;
 
+/// Zig-zag values below this take one or two varint bytes.
+const SHORT: u64 = 1 << 14;
+
 fn bytes_field_len(b: Option<&[u8]>) -> usize {
     match b {
         None => 1,
@@ -317,6 +399,15 @@ fn put_field_len(stage: &mut Staged, at: usize, b: Option<&[u8]>, len: usize) ->
     match b {
         None => stage.put_u8(at, 1),
         Some(_) => stage.put_uvarint(at, zigzag32(len as i32)),
+    }
+}
+
+/// Stages a nullable bytes field's length like [`put_field_len`], for a length below 8 KiB.
+#[inline(always)]
+fn put_short_field_len(stage: &mut Staged, at: usize, b: Option<&[u8]>, len: usize) -> usize {
+    match b {
+        None => stage.put_u8(at, 1),
+        Some(_) => stage.put_short(at, zigzag32(len as i32)),
     }
 }
 

@@ -101,6 +101,19 @@ impl Staged {
         }
     }
 
+    /// Stages an unsigned varint below 2^14 (one or two bytes) at `at`; returns the position
+    /// after it.
+    #[inline(always)]
+    pub(crate) fn put_short(&mut self, at: usize, z: u64) -> usize {
+        debug_assert!(z < 1 << 14);
+        if z < 0x80 {
+            self.put_u8(at, z as u8)
+        } else {
+            self.put_u8(at, z as u8 | 0x80);
+            self.put_u8(at + 1, (z >> 7) as u8)
+        }
+    }
+
     /// Writes `v` as a zig-zag varint right before [`Staged::FIRST`]; returns where it starts.
     #[inline(always)]
     pub(crate) fn prefix_varint(&mut self, v: i32) -> usize {
