@@ -149,23 +149,23 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
     ) -> Result<i32> {
-        if headers.is_empty() {
-            if let Some(offset_delta) = self.push_short(timestamp, key, value) {
-                return Ok(offset_delta);
-            }
+        if let Some(offset_delta) = self.push_short(timestamp, key, value, headers) {
+            return Ok(offset_delta);
         }
         self.push_any(timestamp, key, value, headers)
     }
 
-    /// [`BatchBuilder::push`] for the common record: no headers, and a timestamp delta, offset
-    /// delta, key and value length whose varints take one or two bytes each (below 8 KiB).
-    /// Nothing can fail then; returns `None`, changing nothing, for any other record.
+    /// [`BatchBuilder::push`] for the common record: a timestamp delta, offset delta, key and
+    /// value length, header count and header lengths whose varints take one or two bytes each
+    /// (below 8 KiB; fewer than 64 headers). Nothing can fail then; returns `None`, changing
+    /// nothing, for any other record.
     #[inline(always)]
     fn push_short(
         &mut self,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
+        headers: &[RecordHeader],
     ) -> Option<i32> {
         let offset_delta = self.count;
         let base = self.base_timestamp.unwrap_or(timestamp);
@@ -177,6 +177,11 @@ impl BatchBuilder {
         if ts_delta | small << 1 >= SHORT {
             return None;
         }
+        let headers_size = if headers.is_empty() {
+            1
+        } else {
+            short_headers_size(headers)?
+        };
         let mut lead = Staged::new();
         // Attributes: 0 (already there).
         let at = lead.put_short(Staged::FIRST + 1, ts_delta);
@@ -191,10 +196,10 @@ impl BatchBuilder {
                 (at, put_short_field_len(&mut lead, at, value, value_len))
             }
         };
-        // At most 9 + 2 * 8191 + 1: fits, in at most 3 bytes.
-        let body = end - Staged::FIRST + key_len + value_len + 1;
+        // At most 9 + 2 * 8191 + 1 + 63 * (2 + 8191 + 2 + 8191): fits an i32.
+        let body = end - Staged::FIRST + key_len + value_len + headers_size;
         let start = lead.prefix_varint(body as i32);
-        self.append_record(&lead, start, mid, end, key, value, &[], body);
+        self.append_record(&lead, start, mid, end, key, value, headers, body);
         self.base_timestamp = Some(base);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
@@ -409,6 +414,27 @@ fn put_short_field_len(stage: &mut Staged, at: usize, b: Option<&[u8]>, len: usi
         None => stage.put_u8(at, 1),
         Some(_) => stage.put_short(at, zigzag32(len as i32)),
     }
+}
+
+/// Encoded size of the header count and headers when the count is below 64 and every length
+/// below 8 KiB (so each varint takes one or two bytes, and nothing needs checking); else `None`.
+#[inline(never)]
+fn short_headers_size(headers: &[RecordHeader]) -> Option<usize> {
+    if headers.len() >= 64 {
+        return None;
+    }
+    // Zig-zag doubles a length: 1 byte below 64, 2 below 8192.
+    let len = |n: usize| 1 + usize::from(n >= 64) + n;
+    let mut size = 1;
+    for h in headers {
+        let key = h.key.len();
+        let value = h.value.as_ref().map_or(0, Bytes::len);
+        if key | value >= 8192 {
+            return None;
+        }
+        size += len(key) + h.value.as_ref().map_or(1, |_| len(value));
+    }
+    Some(size)
 }
 
 /// Encoded size of the header count and headers, checking that every length fits an `i32`.

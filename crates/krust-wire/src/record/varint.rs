@@ -21,18 +21,23 @@ fn put_uvarint64(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Encoded length of `v` as a zig-zag varint.
+#[inline]
 pub fn varint_len(v: i32) -> usize {
     uvarint_len(u64::from(((v << 1) ^ (v >> 31)) as u32))
 }
 
 /// Encoded length of `v` as a zig-zag varlong.
+#[inline]
 pub fn varlong_len(v: i64) -> usize {
     uvarint_len(((v << 1) ^ (v >> 63)) as u64)
 }
 
+#[inline]
 fn uvarint_len(v: u64) -> usize {
     let bits = 64 - (v | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    // `bits` is 1..=64: no overflow, and a division by a constant is a multiply (where
+    // `div_ceil` adds a remainder test).
+    (bits + 6) / 7
 }
 
 /// Zig-zag of an `i32`, as the unsigned value a varint carries.
@@ -248,6 +253,19 @@ pub fn get_varlong(buf: &[u8], at: usize) -> Result<(i64, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_match_the_encoding_at_every_width() {
+        let mut values = vec![0u64, u64::MAX];
+        for k in 1..64 {
+            values.extend([(1u64 << k) - 1, 1 << k, (1 << k) + 1]);
+        }
+        for z in values {
+            let mut b = Vec::new();
+            put_uvarint64(&mut b, z);
+            assert_eq!(uvarint_len(z), b.len(), "{z:#x}");
+        }
+    }
 
     #[test]
     fn round_trips_edges() {
