@@ -33,6 +33,7 @@ pub fn varlong_len(v: i64) -> usize {
 }
 
 #[inline]
+#[allow(clippy::manual_div_ceil)] // measured: cheaper than `div_ceil` here (see below)
 fn uvarint_len(v: u64) -> usize {
     let bits = 64 - (v | 1).leading_zeros() as usize;
     // `bits` is 1..=64: no overflow, and a division by a constant is a multiply (where
