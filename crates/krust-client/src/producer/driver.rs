@@ -258,6 +258,13 @@ pub(crate) struct Driver {
     last_topic: Option<(Arc<str>, usize)>,
     /// Buffers for storing a batch's results (kept between batches).
     resolutions: Resolutions,
+    /// Keys and values of the records encoded in this burst, released together after it
+    /// ([`Driver::release_spent`]). An application that sends clones of one `Bytes` changes
+    /// its shared count with every send: releasing each clone right after its record was
+    /// encoded would move that count's cache line between the two threads once per record.
+    spent: Vec<Bytes>,
+    /// A batch stopped taking records during the current burst (see `send_mid_burst`).
+    closed_in_burst: bool,
     /// Records for topics whose metadata is not known yet.
     waiting: HashMap<String, VecDeque<Pending>>,
     lookups: HashSet<String>,
@@ -360,6 +367,8 @@ impl Driver {
             topic_states: Vec::new(),
             last_topic: None,
             resolutions: Resolutions::default(),
+            spent: Vec::new(),
+            closed_in_burst: false,
             waiting: HashMap::new(),
             lookups: HashSet::new(),
             lookup_retry_at: HashMap::new(),
@@ -394,6 +403,7 @@ impl Driver {
             let now = Instant::now();
             self.txn_forget_added();
             self.poll_metadata_snapshot();
+            self.release_spent();
             self.expire(now);
             if self.dropped {
                 self.abort_unsent(ProduceErrorKind::Closed);
@@ -433,12 +443,18 @@ impl Driver {
                             // burst); in a long burst, the batches it filled are sent every
                             // `BURST_SEND_EVERY` commands so sending keeps up.
                             let now = rx.first_unwoken().unwrap_or_else(Instant::now);
-                            for (i, cmd) in cmds.drain(..).enumerate() {
+                            let mut since_send = 0;
+                            for cmd in cmds.drain(..) {
                                 self.handle_command(cmd, now);
-                                if i % BURST_SEND_EVERY == BURST_SEND_EVERY - 1 {
+                                since_send += 1;
+                                // A batch that stopped taking records goes out while its bytes
+                                // are still in the cache.
+                                if since_send == BURST_SEND_EVERY || self.closed_in_burst {
                                     self.send_mid_burst();
+                                    since_send = 0;
                                 }
                             }
+                            self.release_spent();
                             rx.recycle(cmds);
                         }
                         None => {
@@ -475,11 +491,22 @@ impl Driver {
     /// In a long burst: sends the batches filled so far (a request goes out when its future is
     /// first polled) and takes the answers already there, as one turn of the loop would.
     fn send_mid_burst(&mut self) {
+        self.closed_in_burst = false;
+        self.release_spent();
         self.send_ready(Instant::now());
         while let Some(Some(ev)) = self.events.next().now_or_never() {
             self.handle_event(ev);
         }
         self.release_memory();
+    }
+
+    /// Releases the keys and values of the records encoded since the last call (at most a
+    /// burst's worth: see `BURST_SEND_EVERY`).
+    fn release_spent(&mut self) {
+        self.spent.clear();
+        if self.spent.capacity() > 2 * BURST_SEND_EVERY {
+            self.spent = Vec::new();
+        }
     }
 
     /// Nothing buffered and no Produce request outstanding. (Metadata lookups may still be
@@ -641,8 +668,15 @@ impl Driver {
             if let Some((id, b)) = open.batch.take() {
                 // It stopped taking records; it is encoded at its first send.
                 self.closed.insert(id, b);
+                self.closed_in_burst = true;
             }
-            let capacity = open.last_len.min(self.cfg.batch_size.saturating_mul(2));
+            // The partition's last batch's size (a steady stream's batches are alike), or
+            // `batch.size` for its first; never less than this record.
+            let capacity = match open.last_len {
+                0 => self.cfg.batch_size,
+                last => last.min(self.cfg.batch_size),
+            }
+            .max(size);
             open.batch = Some((
                 appended.batch,
                 BatchBuilder::new(self.cfg.compression).with_capacity(capacity),
@@ -655,6 +689,8 @@ impl Driver {
                 if let Err(e) = b.push(timestamp, key.as_deref(), value.as_deref(), &headers) {
                     warn!(error = %e, "record could not be encoded");
                 }
+                self.spent.extend(key);
+                self.spent.extend(value);
             }
             _ => {
                 // An open batch's builder is the partition's from its creation until its first
