@@ -103,31 +103,35 @@ pub(crate) struct Pending {
     /// delivered result is never refused by tokio's cooperative budget (an application polling
     /// finished deliveries with `now_or_never` between sends sees every one that is finished).
     slot: DeliverySlot,
-    /// Encoded size (upper bound): what `batch.size` counts.
-    pub size: usize,
+    /// Encoded size (upper bound): what `batch.size` counts (at most `u32::MAX`: larger
+    /// records are refused by `send`).
+    pub size: u32,
     /// Permits of `buffer.memory` taken (and forgotten) for it: its size plus
     /// [`RECORD_OVERHEAD`](super::RECORD_OVERHEAD). They go back when it completes.
-    pub reserved: usize,
-    pub enqueued: Instant,
-    /// Flush generation (set by the driver on arrival).
-    pub gen: u64,
+    pub reserved: u32,
+}
+
+/// A record the driver took from the queue: when, and in which flush generation. (Kept out of
+/// [`Pending`], which the sending thread writes: the fewer bytes a record takes across the
+/// queue, the fewer cache lines move between the two threads.)
+pub(crate) struct Arrived {
+    p: Pending,
+    at: Instant,
+    gen: u64,
 }
 
 impl Pending {
     pub(crate) fn new(
         record: ProducerRecord,
         slot: DeliverySlot,
-        size: usize,
-        reserved: usize,
-        enqueued: Instant,
+        size: u32,
+        reserved: u32,
     ) -> Self {
         Pending {
             record,
             slot,
             size,
             reserved,
-            enqueued,
-            gen: 0,
         }
     }
 
@@ -266,7 +270,7 @@ pub(crate) struct Driver {
     /// A batch stopped taking records during the current burst (see `send_mid_burst`).
     closed_in_burst: bool,
     /// Records for topics whose metadata is not known yet.
-    waiting: HashMap<String, VecDeque<Pending>>,
+    waiting: HashMap<String, VecDeque<Arrived>>,
     lookups: HashSet<String>,
     lookup_retry_at: HashMap<String, Instant>,
     last_error: HashMap<String, String>,
@@ -539,9 +543,12 @@ impl Driver {
     }
 
     /// A record from `send`: refused if the producer cannot take it, else routed.
-    fn accept(&mut self, mut p: Pending, now: Instant) {
-        p.gen = self.gen;
-        p.enqueued = now;
+    fn accept(&mut self, p: Pending, now: Instant) {
+        let p = Arrived {
+            p,
+            at: now,
+            gen: self.gen,
+        };
         self.outstanding.add(self.gen);
         if self.dropped {
             self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
@@ -564,9 +571,9 @@ impl Driver {
     }
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
-    fn route(&mut self, p: Pending, now: Instant) {
-        let Some(ti) = self.topic_index(&p.record.topic) else {
-            let topic = p.record.topic.clone();
+    fn route(&mut self, p: Arrived, now: Instant) {
+        let Some(ti) = self.topic_index(&p.p.record.topic) else {
+            let topic = p.p.record.topic.clone();
             match self.waiting.get_mut(&*topic) {
                 Some(parked) => parked.push_back(p),
                 None => {
@@ -588,31 +595,31 @@ impl Driver {
             available: &state.available,
         };
         let mut sticky = false;
-        let partition = match p.record.partition {
+        let partition = match p.p.record.partition {
             Some(x) => x,
             None => {
                 let custom = self.cfg.partitioner.as_ref().and_then(|c| {
                     c.partition(
                         topic_arc,
-                        p.record.key.as_deref(),
-                        p.record.value.as_deref(),
+                        p.p.record.key.as_deref(),
+                        p.p.record.value.as_deref(),
                         parts,
                     )
                 });
                 match custom {
                     Some(x) => x,
                     None => {
-                        sticky = p.record.key.is_none() || self.cfg.partitioner_ignore_keys;
+                        sticky = p.p.record.key.is_none() || self.cfg.partitioner_ignore_keys;
                         if sticky {
                             state.sticky.partition(
                                 &mut self.partitioner,
                                 topic_arc,
-                                p.record.key.as_deref(),
+                                p.p.record.key.as_deref(),
                                 parts,
                             )
                         } else {
                             self.partitioner
-                                .partition(topic_arc, p.record.key.as_deref(), parts)
+                                .partition(topic_arc, p.p.record.key.as_deref(), parts)
                         }
                     }
                 }
@@ -634,22 +641,26 @@ impl Driver {
                 return;
             }
         }
-        let Pending {
-            record:
-                ProducerRecord {
-                    topic,
-                    partition: chosen,
-                    key,
-                    value,
-                    headers,
-                    timestamp,
+        let Arrived {
+            p:
+                Pending {
+                    record:
+                        ProducerRecord {
+                            topic,
+                            partition: chosen,
+                            key,
+                            value,
+                            headers,
+                            timestamp,
+                        },
+                    slot,
+                    size,
+                    reserved,
                 },
-            slot,
-            size,
-            reserved,
-            enqueued,
+            at: enqueued,
             gen,
         } = p;
+        let size = size as usize;
         let timestamp = timestamp.unwrap_or(0);
         let entry = Accepted {
             slot,
@@ -657,7 +668,7 @@ impl Driver {
             timestamp,
             enqueued,
             gen,
-            reserved,
+            reserved: reserved as usize,
             explicit_partition: chosen.is_some(),
         };
         let state = &mut self.topic_states[ti];
@@ -875,7 +886,7 @@ impl Driver {
         }
         for (topic, q) in &self.waiting {
             if let Some(p) = q.front() {
-                earliest(p.enqueued + self.cfg.delivery_timeout);
+                earliest(p.at + self.cfg.delivery_timeout);
             }
             if let Some(t) = self.lookup_retry_at.get(topic) {
                 if *t > now {
@@ -1458,7 +1469,7 @@ impl Driver {
         for t in topics {
             let q = self.waiting.get_mut(&t).expect("listed");
             let mut expired = Vec::new();
-            while q.front().is_some_and(|p| now >= p.enqueued + timeout) {
+            while q.front().is_some_and(|p| now >= p.at + timeout) {
                 expired.push(q.pop_front().expect("front"));
             }
             if q.is_empty() {
@@ -1484,7 +1495,7 @@ impl Driver {
     /// records waiting for their topic's metadata. Returns whether there was any.
     pub(super) fn abort_unsent(&mut self, kind: ProduceErrorKind) -> bool {
         let batches = self.acc.abort_waiting();
-        let waiting: Vec<Pending> = self.waiting.drain().flat_map(|(_, q)| q).collect();
+        let waiting: Vec<Arrived> = self.waiting.drain().flat_map(|(_, q)| q).collect();
         if batches.is_empty() && waiting.is_empty() {
             return false;
         }
@@ -1620,19 +1631,30 @@ impl Driver {
 
     fn fail(
         &mut self,
-        p: Pending,
+        p: Arrived,
         partition: Option<i32>,
         kind: ProduceErrorKind,
         persistence: Persistence,
     ) {
-        let Pending {
-            record,
-            slot,
+        let Arrived {
+            p:
+                Pending {
+                    record,
+                    slot,
+                    reserved,
+                    ..
+                },
             gen,
-            reserved,
             ..
         } = p;
-        self.fail_record(record, slot, (gen, reserved), partition, kind, persistence);
+        self.fail_record(
+            record,
+            slot,
+            (gen, reserved as usize),
+            partition,
+            kind,
+            persistence,
+        );
     }
 
     /// Completes a record with an error that hands it back.

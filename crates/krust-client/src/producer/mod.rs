@@ -70,7 +70,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 use tracing::Instrument;
@@ -112,8 +111,6 @@ struct Shared {
     stats: Arc<Stats>,
     owns_cluster: bool,
     txn: Arc<TxnShared>,
-    /// When the producer started (a placeholder for `Pending::enqueued`).
-    started: Instant,
 }
 
 /// An asynchronous Kafka producer. Cheap to clone: clones share one background task.
@@ -203,7 +200,6 @@ impl Producer {
                 stats,
                 owns_cluster,
                 txn,
-                started: Instant::now(),
             }),
             tx,
         })
@@ -258,11 +254,17 @@ impl Producer {
                 limit: "max.request.size",
             }));
         }
-        if size > cfg.buffer_memory || size > u32::MAX as usize {
+        // A record's length is an i32 on the wire.
+        let largest = cfg.buffer_memory.min(i32::MAX as usize);
+        if size > largest {
             return Err(TrySendReason::Invalid(ProduceErrorKind::RecordTooLarge {
                 size,
-                max: cfg.buffer_memory,
-                limit: "buffer.memory",
+                max: largest,
+                limit: if largest == cfg.buffer_memory {
+                    "buffer.memory"
+                } else {
+                    "the largest record Kafka encodes"
+                },
             }));
         }
         match record.timestamp {
@@ -301,10 +303,11 @@ impl Producer {
         size: usize,
         reserved: usize,
     ) -> std::result::Result<DeliveryFuture, (ProducerRecord, TrySendReason)> {
-        // `enqueued` is set by the driver on arrival (one clock read per burst, not per record).
-        let started = self.shared.started;
+        // Both fit: `check` refused records above `u32::MAX` and `reservation` caps at it. The
+        // arrival time is the driver's (one clock read per burst, not per record).
+        let (size32, reserved32) = (size as u32, reserved as u32);
         match self.tx.send_record(record, |record, slot| {
-            Pending::new(record, slot, size, reserved, started)
+            Pending::new(record, slot, size32, reserved32)
         }) {
             Ok(slot) => Ok(DeliveryFuture { slot }),
             Err(record) => {

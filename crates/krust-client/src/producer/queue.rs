@@ -384,9 +384,7 @@ mod tests {
     fn send_cmd(tx: &CommandTx) {
         let record = crate::producer::ProducerRecord::new("t").with_value("v");
         let fut = tx
-            .send_record(record, |r, slot| {
-                Pending::new(r, slot, 10, 10, Instant::now())
-            })
+            .send_record(record, |r, slot| Pending::new(r, slot, 10, 10))
             .ok()
             .unwrap();
         drop(fut);
@@ -402,11 +400,9 @@ mod tests {
             let record =
                 crate::producer::ProducerRecord::new("t").with_value(format!("v{i}").into_bytes());
             futs.push(
-                tx.send_record(record, |r, slot| {
-                    Pending::new(r, slot, 10, 10, Instant::now())
-                })
-                .ok()
-                .unwrap(),
+                tx.send_record(record, |r, slot| Pending::new(r, slot, 10, 10))
+                    .ok()
+                    .unwrap(),
             );
         }
         // Never received: the drop attaches them (across a chunk boundary) and fails them.
