@@ -325,6 +325,12 @@ fn krust_produce(
         cfg.linger = Duration::from_millis(5);
         // librdkafka's default batch.size; KRUST_PEER_BATCH_SIZE overrides.
         cfg.batch_size = env_usize("KRUST_PEER_BATCH_SIZE").unwrap_or(1_000_000);
+        if let Some(n) = env_usize("KRUST_PEER_BUFFER_MEMORY") {
+            cfg.buffer_memory = n;
+        }
+        if let Some(n) = env_usize("KRUST_PEER_LINGER_MS") {
+            cfg.linger = Duration::from_millis(n as u64);
+        }
         // KRUST_PEER_PARTIAL=N: max_in_flight_partial (5: partial batches go as soon as an
         // in-flight slot is free, the rule before the partial-batch hold).
         // KRUST_PEER_PIPELINE=1: the same as KRUST_PEER_PARTIAL=5.
