@@ -339,3 +339,65 @@ async fn partial_batches_wait_for_the_answer_in_flight_and_complete_ones_do_not(
     let want: Vec<String> = (0..=40).map(|i| format!("{i:0100}")).collect();
     assert_eq!(values(&cluster, "hold", 0), want);
 }
+
+/// Records whose batches were never sent (held behind a request that does not come back) are
+/// handed back whole when the producer is dropped: their bytes live only in the batch being
+/// built, and are rebuilt from it — from a batch that stopped taking records as from the one
+/// still open.
+#[tokio::test]
+async fn records_of_unsent_batches_are_handed_back_whole_when_the_producer_is_dropped() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let mut cfg = config(&cluster);
+    cfg.linger = Duration::from_secs(30);
+    cfg.delivery_timeout = Duration::from_secs(60);
+    // About two records a batch, one batch in flight: the first request hangs, later full
+    // batches wait behind it, the last one stays open.
+    cfg.batch_size = 180;
+    cfg.max_in_flight = 1;
+    cfg.client.request_timeout = Duration::from_secs(2);
+    let producer = Producer::new(cfg).await.unwrap();
+    let warm = producer
+        .send(ProducerRecord::new("t").with_value("warm"))
+        .await
+        .unwrap();
+    producer.flush().await;
+    warm.await.unwrap();
+    cluster.hang_next(ApiKey::Produce);
+    let records: Vec<ProducerRecord> = (0..9)
+        .map(|i| {
+            let r = ProducerRecord::new("t")
+                .with_key(format!("k{i}"))
+                .with_value(format!("value {i} {}", "x".repeat(40)))
+                .with_timestamp(1_700_000_000_000 + i);
+            match i % 3 {
+                0 => r.with_partition(0),
+                1 => r.with_header("h", format!("{i}")).with_null_header("n"),
+                _ => r,
+            }
+        })
+        .collect();
+    let mut futs = Vec::new();
+    for r in &records {
+        futs.push(producer.send(r.clone()).await.unwrap());
+    }
+    // The first batch goes out (and hangs) once the next one opens behind it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cluster.requests_of(ApiKey::Produce).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first batch was not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(producer);
+    let mut handed_back = 0;
+    for (r, f) in records.iter().zip(futs) {
+        let e = f.await.expect_err("not delivered");
+        assert_eq!(*e.kind(), ProduceErrorKind::Closed, "{e}");
+        let back = e.into_record().expect("the record back");
+        assert_eq!(&back, r);
+        handed_back += 1;
+    }
+    assert_eq!(handed_back, records.len());
+}

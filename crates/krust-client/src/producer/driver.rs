@@ -81,6 +81,9 @@ impl Outstanding {
     }
 }
 
+/// Largest capacity a partition's first batch builder starts with (see `Driver::route`).
+const FIRST_BUILDER_CAPACITY: usize = 64 * 1024;
+
 /// Commands of one burst handled between two passes that send the batches they filled.
 const BURST_SEND_EVERY: usize = 4096;
 
@@ -681,10 +684,12 @@ impl Driver {
                 self.closed.insert(id, b);
                 self.closed_in_burst = true;
             }
-            // The partition's last batch's size (a steady stream's batches are alike), or
-            // `batch.size` for its first; never less than this record.
+            // The partition's last batch's size (a steady stream's batches are alike); for its
+            // first, `batch.size` up to FIRST_BUILDER_CAPACITY (many partitions with a large
+            // `batch.size` do not each hold that much before they show they need it); never
+            // less than this record.
             let capacity = match open.last_len {
-                0 => self.cfg.batch_size,
+                0 => self.cfg.batch_size.min(FIRST_BUILDER_CAPACITY),
                 last => last.min(self.cfg.batch_size),
             }
             .max(size);
