@@ -5,8 +5,11 @@
 //!
 //! One task, no locks: everything the task knows arrives as a [`Command`] (from the
 //! [`Producer`](super::Producer) handles) or as an [`Event`] (a request or lookup it started
-//! finishing). Every record it accepts leaves through [`Driver::complete`] exactly once, with a
-//! result; that is what makes "never drop a record silently" checkable in one place.
+//! finishing). Every record it accepts leaves exactly once, with a result: acknowledged in
+//! `Driver::succeed` or failed in `Driver::fail_record` (handed back), both through
+//! `Driver::finish` (its `buffer.memory` and its flush generation); that is what makes "never
+//! drop a record silently" checkable in few places. Records are encoded into their batch as
+//! they are appended (see `Accepted`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
