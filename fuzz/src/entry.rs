@@ -145,12 +145,31 @@ pub fn roundtrip(data: &[u8]) {
     let unpacked = compression::decompress(codec, &packed, &limits()).expect("decompress");
     assert_eq!(unpacked, rest, "{codec} round trip");
 
+    // The selector also shapes the records: chunk size (bits 0-3; bit 7: one record of it all,
+    // so lengths reach the multi-byte varints and the builder's general path), headers (bit 4),
+    // timestamp deltas far apart (bit 5: multi-byte and negative varlongs), keys (bit 6).
+    let chunk = if sel & 0x80 != 0 {
+        rest.len().max(1)
+    } else {
+        usize::from(sel % 16) + 1
+    };
+    let step: i64 = if sel & 0x20 != 0 { 3_000_000_007 } else { 1000 };
+    let ts = |i: usize| (i as i64 - 2) * step - 5;
     let mut b = BatchBuilder::new(codec).with_base_offset(i64::from(sel));
-    let parts: Vec<&[u8]> = rest.chunks(usize::from(sel % 16) + 1).collect();
+    let parts: Vec<&[u8]> = rest.chunks(chunk).collect();
+    let headers_of = |part: &[u8]| -> Vec<RecordHeader> {
+        if sel & 0x10 != 0 {
+            vec![
+                RecordHeader::new("h", Some(Bytes::copy_from_slice(part))),
+                RecordHeader::new("", None),
+            ]
+        } else {
+            Vec::new()
+        }
+    };
     for (i, part) in parts.iter().enumerate() {
-        let headers = [RecordHeader::new("h", Some(Bytes::copy_from_slice(part)))];
-        let key = (i % 2 == 0).then_some(*part);
-        b.push(i as i64 * 1000 - 5, key, Some(part), &headers)
+        let key = (sel & 0x40 != 0 && i % 2 == 0).then_some(*part);
+        b.push(ts(i), key, Some(part), &headers_of(part))
             .expect("push");
     }
     if parts.is_empty() {
@@ -167,7 +186,10 @@ pub fn roundtrip(data: &[u8]) {
     for (i, (r, part)) in decoded.iter().zip(&parts).enumerate() {
         assert_eq!(r.value.as_deref(), Some(*part));
         assert_eq!(r.offset, i64::from(sel) + i as i64);
-        assert_eq!(r.timestamp, i as i64 * 1000 - 5);
+        assert_eq!(r.timestamp, ts(i));
+        let key = (sel & 0x40 != 0 && i % 2 == 0).then_some(*part);
+        assert_eq!(r.key.as_deref(), key);
+        assert_eq!(r.headers, headers_of(part));
     }
 }
 
