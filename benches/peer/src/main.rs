@@ -349,8 +349,17 @@ fn krust_produce(
                 first_error.get_or_insert_with(|| format!("{e}"));
             }
         };
+        // KRUST_PEER_FRESH_VALUES=1: each record's value is a copy of its own (as an
+        // application that builds every value, and as librdkafka's RD_KAFKA_MSG_F_COPY does
+        // inside the client); by default every record shares one `Bytes`.
+        let fresh = std::env::var_os("KRUST_PEER_FRESH_VALUES").is_some();
         for i in 0..records {
-            let rec = ProducerRecord::new(topic).with_value(value.clone());
+            let v = if fresh {
+                bytes::Bytes::copy_from_slice(&value)
+            } else {
+                value.clone()
+            };
+            let rec = ProducerRecord::new(topic).with_value(v);
             let f = producer.send(rec).await.map_err(|e| e.to_string())?;
             pending.push_back(f);
             // Every 256 records (as the librdkafka loop serves its callbacks every 1024), settle
