@@ -185,8 +185,10 @@ impl DeliverySlot {
 }
 
 impl Drop for DeliverySlot {
-    /// A slot dropped without a result (a `Pending` gives its own `Closed` result first, so
-    /// this is a safety net): its future ends without a result instead of waiting forever.
+    /// A slot dropped without a result (a record the driver gives up resolves it with its own
+    /// `Closed` result first, handing the record back, so this covers a batch in flight when
+    /// the driver task is dropped, and is a safety net otherwise): its future ends without a
+    /// result instead of waiting forever.
     fn drop(&mut self) {
         if !self.open {
             return;

@@ -619,8 +619,10 @@ impl Future for DeliveryFuture {
         match self.slot.poll_result(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(r)) => Poll::Ready(r.map_err(|e| *e)),
-            // A dropped `Pending` leaves its own `Closed` result (with the record); this covers
-            // a slot given up without one, and a poll after the result was read.
+            // A record given up by a gone driver leaves its own `Closed` result (with the
+            // record: `Pending::close`, `Driver`'s drop); this covers a slot given up without
+            // one (a batch in flight when the driver task was dropped), and a poll after the
+            // result was read.
             Poll::Ready(None) => Poll::Ready(Err(ProduceError {
                 topic: Arc::from(""),
                 partition: None,
