@@ -368,7 +368,11 @@ async fn records_of_unsent_batches_are_handed_back_whole_when_the_producer_is_dr
         .map(|i| {
             let r = ProducerRecord::new("t")
                 .with_key(format!("k{i}"))
-                .with_value(format!("value {i} {}", "x".repeat(40)))
+                // Every third value large enough to be kept by reference until sent.
+                .with_value(format!(
+                    "value {i} {}",
+                    "x".repeat(if i % 3 == 2 { 600 } else { 40 })
+                ))
                 .with_timestamp(1_700_000_000_000 + i);
             match i % 3 {
                 0 => r.with_partition(0),

@@ -36,7 +36,7 @@ use krust_core::idempotence::{
     bumped, classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
-use krust_wire::record::BatchBuilder;
+use krust_wire::record::{BatchBuilder, SHARED_VALUE_MIN};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, trace, warn};
@@ -705,11 +705,23 @@ impl Driver {
             Some((id, b)) if *id == appended.batch => {
                 // Validated in `send` (sizes fit an i32); a batch cannot reach i32::MAX
                 // records within `buffer.memory`.
-                if let Err(e) = b.push(timestamp, key.as_deref(), value.as_deref(), &headers) {
+                // A large value is kept by reference until the batch is written out (copied
+                // then, while that part of the batch is in the cache); a small one is copied
+                // now and released with the burst.
+                let pushed = match value {
+                    Some(v) if v.len() >= SHARED_VALUE_MIN => {
+                        b.push_shared(timestamp, key.as_deref(), Some(v), &headers)
+                    }
+                    v => {
+                        let pushed = b.push(timestamp, key.as_deref(), v.as_deref(), &headers);
+                        self.spent.extend(v);
+                        pushed
+                    }
+                };
+                if let Err(e) = pushed {
                     warn!(error = %e, "record could not be encoded");
                 }
                 self.spent.extend(key);
-                self.spent.extend(value);
             }
             _ => {
                 // An open batch's builder is the partition's from its creation until its first

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::layout::*;
-use super::varint::{put_varint, varint_len, zigzag32, zigzag64, Staged};
+use super::varint::{put_varint, put_varlong, varint_len, varlong_len, zigzag32, zigzag64, Staged};
 use super::{
     ControlRecord, Record, RecordHeader, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL,
     BATCH_HEADER_LEN, NO_PARTITION_LEADER_EPOCH,
@@ -45,6 +45,11 @@ pub struct BatchBuilder {
     control: bool,
     count: i32,
     records: Vec<u8>,
+    /// Values taken by reference ([`BatchBuilder::push_shared`]): where each goes in `records`
+    /// (its bytes are not there yet) and the value, in order; copied in by `finish`.
+    shared: Vec<(usize, Bytes)>,
+    /// Total length of the `shared` values.
+    shared_len: usize,
 }
 
 impl BatchBuilder {
@@ -60,6 +65,8 @@ impl BatchBuilder {
             control: false,
             count: 0,
             records: Vec::new(),
+            shared: Vec::new(),
+            shared_len: 0,
         }
     }
 
@@ -120,7 +127,7 @@ impl BatchBuilder {
     /// encoded records. For a compressed batch this is an upper estimate (compression only
     /// shrinks records that compress), which is what `batch.size` accounting wants.
     pub fn estimated_size(&self) -> usize {
-        BATCH_HEADER_LEN + self.body().len()
+        BATCH_HEADER_LEN + self.body().len() + self.shared_len
     }
 
     /// Encoded size of a record with these fields (its length prefix included), to decide
@@ -315,6 +322,93 @@ impl BatchBuilder {
         )
     }
 
+    /// [`BatchBuilder::push`] for a value the caller owns as [`Bytes`]: in an uncompressed
+    /// batch a value of at least [`SHARED_VALUE_MIN`] bytes is kept by reference and copied
+    /// into the batch by [`BatchBuilder::finish`], right before the batch is checksummed and
+    /// written out (a large batch built over milliseconds would otherwise be read back from
+    /// beyond the cache); anything else is pushed (copied) at once. The output bytes are the
+    /// same either way.
+    pub fn push_shared(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<Bytes>,
+        headers: &[RecordHeader],
+    ) -> Result<i32> {
+        match value {
+            Some(v) if v.len() >= SHARED_VALUE_MIN && self.compression == Compression::None => {
+                self.push_by_reference(timestamp, key, v, headers)
+            }
+            v => self.push(timestamp, key, v.as_deref(), headers),
+        }
+    }
+
+    /// Appends a record whose value's bytes are left out of `records` (see `shared`).
+    fn push_by_reference(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Bytes,
+        headers: &[RecordHeader],
+    ) -> Result<i32> {
+        let offset_delta = self.count;
+        if offset_delta == i32::MAX {
+            return Err(too_many_records());
+        }
+        let base = self.base_timestamp.unwrap_or(timestamp);
+        let Some(ts_delta) = timestamp.checked_sub(base) else {
+            return Err(timestamp_overflow());
+        };
+        let key_len = key.map_or(0, <[u8]>::len);
+        if key_len | value.len() > I32_MAX {
+            return Err(field_too_long(key, Some(&value)));
+        }
+        let body = 1
+            + varlong_len(ts_delta) as u64
+            + varint_len(offset_delta) as u64
+            + bytes_field_len(key) as u64
+            + bytes_field_len(Some(&value)) as u64
+            + headers_size(headers)?;
+        if body > I32_MAX as u64 {
+            return Err(record_too_long(body));
+        }
+        let out = &mut self.records;
+        if out.is_empty() {
+            out.resize(BATCH_HEADER_LEN, 0);
+        }
+        put_varint(out, body as i32);
+        out.push(0); // attributes
+        put_varlong(out, ts_delta);
+        put_varint(out, offset_delta);
+        put_bytes_field(out, key);
+        put_varint(out, value.len() as i32);
+        self.shared_len += value.len();
+        self.shared.push((out.len(), value));
+        put_headers(out, headers);
+        self.base_timestamp = Some(base);
+        self.count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        Ok(offset_delta)
+    }
+
+    /// `records` with the values kept by reference copied into their places (one pass).
+    fn take_records(&mut self) -> Vec<u8> {
+        let records = std::mem::take(&mut self.records);
+        if self.shared.is_empty() {
+            return records;
+        }
+        let mut out = Vec::with_capacity(records.len() + self.shared_len);
+        let mut from = 0;
+        for (at, value) in self.shared.drain(..) {
+            out.extend_from_slice(&records[from..at]);
+            out.extend_from_slice(&value);
+            from = at;
+        }
+        out.extend_from_slice(&records[from..]);
+        self.shared_len = 0;
+        out
+    }
+
     /// Compresses the records and writes the complete batch.
     ///
     /// `producer_id`, `producer_epoch` and `base_sequence` are -1 for a non-idempotent producer;
@@ -331,11 +425,13 @@ impl BatchBuilder {
             return Err(encode_err("a batch needs at least one record"));
         }
         let mut out = if self.compression == Compression::None {
-            std::mem::take(&mut self.records)
+            self.take_records()
         } else {
             // Compressed straight after the header room: no second copy of the output.
+            let records = self.take_records();
             let mut out = vec![0u8; BATCH_HEADER_LEN];
-            compression::compress_append(self.compression, self.body(), &mut out)?;
+            let body = records.get(BATCH_HEADER_LEN..).unwrap_or(&[]);
+            compression::compress_append(self.compression, body, &mut out)?;
             out
         };
         let batch_length = len_i32(out.len() - 12, "batch")?;
@@ -375,6 +471,10 @@ impl BatchBuilder {
         Ok(Bytes::from(out))
     }
 }
+
+/// Smallest value [`BatchBuilder::push_shared`] keeps by reference until `finish` (smaller
+/// ones cost less to copy at once than to keep and copy later).
+pub const SHARED_VALUE_MIN: usize = 512;
 
 /// `i32::MAX` as a length.
 const I32_MAX: usize = i32::MAX as usize;
@@ -580,6 +680,65 @@ pub fn encode_control_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `push_shared` gives the same batch, byte for byte, as `push` with the same records:
+    /// values below and above `SHARED_VALUE_MIN` (kept by reference), keys, headers, null and
+    /// empty values, uncompressed and compressed; the estimated size agrees while building.
+    #[test]
+    fn values_pushed_shared_give_the_same_batch() {
+        let big = |n: usize, b: u8| Bytes::from(vec![b; n]);
+        let values: Vec<Option<Bytes>> = vec![
+            Some(big(SHARED_VALUE_MIN, 1)),
+            None,
+            Some(Bytes::new()),
+            Some(big(SHARED_VALUE_MIN - 1, 2)),
+            Some(big(5000, 3)),
+            Some(big(20_000, 4)),
+            Some(big(100, 5)),
+            Some(big(SHARED_VALUE_MIN + 1, 6)),
+        ];
+        for codec in [Compression::None, Compression::Lz4] {
+            let mut plain = BatchBuilder::new(codec);
+            let mut shared = BatchBuilder::new(codec);
+            for (i, v) in values.iter().enumerate() {
+                let key = (i % 2 == 1).then(|| format!("key{i}"));
+                let headers = if i % 3 == 0 {
+                    vec![
+                        RecordHeader::new("h", Some(Bytes::from(format!("{i}")))),
+                        RecordHeader::new("n", None),
+                    ]
+                } else {
+                    Vec::new()
+                };
+                let ts = 1_700_000_000_000 + 7 * i as i64 - 3;
+                let a = plain.push(
+                    ts,
+                    key.as_deref().map(str::as_bytes),
+                    v.as_deref(),
+                    &headers,
+                );
+                let b =
+                    shared.push_shared(ts, key.as_deref().map(str::as_bytes), v.clone(), &headers);
+                assert_eq!(a.unwrap(), b.unwrap());
+                assert_eq!(plain.estimated_size(), shared.estimated_size());
+            }
+            if codec == Compression::None {
+                assert_eq!(
+                    shared.shared.len(),
+                    4,
+                    "the values of 512 B and more are kept"
+                );
+            } else {
+                assert!(
+                    shared.shared.is_empty(),
+                    "a compressed batch copies at once"
+                );
+            }
+            let a = plain.finish(9, 1, 100, true).unwrap();
+            let b = shared.finish(9, 1, 100, true).unwrap();
+            assert_eq!(a, b, "{codec}");
+        }
+    }
 
     /// Appends `v` zig-zag encoded, seven bits at a time, low group first (the plain textbook
     /// loop, independent of `varint.rs`). Zig-zag of an `i32` equals zig-zag of the same value
