@@ -399,12 +399,15 @@ impl BatchBuilder {
         }
         let mut out = Vec::with_capacity(records.len() + self.shared_len);
         let mut from = 0;
-        for (at, value) in self.shared.drain(..) {
-            out.extend_from_slice(&records[from..at]);
-            out.extend_from_slice(&value);
-            from = at;
+        for (at, value) in &self.shared {
+            out.extend_from_slice(&records[from..*at]);
+            out.extend_from_slice(value);
+            from = *at;
         }
         out.extend_from_slice(&records[from..]);
+        // Released together after the copy (clones of one `Bytes` share a count that another
+        // thread may be changing: one stretch of changes, not one between every copy).
+        self.shared.clear();
         self.shared_len = 0;
         out
     }
