@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::layout::*;
-use super::varint::{put_varint, put_varlong, varint_len, varlong_len, zigzag32, zigzag64, Staged};
+use super::varint::{put_varint, varint_len, zigzag32, zigzag64, Staged};
 use super::{
     ControlRecord, Record, RecordHeader, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL,
     BATCH_HEADER_LEN, NO_PARTITION_LEADER_EPOCH,
@@ -206,7 +206,7 @@ impl BatchBuilder {
         // At most 9 + 2 * 8191 + 1 + 63 * (2 + 8191 + 2 + 8191): fits an i32.
         let body = end - Staged::FIRST + key_len + value_len + headers_size;
         let start = lead.prefix_varint(body as i32);
-        self.append_record(&lead, start, mid, end, key, value, headers, body);
+        self.append_record(&lead, start, mid, end, key, value, headers, body, false);
         self.base_timestamp = Some(base);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
@@ -214,7 +214,6 @@ impl BatchBuilder {
     }
 
     /// [`BatchBuilder::push`] for any record.
-    #[inline(never)]
     fn push_any(
         &mut self,
         timestamp: i64,
@@ -222,6 +221,21 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
     ) -> Result<i32> {
+        self.push_checked(timestamp, key, value, headers, false)
+            .map(|(offset_delta, _)| offset_delta)
+    }
+
+    /// Checks and appends any record; returns its offset delta and where its value's bytes
+    /// start in `records`, which are left out when `leave_value_out` (see `shared`).
+    #[inline(never)]
+    fn push_checked(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+        leave_value_out: bool,
+    ) -> Result<(i32, usize)> {
         let offset_delta = self.count;
         if offset_delta == i32::MAX {
             return Err(too_many_records());
@@ -266,15 +280,26 @@ impl BatchBuilder {
             return Err(record_too_long(body));
         }
         let start = lead.prefix_varint(body as i32);
-        self.append_record(&lead, start, mid, end, key, value, headers, body as usize);
+        let value_at = self.append_record(
+            &lead,
+            start,
+            mid,
+            end,
+            key,
+            value,
+            headers,
+            body as usize,
+            leave_value_out,
+        );
         self.base_timestamp = Some(base);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
-        Ok(offset_delta)
+        Ok((offset_delta, value_at))
     }
 
     /// Appends a checked record: its staged leading fields (`start..mid`, then `mid..end`
-    /// after the key), key, value and headers; `body` is its length without the prefix.
+    /// after the key), key, value (unless `leave_value_out`) and headers; `body` is its length
+    /// without the prefix. Returns where the value's bytes start.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn append_record(
@@ -287,7 +312,8 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
         body: usize,
-    ) {
+        leave_value_out: bool,
+    ) -> usize {
         let out = &mut self.records;
         if out.is_empty() {
             // Room for the batch header, written in place by `finish` (no copy of the records
@@ -302,7 +328,8 @@ impl BatchBuilder {
         } else {
             lead.append(start, end, out);
         }
-        if let Some(v) = value {
+        let value_at = out.len();
+        if let Some(v) = value.filter(|_| !leave_value_out) {
             out.extend_from_slice(v);
         }
         if headers.is_empty() {
@@ -310,6 +337,7 @@ impl BatchBuilder {
         } else {
             put_headers(out, headers);
         }
+        value_at
     }
 
     /// Appends a [`Record`] (its `offset` is ignored) and returns its offset delta.
@@ -351,43 +379,9 @@ impl BatchBuilder {
         value: Bytes,
         headers: &[RecordHeader],
     ) -> Result<i32> {
-        let offset_delta = self.count;
-        if offset_delta == i32::MAX {
-            return Err(too_many_records());
-        }
-        let base = self.base_timestamp.unwrap_or(timestamp);
-        let Some(ts_delta) = timestamp.checked_sub(base) else {
-            return Err(timestamp_overflow());
-        };
-        let key_len = key.map_or(0, <[u8]>::len);
-        if key_len | value.len() > I32_MAX {
-            return Err(field_too_long(key, Some(&value)));
-        }
-        let body = 1
-            + varlong_len(ts_delta) as u64
-            + varint_len(offset_delta) as u64
-            + bytes_field_len(key) as u64
-            + bytes_field_len(Some(&value)) as u64
-            + headers_size(headers)?;
-        if body > I32_MAX as u64 {
-            return Err(record_too_long(body));
-        }
-        let out = &mut self.records;
-        if out.is_empty() {
-            out.resize(BATCH_HEADER_LEN, 0);
-        }
-        put_varint(out, body as i32);
-        out.push(0); // attributes
-        put_varlong(out, ts_delta);
-        put_varint(out, offset_delta);
-        put_bytes_field(out, key);
-        put_varint(out, value.len() as i32);
+        let (offset_delta, at) = self.push_checked(timestamp, key, Some(&value), headers, true)?;
         self.shared_len += value.len();
-        self.shared.push((out.len(), value));
-        put_headers(out, headers);
-        self.base_timestamp = Some(base);
-        self.count += 1;
-        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.shared.push((at, value));
         Ok(offset_delta)
     }
 
