@@ -405,3 +405,73 @@ async fn records_of_unsent_batches_are_handed_back_whole_when_the_producer_is_dr
     }
     assert_eq!(handed_back, records.len());
 }
+
+/// A partition missing from one metadata answer (its topic re-created smaller) and back in a
+/// later one keeps the batch it had open: a record appended to that batch after the partition
+/// is back is written into it next to the earlier one, none left out.
+#[tokio::test]
+async fn an_open_batch_keeps_its_records_when_its_partition_goes_and_comes_back() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 2, 1).unwrap();
+    cluster.create_topic("w", 1, 1).unwrap();
+    let mut cfg = config(&cluster);
+    cfg.linger = Duration::from_secs(30);
+    cfg.delivery_timeout = Duration::from_secs(60);
+    cfg.batch_size = 180;
+    let producer = Producer::new(cfg).await.unwrap();
+    // A record larger than a batch is sent at once: its delivery shows the driver handled every
+    // command before it and went round its loop (taking the newest metadata) after the refresh
+    // before it.
+    let wake = || async {
+        let f = producer
+            .send(
+                ProducerRecord::new("w")
+                    .with_partition(0)
+                    .with_value("w".repeat(300)),
+            )
+            .await
+            .unwrap();
+        f.await.unwrap();
+    };
+    let first = producer
+        .send(
+            ProducerRecord::new("t")
+                .with_partition(1)
+                .with_value("first"),
+        )
+        .await
+        .unwrap();
+    // Commands are handled in order: once this is delivered, `first` is in its batch.
+    wake().await;
+    assert!(cluster.delete_topic("t"));
+    cluster.create_topic("t", 1, 1).unwrap();
+    let md = producer
+        .cluster()
+        .refresh_metadata(&["t".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(md.topics.get("t").map(|t| t.partitions.len()), Some(1));
+    wake().await;
+    assert!(cluster.delete_topic("t"));
+    cluster.create_topic("t", 2, 1).unwrap();
+    let md = producer
+        .cluster()
+        .refresh_metadata(&["t".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(md.topics.get("t").map(|t| t.partitions.len()), Some(2));
+    wake().await;
+    let second = producer
+        .send(
+            ProducerRecord::new("t")
+                .with_partition(1)
+                .with_value("second"),
+        )
+        .await
+        .unwrap();
+    producer.flush().await;
+    let (a, b) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!((a.partition, b.partition), (1, 1));
+    assert_eq!(values(&cluster, "t", 1), ["first", "second"]);
+    producer.close().await;
+}

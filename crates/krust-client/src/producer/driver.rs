@@ -36,7 +36,7 @@ use krust_core::idempotence::{
     bumped, classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
-use krust_wire::record::{BatchBuilder, SHARED_VALUE_MIN};
+use krust_wire::record::BatchBuilder;
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, trace, warn};
@@ -86,6 +86,11 @@ impl Outstanding {
 
 /// Largest capacity a partition's first batch builder starts with (see `Driver::route`).
 const FIRST_BUILDER_CAPACITY: usize = 64 * 1024;
+
+/// Commands of a burst handled at least, once a batch stopped taking records, before it is
+/// sent mid-burst (a pass over the accumulator per closed batch would cost a lot per record
+/// with many partitions and small batches).
+const SEND_ON_CLOSE_AFTER: usize = 256;
 
 /// Commands of one burst handled between two passes that send the batches they filled.
 const BURST_SEND_EVERY: usize = 4096;
@@ -459,7 +464,9 @@ impl Driver {
                                 since_send += 1;
                                 // A batch that stopped taking records goes out while its bytes
                                 // are still in the cache.
-                                if since_send == BURST_SEND_EVERY || self.closed_in_burst {
+                                if since_send == BURST_SEND_EVERY
+                                    || (self.closed_in_burst && since_send >= SEND_ON_CLOSE_AFTER)
+                                {
                                     self.send_mid_burst();
                                     since_send = 0;
                                 }
@@ -701,32 +708,39 @@ impl Driver {
                 BatchBuilder::new(self.cfg.compression).with_capacity(capacity),
             ));
         }
+        if !appended.new_batch
+            && open
+                .batch
+                .as_ref()
+                .is_none_or(|(id, _)| *id != appended.batch)
+        {
+            // Cannot happen (see `OpenBatch`); should it, the batch's builder is the one kept
+            // for it, never a new one missing its earlier records.
+            debug_assert!(
+                false,
+                "the open batch {:?} lost its builder",
+                appended.batch
+            );
+            if let Some(b) = self.closed.remove(&appended.batch) {
+                open.batch = Some((appended.batch, b));
+            }
+        }
         match &mut open.batch {
             Some((id, b)) if *id == appended.batch => {
                 // Validated in `send` (sizes fit an i32); a batch cannot reach i32::MAX
                 // records within `buffer.memory`.
                 // A large value is kept by reference until the batch is written out (copied
-                // then, while that part of the batch is in the cache); a small one is copied
-                // now and released with the burst.
-                let pushed = match value {
-                    Some(v) if v.len() >= SHARED_VALUE_MIN => {
-                        b.push_shared(timestamp, key.as_deref(), Some(v), &headers)
-                    }
-                    v => {
-                        let pushed = b.push(timestamp, key.as_deref(), v.as_deref(), &headers);
-                        self.spent.extend(v);
-                        pushed
-                    }
-                };
-                if let Err(e) = pushed {
-                    warn!(error = %e, "record could not be encoded");
+                // then, while that part of the batch is in the cache); a value copied now is
+                // handed back and released with the burst.
+                match b.push_shared(timestamp, key.as_deref(), value, &headers) {
+                    Ok((_, copied)) => self.spent.extend(copied),
+                    Err(e) => warn!(error = %e, "record could not be encoded"),
                 }
                 self.spent.extend(key);
             }
             _ => {
                 // An open batch's builder is the partition's from its creation until its first
                 // send, which closes the batch: a new one is opened for the next record.
-                debug_assert!(false, "no builder for the open batch {:?}", appended.batch);
                 warn!(batch = ?appended.batch, "no builder for the open batch");
             }
         }
@@ -841,14 +855,13 @@ impl Driver {
                     state.available = available;
                     if state.partitions.len() != count as usize {
                         state.partitions = all(&arc);
-                        // A partition gone (a topic re-created smaller): its open batch's
-                        // builder stays with the batch.
-                        for o in state.open.drain((count as usize).min(state.open.len())..) {
-                            if let Some((id, b)) = o.batch {
-                                self.closed.insert(id, b);
-                            }
+                        // Never shrunk: a partition missing from one answer (a topic re-created
+                        // smaller, a stale broker) keeps its open batch's builder for when it
+                        // is back, as the accumulator keeps the batch (records are only routed
+                        // below `count`).
+                        if state.open.len() < count as usize {
+                            state.open.resize_with(count as usize, OpenBatch::default);
                         }
-                        state.open.resize_with(count as usize, OpenBatch::default);
                     }
                 }
                 None => {
@@ -944,7 +957,7 @@ impl Driver {
                     (&mut self.closed, &self.topics, &mut self.topic_states);
                 let drained = self.acc.drain(node, now, self.cfg.max_request_size, |b| {
                     let builder = take_builder(closed, topics, states, b);
-                    if let Some(len) = builder.as_ref().map(BatchBuilder::estimated_size) {
+                    if let Some(len) = builder.as_ref().map(BatchBuilder::inline_size) {
                         if let Some(o) = open_batch(topics, states, b.topic_partition()) {
                             o.last_len = len;
                         }

@@ -130,6 +130,13 @@ impl BatchBuilder {
         BATCH_HEADER_LEN + self.body().len() + self.shared_len
     }
 
+    /// The bytes the builder holds itself: [`BatchBuilder::estimated_size`] without the values
+    /// kept by reference ([`BatchBuilder::push_shared`]). What a builder for a similar batch
+    /// needs to reserve.
+    pub fn inline_size(&self) -> usize {
+        BATCH_HEADER_LEN + self.body().len()
+    }
+
     /// Encoded size of a record with these fields (its length prefix included), to decide
     /// before pushing whether it still fits. Uses the worst case (5 bytes) for the varint
     /// deltas.
@@ -320,7 +327,11 @@ impl BatchBuilder {
             // for an uncompressed batch).
             out.resize(BATCH_HEADER_LEN, 0);
         }
-        out.reserve(Staged::FIRST - start + body);
+        let left_out = match value {
+            Some(v) if leave_value_out => v.len(),
+            _ => 0,
+        };
+        out.reserve(Staged::FIRST - start + body - left_out);
         if let Some(k) = key {
             lead.append(start, mid, out);
             out.extend_from_slice(k);
@@ -354,35 +365,25 @@ impl BatchBuilder {
     /// batch a value of at least [`SHARED_VALUE_MIN`] bytes is kept by reference and copied
     /// into the batch by [`BatchBuilder::finish`], right before the batch is checksummed and
     /// written out (a large batch built over milliseconds would otherwise be read back from
-    /// beyond the cache); anything else is pushed (copied) at once. The output bytes are the
-    /// same either way.
+    /// beyond the cache); any other value is copied at once and handed back, for the caller to
+    /// release when it suits it. The output bytes are the same either way.
     pub fn push_shared(
         &mut self,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<Bytes>,
         headers: &[RecordHeader],
-    ) -> Result<i32> {
+    ) -> Result<(i32, Option<Bytes>)> {
         match value {
             Some(v) if v.len() >= SHARED_VALUE_MIN && self.compression == Compression::None => {
-                self.push_by_reference(timestamp, key, v, headers)
+                let (offset_delta, at) =
+                    self.push_checked(timestamp, key, Some(&v), headers, true)?;
+                self.shared_len += v.len();
+                self.shared.push((at, v));
+                Ok((offset_delta, None))
             }
-            v => self.push(timestamp, key, v.as_deref(), headers),
+            v => Ok((self.push(timestamp, key, v.as_deref(), headers)?, v)),
         }
-    }
-
-    /// Appends a record whose value's bytes are left out of `records` (see `shared`).
-    fn push_by_reference(
-        &mut self,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Bytes,
-        headers: &[RecordHeader],
-    ) -> Result<i32> {
-        let (offset_delta, at) = self.push_checked(timestamp, key, Some(&value), headers, true)?;
-        self.shared_len += value.len();
-        self.shared.push((at, value));
-        Ok(offset_delta)
     }
 
     /// `records` with the values kept by reference copied into their places (one pass).
@@ -714,10 +715,19 @@ mod tests {
                     v.as_deref(),
                     &headers,
                 );
-                let b =
-                    shared.push_shared(ts, key.as_deref().map(str::as_bytes), v.clone(), &headers);
-                assert_eq!(a.unwrap(), b.unwrap());
+                let (b, back) = shared
+                    .push_shared(ts, key.as_deref().map(str::as_bytes), v.clone(), &headers)
+                    .unwrap();
+                assert_eq!(a.unwrap(), b);
+                let kept = codec == Compression::None
+                    && v.as_ref().is_some_and(|v| v.len() >= SHARED_VALUE_MIN);
+                assert_eq!(
+                    back,
+                    if kept { None } else { v.clone() },
+                    "copied values come back"
+                );
                 assert_eq!(plain.estimated_size(), shared.estimated_size());
+                assert!(shared.inline_size() <= plain.inline_size());
             }
             if codec == Compression::None {
                 assert_eq!(
