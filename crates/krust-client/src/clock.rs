@@ -42,6 +42,8 @@
 //! - The clocksource is checked once: if the kernel later abandons the TSC (it found it unstable),
 //!   the cache keeps trusting it. The margin tolerates a rate error of a few per cent.
 //! - A time before the Unix epoch gives 0, as `SystemTime` arithmetic clamped at 0 does.
+//! - A process that forbids `rdtsc` to itself (`prctl(PR_SET_TSC, PR_TSC_SIGSEGV)`) would get a
+//!   SIGSEGV on the first cached read; such sandboxes are not supported.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -117,6 +119,24 @@ struct Sample {
     at: Instant,
     /// TSC read after `at`.
     after: u64,
+    /// The wall clock, right after: a suspend between two samples advances it (and, on some
+    /// machines, the TSC) but not the monotonic clock; see [`calibration_agrees`].
+    wall: SystemTime,
+}
+
+/// Whether the wall clock advanced as the monotonic clock did between two calibration samples
+/// (within 0.1 % and 100 µs): otherwise the machine was suspended (a TSC that keeps counting
+/// through a suspend would look faster than it is) or the wall clock was stepped, and the
+/// calibration starts again.
+fn calibration_agrees(
+    mono_ns: u64,
+    wall: Result<std::time::Duration, std::time::SystemTimeError>,
+) -> bool {
+    let Ok(wall) = wall else {
+        return false;
+    };
+    let wall_ns = u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX);
+    wall_ns.abs_diff(mono_ns) <= mono_ns / 1000 + 100_000
 }
 
 /// What two samples say about the TSC rate.
@@ -180,6 +200,7 @@ mod tsc {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, OnceLock};
     use std::time::Instant;
+    use std::time::SystemTime;
 
     /// Per thread: the last system-clock millisecond, the TSC right before it, the window.
     #[derive(Clone, Copy)]
@@ -227,7 +248,8 @@ mod tsc {
     #[inline(always)]
     pub(super) fn now_ms(use_tsc: bool) -> i64 {
         let c = CACHE.get();
-        if rdtsc().wrapping_sub(c.tsc) < c.window {
+        // No window (the TSC not trusted, or not calibrated yet): no TSC read at all.
+        if c.window != 0 && rdtsc().wrapping_sub(c.tsc) < c.window {
             return c.ms;
         }
         refresh(use_tsc)
@@ -238,6 +260,16 @@ mod tsc {
     #[inline(never)]
     fn refresh(use_tsc: bool) -> i64 {
         let rate = if use_tsc { rate() } else { 0 };
+        if rate == 0 {
+            // Plain `SystemTime` (and the window stays 0, so the next call reads it too).
+            let (ms, _) = read_system();
+            CACHE.set(Cache {
+                tsc: 0,
+                window: 0,
+                ms,
+            });
+            return ms;
+        }
         let tsc = rdtsc_fenced();
         let (ms, past_ns) = read_system();
         let window = match past_ns {
@@ -287,12 +319,22 @@ mod tsc {
         let before = rdtsc_fenced();
         let at = Instant::now();
         let after = rdtsc_fenced();
-        let now = Sample { before, at, after };
+        let wall = SystemTime::now();
+        let now = Sample {
+            before,
+            at,
+            after,
+            wall,
+        };
         let Some(first) = *start else {
             *start = Some(now);
             return 0;
         };
         let elapsed = u64::try_from(now.at.duration_since(first.at).as_nanos()).unwrap_or(0);
+        if !super::calibration_agrees(elapsed, now.wall.duration_since(first.wall)) {
+            *start = Some(now);
+            return 0;
+        }
         match estimate(
             (first.before, first.after),
             (now.before, now.after),
@@ -331,6 +373,38 @@ mod tsc {
 
 #[cfg(test)]
 mod tests {
+
+    /// A calibration spanning a suspend (the wall clock ran on, the monotonic clock did not)
+    /// or a wall-clock step starts again; ordinary drift within 0.1 % does not.
+    #[test]
+    fn calibration_needs_the_wall_clock_to_agree_with_the_monotonic_one() {
+        use std::time::Duration;
+        let ms = |n: u64| Ok(Duration::from_millis(n));
+        assert!(calibration_agrees(2_000_000, ms(2)));
+        assert!(calibration_agrees(
+            2_000_000,
+            Ok(Duration::from_nanos(2_050_000))
+        ));
+        assert!(calibration_agrees(
+            1_000_000_000,
+            Ok(Duration::from_nanos(1_000_900_000))
+        ));
+        assert!(
+            !calibration_agrees(2_000_000, ms(3_600_000)),
+            "an hour asleep"
+        );
+        assert!(!calibration_agrees(
+            1_000_000_000,
+            Ok(Duration::from_nanos(1_002_000_000))
+        ));
+        assert!(!calibration_agrees(2_000_000, ms(0)), "stepped back");
+        let back =
+            std::time::UNIX_EPOCH.duration_since(std::time::UNIX_EPOCH + Duration::from_secs(1));
+        assert!(
+            !calibration_agrees(2_000_000, back),
+            "the wall clock went backwards"
+        );
+    }
     use super::*;
     use std::cell::Cell;
     use std::time::Duration;
