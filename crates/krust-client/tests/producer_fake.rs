@@ -475,3 +475,62 @@ async fn an_open_batch_keeps_its_records_when_its_partition_goes_and_comes_back(
     assert_eq!(values(&cluster, "t", 1), ["first", "second"]);
     producer.close().await;
 }
+
+/// A batch filled while another one lingers goes out at once, not at the end of the other's
+/// `linger.ms` (the driver, waiting for that timer, is woken by records that can fill a batch).
+#[tokio::test]
+async fn a_full_batch_is_sent_while_another_lingers() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 2, 1).unwrap();
+    let mut cfg = config(&cluster);
+    cfg.linger = Duration::from_secs(30);
+    cfg.delivery_timeout = Duration::from_secs(60);
+    cfg.batch_size = 1000;
+    let producer = Producer::new(cfg).await.unwrap();
+    // Metadata known first, so the records below are routed as they arrive.
+    let first = producer
+        .send(ProducerRecord::new("t").with_partition(0).with_value("x"))
+        .await
+        .unwrap();
+    producer.flush().await;
+    first.await.unwrap();
+    let lingering = producer
+        .send(ProducerRecord::new("t").with_partition(0).with_value("y"))
+        .await
+        .unwrap();
+    // Ten records of 100 B fill a batch of partition 1: sent long before the linger ends.
+    let mut futs = Vec::new();
+    for i in 0..12 {
+        futs.push(
+            producer
+                .send(
+                    ProducerRecord::new("t")
+                        .with_partition(1)
+                        .with_value(format!("{i:0>100}")),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let first_full = futs.remove(0);
+    tokio::time::timeout(Duration::from_secs(10), first_full)
+        .await
+        .expect("the full batch was held for the linger")
+        .unwrap();
+    // A record larger than a batch, alone, goes out at once too.
+    let large = producer
+        .send(
+            ProducerRecord::new("t")
+                .with_partition(1)
+                .with_value("z".repeat(1500)),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), large)
+        .await
+        .expect("the large record was held for the linger")
+        .unwrap();
+    producer.flush().await;
+    lingering.await.unwrap();
+    producer.close().await;
+}

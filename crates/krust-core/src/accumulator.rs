@@ -285,6 +285,11 @@ pub struct Readiness {
     /// The earliest time something changes on its own (linger end, backoff end, a delivery
     /// deadline), if anything is buffered.
     pub next_check: Option<Instant>,
+    /// Fewest record bytes (as sized for [`Accumulator::append`]) that can make a batch
+    /// sendable before `next_check`: the least room left in an open batch below `batch.size`,
+    /// or what a new batch holds. Records smaller than this in total, wherever they go, only
+    /// fill batches that stay open.
+    pub room: usize,
 }
 
 /// The batches of one partition, in send order.
@@ -811,10 +816,26 @@ impl<R> Accumulator<R> {
     /// Which brokers have sendable batches at `now`, which partitions lack a leader, and when
     /// to look again.
     pub fn poll_ready(&self, now: Instant) -> Readiness {
-        let mut r = Readiness::default();
+        let batch_size = self.cfg.batch_size;
+        let mut r = Readiness {
+            room: batch_size.saturating_sub(BATCH_OVERHEAD).max(1),
+            ..Readiness::default()
+        };
         for b in self.partitions.values() {
             if b.batches.is_empty() {
                 continue;
+            }
+            if let Some(last) = b.batches.back() {
+                // A record that does not fit closes the batch, as one that fills it does. A
+                // batch already at `batch.size` (grown past it while its partition waits for
+                // answers) and a partition with no room in flight wait for an answer instead.
+                if last.state == BatchState::Open
+                    && !last.records.is_empty()
+                    && last.size < batch_size
+                    && b.in_flight < self.cfg.max_in_flight_per_partition.max(1)
+                {
+                    r.room = r.room.min(batch_size - last.size);
+                }
             }
             if let Some(t) = b.next_check(&self.cfg, now) {
                 r.next_check = Some(r.next_check.map_or(t, |x| x.min(t)));
@@ -1132,6 +1153,30 @@ mod tests {
         let done = a.handle_success(&tp(0), d[0].id).unwrap();
         assert_eq!(done.into_records(), vec![1]);
         assert!(a.is_empty());
+    }
+
+    /// `room` is the least that can make a batch sendable before linger: records adding up to
+    /// less leave every batch open, and `room` bytes to the fullest partition make it ready.
+    #[test]
+    fn room_is_the_least_that_makes_a_batch_sendable() {
+        let t0 = Instant::now();
+        let mut a = Accumulator::new(cfg(), 1);
+        a.set_leader(&tp(0), Some(1), 0);
+        a.set_leader(&tp(1), Some(1), 0);
+        assert_eq!(a.poll_ready(t0).room, 1000 - BATCH_OVERHEAD);
+        a.append(&tp(0), 1u32, 300, t0);
+        a.append(&tp(1), 2u32, 500, t0);
+        let r = a.poll_ready(t0);
+        assert_eq!(r.room, 1000 - BATCH_OVERHEAD - 500);
+        assert!(r.nodes.is_empty());
+        // Less than `room` to the fullest partition: still open.
+        a.append(&tp(1), 3u32, r.room - 1, t0);
+        let r = a.poll_ready(t0);
+        assert!(r.nodes.is_empty());
+        assert_eq!(r.room, 1);
+        // A record that does not fit closes the batch: sendable.
+        a.append(&tp(1), 4u32, 2, t0);
+        assert_eq!(a.poll_ready(t0).nodes, BTreeSet::from([1]));
     }
 
     #[test]

@@ -316,6 +316,9 @@ pub(crate) struct Driver {
     to_release: usize,
     /// Latency probe of the answer being handled (`KRUST_LAT_PROBE`).
     probe: Option<super::probe::RequestProbe>,
+    /// Record bytes that can make a batch sendable, from the last readiness pass: queued
+    /// records that add up to this wake the driver in lazy mode.
+    room: usize,
 }
 
 impl Drop for Driver {
@@ -408,6 +411,7 @@ impl Driver {
             memory,
             to_release: 0,
             probe: None,
+            room: usize::MAX,
         }
     }
 
@@ -435,12 +439,13 @@ impl Driver {
                 break;
             }
             // Lazy command queue while the timer fires within linger.ms anyway: records
-            // queued meanwhile are picked up then, with their batches opened at their arrival.
+            // queued meanwhile are picked up then, with their batches opened at their arrival,
+            // unless they add up to enough to make a batch sendable.
             let lazy = !self.cfg.linger.is_zero()
                 && !self.closing
                 && !self.dropped
                 && next.is_some_and(|t| t <= now + self.cfg.linger);
-            rx.set_lazy(lazy);
+            rx.set_lazy(lazy.then_some(self.room));
             let sleep_until = next.map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
@@ -909,6 +914,7 @@ impl Driver {
     /// Sends what is ready; returns when to look again.
     fn send_ready(&mut self, now: Instant) -> Option<Instant> {
         let ready = self.acc.poll_ready(now);
+        self.room = ready.room;
         if !ready.unknown_leaders.is_empty() {
             self.refresh_wanted = true;
         }

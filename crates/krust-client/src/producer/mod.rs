@@ -306,7 +306,7 @@ impl Producer {
         // Both fit: `check` refused records above `u32::MAX` and `reservation` caps at it. The
         // arrival time is the driver's (one clock read per burst, not per record).
         let (size32, reserved32) = (size as u32, reserved as u32);
-        match self.tx.send_record(record, |record, slot| {
+        match self.tx.send_record(record, size, |record, slot| {
             Pending::new(record, slot, size32, reserved32)
         }) {
             Ok(slot) => Ok(DeliveryFuture { slot }),

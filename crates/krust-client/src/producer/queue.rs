@@ -9,7 +9,9 @@
 //! *Lazy* mode (set by the driver while `linger.ms` is positive and its own timer fires within
 //! `linger.ms` anyway): a record pushed then does not wake the driver (the push into an empty
 //! queue notes the time instead, one clock read per burst), unless the queue holds
-//! [`LAZY_WAKE_LEN`] commands; any other command wakes it. The driver picks the records up at
+//! [`LAZY_WAKE_LEN`] commands or its records reach the driver's *room* (the fewest record bytes
+//! that can make a batch sendable: a record as large as a batch goes out at once, not at the
+//! end of the linger); any other command wakes it. The driver picks the records up at
 //! its timer and opens their batches at the noted time, so no record waits longer than
 //! `linger.ms` before its batch may be sent, and a fast sender costs the driver one wake-up per
 //! burst instead of one per record.
@@ -42,6 +44,10 @@ struct State {
     senders: usize,
     receiver_alive: bool,
     lazy: bool,
+    /// In lazy mode, the queued record bytes that wake the driver (see the module docs).
+    room: usize,
+    /// Record bytes queued since the driver last took the queue.
+    queued_bytes: usize,
     /// When the first command of the queue was pushed without waking the driver.
     first_unwoken: Option<Instant>,
     /// Delivery slots for the records pushed (taken under this lock, which a push holds
@@ -88,6 +94,8 @@ pub(crate) fn command_queue() -> (CommandTx, CommandRx) {
             senders: 1,
             receiver_alive: true,
             lazy: false,
+            room: usize::MAX,
+            queued_bytes: 0,
             first_unwoken: None,
             slots: SlotSource::default(),
         }),
@@ -144,6 +152,7 @@ impl CommandTx {
     pub(crate) fn send_record(
         &self,
         record: ProducerRecord,
+        size: usize,
         make: impl FnOnce(ProducerRecord, super::delivery::DeliverySlot) -> Pending,
     ) -> Result<SlotFuture, ProducerRecord> {
         let wake = {
@@ -154,11 +163,15 @@ impl CommandTx {
             let (slot, fut) = st.slots.take();
             let was_empty = st.queued.is_empty();
             st.queued.push(Command::Send(make(record, slot)));
+            let before = st.queued_bytes;
+            st.queued_bytes = before.saturating_add(size);
             let wake = if st.lazy {
                 if was_empty {
                     st.first_unwoken = Some(Instant::now());
                 }
-                st.queued.len() == LAZY_WAKE_LEN
+                // Once when the bytes reach the room (the driver may not have taken the queue
+                // yet when more come).
+                st.queued.len() == LAZY_WAKE_LEN || (before < st.room && st.queued_bytes >= st.room)
             } else {
                 was_empty
             };
@@ -198,10 +211,12 @@ impl Drop for CommandTx {
 }
 
 impl CommandRx {
-    /// Lazy mode on or off (see the module docs).
-    pub(crate) fn set_lazy(&self, lazy: bool) {
+    /// Lazy mode on (`Some(room)`: queued record bytes that wake the driver) or off (see the
+    /// module docs).
+    pub(crate) fn set_lazy(&self, lazy: Option<usize>) {
         let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.lazy = lazy;
+        st.lazy = lazy.is_some();
+        st.room = lazy.unwrap_or(usize::MAX);
     }
 
     /// When the oldest command of the burst last returned by [`CommandRx::recv_many`] was
@@ -246,6 +261,7 @@ impl CommandRx {
                     Vec::with_capacity(want)
                 };
                 self.first_unwoken = st.first_unwoken.take();
+                st.queued_bytes = 0;
                 std::mem::replace(&mut st.queued, room)
             };
             for cmd in &mut taken {
@@ -384,7 +400,7 @@ mod tests {
     fn send_cmd(tx: &CommandTx) {
         let record = crate::producer::ProducerRecord::new("t").with_value("v");
         let fut = tx
-            .send_record(record, |r, slot| Pending::new(r, slot, 10, 10))
+            .send_record(record, 10, |r, slot| Pending::new(r, slot, 10, 10))
             .ok()
             .unwrap();
         drop(fut);
@@ -400,7 +416,7 @@ mod tests {
             let record =
                 crate::producer::ProducerRecord::new("t").with_value(format!("v{i}").into_bytes());
             futs.push(
-                tx.send_record(record, |r, slot| Pending::new(r, slot, 10, 10))
+                tx.send_record(record, 10, |r, slot| Pending::new(r, slot, 10, 10))
                     .ok()
                     .unwrap(),
             );
@@ -421,7 +437,7 @@ mod tests {
         use std::future::Future;
         use std::sync::atomic::Ordering::SeqCst;
         let (tx, mut rx) = command_queue();
-        rx.set_lazy(true);
+        rx.set_lazy(Some(usize::MAX));
         let count = Arc::new(WakeCount(Default::default()));
         let waker = futures::task::waker(count.clone());
         let mut cx = std::task::Context::from_waker(&waker);
@@ -455,12 +471,37 @@ mod tests {
             assert_eq!(count.0.load(SeqCst), 2, "a flush wakes it at once");
             assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Some(v)) if v.len() == 2));
         }
+        // Records whose bytes reach the room wake it, once.
+        rx.set_lazy(Some(25));
+        {
+            let mut fut = Box::pin(rx.recv_many());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            send_cmd(&tx);
+            send_cmd(&tx);
+            assert_eq!(count.0.load(SeqCst), 2, "20 bytes of 25 do not wake it");
+            send_cmd(&tx);
+            assert_eq!(count.0.load(SeqCst), 3, "30 bytes of 25 do");
+            send_cmd(&tx);
+            assert_eq!(count.0.load(SeqCst), 3, "woken once");
+            assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Some(v)) if v.len() == 4));
+        }
+        // The count starts again with the next burst.
+        {
+            let mut fut = Box::pin(rx.recv_many());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            send_cmd(&tx);
+            send_cmd(&tx);
+            assert_eq!(count.0.load(SeqCst), 3);
+            send_cmd(&tx);
+            assert_eq!(count.0.load(SeqCst), 4);
+            assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Some(v)) if v.len() == 3));
+        }
         // Not lazy: the first record wakes it, with no arrival time noted.
-        rx.set_lazy(false);
+        rx.set_lazy(None);
         let mut fut = Box::pin(rx.recv_many());
         assert!(fut.as_mut().poll(&mut cx).is_pending());
         send_cmd(&tx);
-        assert_eq!(count.0.load(SeqCst), 3);
+        assert_eq!(count.0.load(SeqCst), 5);
         assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Some(v)) if v.len() == 1));
         drop(fut);
         assert_eq!(rx.first_unwoken(), None);
