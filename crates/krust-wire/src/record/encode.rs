@@ -145,9 +145,10 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
     ) -> usize {
-        let body =
-            1 + 10 + 5 + bytes_field_len(key) + bytes_field_len(value) + headers_len(headers);
-        body + 5
+        // Headers too long for the format count as `i32::MAX` bytes: more than any batch takes,
+        // so the record is refused by size (as it would be when pushed).
+        let headers = headers_size(headers).map_or(i32::MAX as usize, |n| n as usize);
+        1 + 10 + 5 + 5 + bytes_field_len(key) + bytes_field_len(value) + headers
     }
 
     /// Appends a record and returns its offset delta.
@@ -485,14 +486,6 @@ fn bytes_field_len(b: Option<&[u8]>) -> usize {
         None => 1,
         Some(b) => varint_len(b.len() as i32) + b.len(),
     }
-}
-
-fn headers_len(headers: &[RecordHeader]) -> usize {
-    varint_len(headers.len() as i32)
-        + headers
-            .iter()
-            .map(|h| bytes_field_len(Some(h.key.as_bytes())) + bytes_field_len(h.value.as_deref()))
-            .sum::<usize>()
 }
 
 /// Stages a nullable bytes field's length (-1 for null) at `at`, returning the position after; `len` is the field's length, checked
