@@ -974,6 +974,12 @@ impl Driver {
                     break;
                 }
                 self.start_request(node, drained);
+                // The request reaches its connection's writer now (its future's first poll),
+                // not after the next batches are encoded: the broker starts on it meanwhile.
+                // Answers already there are taken on the way.
+                while let Some(Some(ev)) = self.events.next().now_or_never() {
+                    self.handle_event(ev);
+                }
             }
         }
         next
