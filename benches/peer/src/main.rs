@@ -334,6 +334,10 @@ fn krust_produce(
         // KRUST_PEER_PARTIAL=N: max_in_flight_partial (5: partial batches go as soon as an
         // in-flight slot is free, the rule before the partial-batch hold).
         // KRUST_PEER_PIPELINE=1: the same as KRUST_PEER_PARTIAL=5.
+        // KRUST_PEER_IN_FLIGHT=N: max.in.flight.requests.per.connection.
+        if let Some(n) = env_usize("KRUST_PEER_IN_FLIGHT") {
+            cfg.max_in_flight = n;
+        }
         let pipeline = std::env::var_os("KRUST_PEER_PIPELINE").map(|_| 5);
         if let Some(n) = env_usize("KRUST_PEER_PARTIAL").or(pipeline) {
             cfg.max_in_flight_partial = n;
@@ -383,6 +387,24 @@ fn krust_produce(
             settle(f.await);
         }
         producer.close().await;
+        if krust_client::producer::probe::enabled() {
+            // KRUST_LAT_PROBE (with KRUST_PEER_PROBE_FILE): one line per Produce request.
+            if let Some(path) = std::env::var_os("KRUST_PEER_PROBE_FILE") {
+                let rows = krust_client::producer::probe::take();
+                let mut out = String::new();
+                let mut last = u64::MAX;
+                for r in rows {
+                    if r.drained != last {
+                        last = r.drained;
+                        out.push_str(&format!(
+                            "{} {} {} {} {} {}\n",
+                            r.driver, r.drained, r.polled, r.answered, r.resolved, r.depth
+                        ));
+                    }
+                }
+                let _ = std::fs::write(path, out);
+            }
+        }
         if let Some(e) = first_error {
             return Err(format!("krust produce failed: {e}"));
         }
@@ -832,7 +854,6 @@ fn main() {
                 // tansu keeps everything in memory: a quarter of the records at 1 KiB.
                 w.records /= 4;
             }
-            let mut results: Vec<(Client, Vec<Run>)> = Vec::new();
             let consume_topic = if broker == "tansu" && w.kind == Kind::Consume {
                 let r = rt.block_on(async {
                     let admin = tansu_admin(&opts.tansu_addr).await?;
@@ -853,9 +874,13 @@ fn main() {
             } else {
                 None
             };
-            for client in [Client::Krust, Client::Rdkafka] {
-                let mut runs = Vec::new();
-                for i in 0..opts.runs {
+            // Runs alternate between the clients (krust, librdkafka, krust, ...), so a slow
+            // spell of the host weighs on both instead of on one client's runs.
+            let mut results: Vec<(Client, Vec<Run>)> =
+                vec![(Client::Krust, Vec::new()), (Client::Rdkafka, Vec::new())];
+            for i in 0..opts.runs {
+                for (client, runs) in results.iter_mut() {
+                    let client = *client;
                     let r = if broker == "null" {
                         rt.block_on(run_null(&w, client))
                     } else {
@@ -895,7 +920,6 @@ fn main() {
                         Err(e) => eprintln!("{broker} {} {}: {e}", w.name(), client.name()),
                     }
                 }
-                results.push((client, runs));
             }
             if let Some(t) = consume_topic {
                 let _ = rt.block_on(async {
