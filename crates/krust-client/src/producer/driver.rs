@@ -562,35 +562,29 @@ impl Driver {
 
     /// A record from `send`: refused if the producer cannot take it, else routed.
     fn accept(&mut self, p: Pending, now: Instant) {
-        let p = Arrived {
-            p,
-            at: now,
-            gen: self.gen,
+        let gen = self.gen;
+        self.outstanding.add(gen);
+        let refused = if self.dropped {
+            Some(ProduceErrorKind::Closed)
+        } else if let Some(reason) = self.fatal() {
+            Some(ProduceErrorKind::Fatal(reason))
+        } else {
+            self.txn_refuse()
         };
-        self.outstanding.add(self.gen);
-        if self.dropped {
-            self.fail(p, None, ProduceErrorKind::Closed, Persistence::NotPersisted);
-            return;
-        }
-        if let Some(reason) = self.fatal() {
-            self.fail(
-                p,
-                None,
-                ProduceErrorKind::Fatal(reason),
-                Persistence::NotPersisted,
-            );
-            return;
-        }
-        if let Some(kind) = self.txn_refuse() {
+        if let Some(kind) = refused {
+            let p = Arrived { p, at: now, gen };
             self.fail(p, None, kind, Persistence::NotPersisted);
             return;
         }
-        self.route(p, now);
+        // The record goes on as it is (not wrapped in an `Arrived`, which would copy its
+        // 152 bytes once more per record).
+        self.route(p, now, gen, now);
     }
 
     /// Partitions and appends a record, or parks it until its topic's metadata is known.
-    fn route(&mut self, p: Arrived, now: Instant) {
-        let Some(ti) = self.topic_index(&p.p.record.topic) else {
+    fn route(&mut self, p: Pending, at: Instant, gen: u64, now: Instant) {
+        let Some(ti) = self.topic_index(&p.record.topic) else {
+            let p = Arrived { p, at, gen };
             let topic = p.p.record.topic.clone();
             match self.waiting.get_mut(&*topic) {
                 Some(parked) => parked.push_back(p),
@@ -613,31 +607,31 @@ impl Driver {
             available: &state.available,
         };
         let mut sticky = false;
-        let partition = match p.p.record.partition {
+        let partition = match p.record.partition {
             Some(x) => x,
             None => {
                 let custom = self.cfg.partitioner.as_ref().and_then(|c| {
                     c.partition(
                         topic_arc,
-                        p.p.record.key.as_deref(),
-                        p.p.record.value.as_deref(),
+                        p.record.key.as_deref(),
+                        p.record.value.as_deref(),
                         parts,
                     )
                 });
                 match custom {
                     Some(x) => x,
                     None => {
-                        sticky = p.p.record.key.is_none() || self.cfg.partitioner_ignore_keys;
+                        sticky = p.record.key.is_none() || self.cfg.partitioner_ignore_keys;
                         if sticky {
                             state.sticky.partition(
                                 &mut self.partitioner,
                                 topic_arc,
-                                p.p.record.key.as_deref(),
+                                p.record.key.as_deref(),
                                 parts,
                             )
                         } else {
                             self.partitioner
-                                .partition(topic_arc, p.p.record.key.as_deref(), parts)
+                                .partition(topic_arc, p.record.key.as_deref(), parts)
                         }
                     }
                 }
@@ -645,7 +639,7 @@ impl Driver {
         };
         if partition < 0 || partition >= count {
             self.fail(
-                p,
+                Arrived { p, at, gen },
                 Some(partition),
                 ProduceErrorKind::InvalidPartition { partitions: count },
                 Persistence::NotPersisted,
@@ -655,28 +649,29 @@ impl Driver {
         if self.txn.is_some() {
             let tp = state.partitions[partition as usize].clone();
             if let Err(kind) = self.txn_record_partition(&tp) {
-                self.fail(p, Some(partition), kind, Persistence::NotPersisted);
+                self.fail(
+                    Arrived { p, at, gen },
+                    Some(partition),
+                    kind,
+                    Persistence::NotPersisted,
+                );
                 return;
             }
         }
-        let Arrived {
-            p:
-                Pending {
-                    record:
-                        ProducerRecord {
-                            topic,
-                            partition: chosen,
-                            key,
-                            value,
-                            headers,
-                            timestamp,
-                        },
-                    slot,
-                    size,
-                    reserved,
+        let enqueued = at;
+        let Pending {
+            record:
+                ProducerRecord {
+                    topic,
+                    partition: chosen,
+                    key,
+                    value,
+                    headers,
+                    timestamp,
                 },
-            at: enqueued,
-            gen,
+            slot,
+            size,
+            reserved,
         } = p;
         let size = size as usize;
         let timestamp = timestamp.unwrap_or(0);
@@ -880,8 +875,8 @@ impl Driver {
                 }
             }
             if let Some(q) = self.waiting.remove(&name) {
-                for p in q {
-                    self.route(p, now);
+                for Arrived { p, at, gen } in q {
+                    self.route(p, at, gen, now);
                 }
             }
         }
