@@ -394,6 +394,16 @@ impl<R> PartitionBuffer<R> {
             || self.batches.iter().any(|b| b.state == BatchState::Waiting)
     }
 
+    /// Whether a batch that became ready now could be sent now: a leader, not held, not
+    /// backing off, its producer identity known (idempotence), and not backlogged.
+    fn could_send(&self, cfg: &AccumulatorConfig, now: Instant) -> bool {
+        self.leader.is_some()
+            && !self.held
+            && !(cfg.idempotent && (self.reset_pending || !self.producer.is_some()))
+            && self.retry_at.is_none_or(|t| t <= now)
+            && !self.is_backlogged(cfg.max_in_flight_per_partition.max(1))
+    }
+
     /// The first batch not in flight, if it may be sent now to `leader`.
     fn sendable(&self, now: Instant, cfg: &AccumulatorConfig, flushing: bool) -> Option<usize> {
         let leader = self.leader?;
@@ -827,12 +837,14 @@ impl<R> Accumulator<R> {
             }
             if let Some(last) = b.batches.back() {
                 // A record that does not fit closes the batch, as one that fills it does. A
-                // batch already at `batch.size` (grown past it while its partition waits for
-                // answers) and a partition with no room in flight wait for an answer instead.
+                // partition that could not send such a batch now (no leader, held, backing off,
+                // waiting for its producer identity, every in-flight slot taken or a closed
+                // batch ahead, which includes a batch grown past `batch.size` meanwhile) waits
+                // for an answer or a timer that wakes the driver anyway.
                 if last.state == BatchState::Open
                     && !last.records.is_empty()
                     && last.size < batch_size
-                    && b.in_flight < self.cfg.max_in_flight_per_partition.max(1)
+                    && b.could_send(&self.cfg, now)
                 {
                     r.room = r.room.min(batch_size - last.size);
                 }
@@ -1176,7 +1188,13 @@ mod tests {
         assert_eq!(r.room, 1);
         // A record that does not fit closes the batch: sendable.
         a.append(&tp(1), 4u32, 2, t0);
-        assert_eq!(a.poll_ready(t0).nodes, BTreeSet::from([1]));
+        let r = a.poll_ready(t0);
+        assert_eq!(r.nodes, BTreeSet::from([1]));
+        // Partitions that could not send a batch filled now do not count: tp(1) has a closed
+        // batch ahead of its open one, tp(2) no leader.
+        assert_eq!(r.room, 1000 - BATCH_OVERHEAD - 300);
+        a.append(&tp(2), 5u32, 900, t0);
+        assert_eq!(a.poll_ready(t0).room, 1000 - BATCH_OVERHEAD - 300);
     }
 
     #[test]
