@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use krust_client::producer::{
     Persistence, ProduceErrorKind, Producer, ProducerConfig, ProducerRecord,
 };
@@ -461,6 +463,9 @@ async fn an_open_batch_keeps_its_records_when_its_partition_goes_and_comes_back(
         .unwrap();
     assert_eq!(md.topics.get("t").map(|t| t.partitions.len()), Some(2));
     wake().await;
+    // Still in its open batch (not sent at the end of a linger meanwhile), so `second` joins it.
+    let mut first = first;
+    assert!((&mut first).now_or_never().is_none(), "first already sent");
     let second = producer
         .send(
             ProducerRecord::new("t")
@@ -498,6 +503,9 @@ async fn a_full_batch_is_sent_while_another_lingers() {
         .send(ProducerRecord::new("t").with_partition(0).with_value("y"))
         .await
         .unwrap();
+    // The driver takes it (and, with a batch lingering, stops being woken by every record)
+    // before the records below are queued.
+    tokio::task::yield_now().await;
     // Ten records of 100 B fill a batch of partition 1: sent long before the linger ends.
     let mut futs = Vec::new();
     for i in 0..12 {

@@ -513,7 +513,6 @@ impl Driver {
     /// In a long burst: sends the batches filled so far (a request goes out when its future is
     /// first polled) and takes the answers already there, as one turn of the loop would.
     fn send_mid_burst(&mut self) {
-        self.closed_in_burst = false;
         self.release_spent();
         self.send_ready(Instant::now());
         while let Some(Some(ev)) = self.events.next().now_or_never() {
@@ -908,6 +907,8 @@ impl Driver {
 
     /// Sends what is ready; returns when to look again.
     fn send_ready(&mut self, now: Instant) -> Option<Instant> {
+        // Every batch closed so far goes out in this pass.
+        self.closed_in_burst = false;
         let ready = self.acc.poll_ready(now);
         self.room = ready.room;
         if !ready.unknown_leaders.is_empty() {
@@ -938,6 +939,7 @@ impl Driver {
             self.start_lookup(&t, now);
         }
         let transactional = self.txn.is_some();
+        let mut took_events = false;
         for node in ready.nodes {
             loop {
                 let in_flight = self.node_in_flight.get(&node).copied().unwrap_or(0);
@@ -974,8 +976,15 @@ impl Driver {
                 // Answers already there are taken on the way.
                 while let Some(Some(ev)) = self.events.next().now_or_never() {
                     self.handle_event(ev);
+                    took_events = true;
                 }
             }
+        }
+        if took_events {
+            // What they changed (a slot freed at a broker visited earlier in this pass, a
+            // retry due, a refresh wanted, records routed) is looked at by the next pass, at
+            // once, as when the loop takes them.
+            next = Some(now);
         }
         next
     }
