@@ -103,6 +103,17 @@ impl BatchBuilder {
         self
     }
 
+    /// Encodes the records into `buf` (cleared first; its capacity is what counts), for a
+    /// caller that recycles buffers (see [`BatchBuffers`]). Only takes effect before the first
+    /// push; a buffer given later is dropped.
+    pub fn with_buffer(mut self, mut buf: Vec<u8>) -> Self {
+        if self.records.is_empty() {
+            buf.clear();
+            self.records = buf;
+        }
+        self
+    }
+
     /// The encoded records (after the room kept for the batch header).
     fn body(&self) -> &[u8] {
         self.records.get(BATCH_HEADER_LEN..).unwrap_or(&[])
@@ -387,53 +398,46 @@ impl BatchBuilder {
         }
     }
 
-    /// `records` with the values kept by reference copied into their places (one pass).
-    fn take_records(&mut self) -> Vec<u8> {
+    /// `records` with the values kept by reference copied into their places, and the CRC-32C
+    /// of the result from [`ATTRIBUTES`] on (whose header must be written already). One pass:
+    /// each stretch copied is checksummed while it is still in the cache.
+    fn take_records_checksummed(&mut self, buffers: &mut impl BatchBuffers) -> (Vec<u8>, u32) {
         let records = std::mem::take(&mut self.records);
         if self.shared.is_empty() {
-            return records;
+            let crc = crc32c::crc32c(&records[ATTRIBUTES..]);
+            return (records, crc);
         }
-        let mut out = Vec::with_capacity(records.len() + self.shared_len);
-        let mut from = 0;
+        let mut out = buffers.take(records.len() + self.shared_len);
+        let (mut from, mut summed, mut crc) = (0, ATTRIBUTES, 0);
         for (at, value) in &self.shared {
             out.extend_from_slice(&records[from..*at]);
             out.extend_from_slice(value);
             from = *at;
+            if out.len() - summed >= CRC_STRETCH {
+                crc = crc32c::crc32c_append(crc, &out[summed..]);
+                summed = out.len();
+            }
         }
         out.extend_from_slice(&records[from..]);
+        crc = crc32c::crc32c_append(crc, &out[summed..]);
         // Released together after the copy (clones of one `Bytes` share a count that another
         // thread may be changing: one stretch of changes, not one between every copy).
         self.shared.clear();
         self.shared_len = 0;
-        out
+        buffers.give(records);
+        (out, crc)
     }
 
-    /// Compresses the records and writes the complete batch.
-    ///
-    /// `producer_id`, `producer_epoch` and `base_sequence` are -1 for a non-idempotent producer;
-    /// [`restamp`] changes them later without re-encoding. `is_transactional` sets attribute
-    /// bit 4. An empty batch is an error (brokers reject them).
-    pub fn finish(
-        mut self,
-        producer_id: i64,
-        producer_epoch: i16,
-        base_sequence: i32,
+    /// Writes the batch header, CRC field zero, into `out` (its first [`BATCH_HEADER_LEN`]
+    /// bytes), for a batch whose bytes after the length field number `batch_length`.
+    fn write_header(
+        &self,
+        out: &mut [u8],
+        batch_length: i32,
+        producer: (i64, i16, i32),
         is_transactional: bool,
-    ) -> Result<Bytes> {
-        if self.count == 0 {
-            return Err(encode_err("a batch needs at least one record"));
-        }
-        let mut out = if self.compression == Compression::None {
-            self.take_records()
-        } else {
-            // Compressed straight after the header room: no second copy of the output.
-            let records = self.take_records();
-            let mut out = vec![0u8; BATCH_HEADER_LEN];
-            let body = records.get(BATCH_HEADER_LEN..).unwrap_or(&[]);
-            compression::compress_append(self.compression, body, &mut out)?;
-            out
-        };
-        let batch_length = len_i32(out.len() - 12, "batch")?;
+    ) {
+        let (producer_id, producer_epoch, base_sequence) = producer;
         let mut attributes = self.compression.code();
         if self.log_append_time {
             attributes |= ATTR_LOG_APPEND_TIME;
@@ -455,7 +459,7 @@ impl BatchBuilder {
         put(&batch_length.to_be_bytes());
         put(&self.partition_leader_epoch.to_be_bytes());
         put(&[2]);
-        put(&[0; 4]); // CRC, below
+        put(&[0; 4]); // CRC, written last
         put(&attributes.to_be_bytes());
         put(&(self.count - 1).to_be_bytes());
         put(&first_timestamp.to_be_bytes());
@@ -465,11 +469,106 @@ impl BatchBuilder {
         put(&base_sequence.to_be_bytes());
         put(&self.count.to_be_bytes());
         debug_assert!(h.is_empty(), "the header fills its 61 bytes exactly");
-        let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+    }
+
+    /// Compresses the records and writes the complete batch.
+    ///
+    /// `producer_id`, `producer_epoch` and `base_sequence` are -1 for a non-idempotent producer;
+    /// [`restamp`] changes them later without re-encoding. `is_transactional` sets attribute
+    /// bit 4. An empty batch is an error (brokers reject them).
+    pub fn finish(
+        self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        is_transactional: bool,
+    ) -> Result<Bytes> {
+        self.finish_with(
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            is_transactional,
+            &mut Unpooled,
+        )
+        .map(Bytes::from)
+    }
+
+    /// [`BatchBuilder::finish`] into a buffer from `buffers`, to which the buffers it no
+    /// longer needs go back; the same bytes. A caller that recycles batches this way avoids
+    /// fresh pages for every batch (an allocator hands large blocks back to the system and
+    /// maps them again, each page a fault and a clearing).
+    pub fn finish_with(
+        mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        is_transactional: bool,
+        buffers: &mut impl BatchBuffers,
+    ) -> Result<Vec<u8>> {
+        if self.count == 0 {
+            return Err(encode_err("a batch needs at least one record"));
+        }
+        let producer = (producer_id, producer_epoch, base_sequence);
+        let (mut out, crc) = if self.compression == Compression::None {
+            // The header goes in its room first, so the checksum can follow the copy of the
+            // values kept by reference.
+            let batch_length = len_i32(self.records.len() + self.shared_len - 12, "batch")?;
+            let mut header = [0u8; BATCH_HEADER_LEN];
+            self.write_header(&mut header, batch_length, producer, is_transactional);
+            self.records[..BATCH_HEADER_LEN].copy_from_slice(&header);
+            self.take_records_checksummed(buffers)
+        } else {
+            // Compressed straight after the header room: no second copy of the output. (A
+            // compressing builder keeps no values by reference.)
+            debug_assert!(
+                self.shared.is_empty(),
+                "values by reference in a compressed batch"
+            );
+            let records = std::mem::take(&mut self.records);
+            let body = records.get(BATCH_HEADER_LEN..).unwrap_or(&[]);
+            // Its size is not known before compressing: the codec grows it.
+            let mut out = buffers.take(BATCH_HEADER_LEN);
+            out.resize(BATCH_HEADER_LEN, 0);
+            let compressed = compression::compress_append(self.compression, body, &mut out);
+            buffers.give(records);
+            if let Err(e) = compressed {
+                buffers.give(out);
+                return Err(e);
+            }
+            let batch_length = len_i32(out.len() - 12, "batch")?;
+            self.write_header(&mut out, batch_length, producer, is_transactional);
+            let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+            (out, crc)
+        };
         out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        Ok(Bytes::from(out))
+        Ok(out)
     }
 }
+
+/// Where [`BatchBuilder::finish_with`] takes the buffers it writes into and gives back the ones
+/// it has done with: a pool, for a producer that builds batches one after another.
+pub trait BatchBuffers {
+    /// An empty buffer with room for at least `capacity` bytes.
+    fn take(&mut self, capacity: usize) -> Vec<u8>;
+    /// A buffer no longer needed (its contents are of no further use).
+    fn give(&mut self, buf: Vec<u8>);
+}
+
+/// [`BatchBuffers`] that allocates every buffer and drops what it is given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unpooled;
+
+impl BatchBuffers for Unpooled {
+    fn take(&mut self, capacity: usize) -> Vec<u8> {
+        Vec::with_capacity(capacity)
+    }
+
+    fn give(&mut self, _buf: Vec<u8>) {}
+}
+
+/// How many copied bytes [`BatchBuilder::finish`] checksums at a time: small enough to be read
+/// back from the first-level cache, large enough for the checksum's own start-up to vanish.
+const CRC_STRETCH: usize = 16 * 1024;
 
 /// Smallest value [`BatchBuilder::push_shared`] keeps by reference until `finish` (smaller
 /// ones cost less to copy at once than to keep and copy later).
@@ -738,6 +837,38 @@ mod tests {
             let b = shared.finish(9, 1, 100, true).unwrap();
             assert_eq!(a, b, "{codec}");
         }
+    }
+
+    /// A batch of many values kept by reference is checksummed a stretch at a time while it
+    /// is copied: the bytes equal those of `push`, and the decoder's CRC check passes.
+    #[test]
+    fn a_long_shared_batch_checksums_as_it_copies() {
+        let mut plain = BatchBuilder::new(Compression::None);
+        let mut shared = BatchBuilder::new(Compression::None);
+        for i in 0..300u32 {
+            let len = SHARED_VALUE_MIN + (i as usize * 37) % 1500;
+            let v = Bytes::from(
+                (0..len)
+                    .map(|j| (i as usize * 7 + j) as u8)
+                    .collect::<Vec<_>>(),
+            );
+            let key = i.to_be_bytes();
+            plain
+                .push(1_000 + i64::from(i), Some(&key), Some(&v), &[])
+                .unwrap();
+            let (_, back) = shared
+                .push_shared(1_000 + i64::from(i), Some(&key), Some(v), &[])
+                .unwrap();
+            assert!(back.is_none());
+        }
+        assert!(shared.estimated_size() > 10 * CRC_STRETCH);
+        let a = plain.finish(3, 0, 7, false).unwrap();
+        let b = shared.finish(3, 0, 7, false).unwrap();
+        assert_eq!(a, b);
+        let batch = crate::record::batches(b).next().unwrap().unwrap();
+        let records = batch.inflate().unwrap().into_records().unwrap();
+        assert_eq!(records.len(), 300);
+        assert_eq!(records[299].key.as_deref(), Some(&299u32.to_be_bytes()[..]));
     }
 
     /// Appends `v` zig-zag encoded, seven bits at a time, low group first (the plain textbook

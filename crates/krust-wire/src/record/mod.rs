@@ -54,7 +54,10 @@ mod legacy;
 pub mod varint;
 
 pub use decode::{batches, Batches, DeflatedBatch, InflatedBatch, RecordIter};
-pub use encode::{encode_control_batch, restamp, restamp_in_place, BatchBuilder, SHARED_VALUE_MIN};
+pub use encode::{
+    encode_control_batch, restamp, restamp_in_place, BatchBuffers, BatchBuilder, Unpooled,
+    SHARED_VALUE_MIN,
+};
 
 /// Length of the v2 batch header, up to and including the record count.
 pub const BATCH_HEADER_LEN: usize = 61;
