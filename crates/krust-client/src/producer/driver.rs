@@ -36,12 +36,13 @@ use krust_core::idempotence::{
     bumped, classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
-use krust_wire::record::BatchBuilder;
+use krust_wire::record::{BatchBuilder, BATCH_HEADER_LEN};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, trace, warn};
 
 use super::config::{Acks, ProducerConfig};
+use super::pool::BufferPool;
 use super::record::{Persistence, ProduceError, ProduceErrorKind, ProducerRecord, RecordMetadata};
 use crate::cluster::{Cluster, ClusterMetadata};
 use crate::error::Error;
@@ -86,6 +87,9 @@ impl Outstanding {
 
 /// Largest capacity a partition's first batch builder starts with (see `Driver::route`).
 const FIRST_BUILDER_CAPACITY: usize = 64 * 1024;
+
+/// The batch-buffer pool keeps at most `buffer.memory / POOL_SHARE` bytes of spare buffers.
+const POOL_SHARE: usize = 4;
 
 /// Commands of a burst handled at least, once a batch stopped taking records, before it is
 /// sent mid-burst (a pass over the accumulator per closed batch would cost a lot per record
@@ -319,6 +323,8 @@ pub(crate) struct Driver {
     /// Record bytes that can make a batch sendable, from the last readiness pass: queued
     /// records that add up to this wake the driver in lazy mode.
     room: usize,
+    /// Large batch buffers recycled from batch to batch.
+    pool: BufferPool,
 }
 
 impl Drop for Driver {
@@ -371,6 +377,7 @@ impl Driver {
                 Instant::now(),
             )
         });
+        let cfg_buffer_memory = cfg.buffer_memory;
         Driver {
             partitioner: BuiltinPartitioner::new(cfg.batch_size, cfg.partitioner_ignore_keys, seed),
             acc: {
@@ -412,6 +419,7 @@ impl Driver {
             to_release: 0,
             probe: None,
             room: usize::MAX,
+            pool: BufferPool::new(cfg_buffer_memory / POOL_SHARE),
         }
     }
 
@@ -702,9 +710,10 @@ impl Driver {
                 last => last.min(self.cfg.batch_size),
             }
             .max(size);
+            let buffer = self.pool.take(capacity.saturating_add(BATCH_HEADER_LEN));
             open.batch = Some((
                 appended.batch,
-                BatchBuilder::new(self.cfg.compression).with_capacity(capacity),
+                BatchBuilder::new(self.cfg.compression).with_buffer(buffer),
             ));
         }
         if !appended.new_batch
@@ -956,8 +965,12 @@ impl Driver {
                 {
                     break;
                 }
-                let (closed, topics, states) =
-                    (&mut self.closed, &self.topics, &mut self.topic_states);
+                let (closed, topics, states, pool) = (
+                    &mut self.closed,
+                    &self.topics,
+                    &mut self.topic_states,
+                    &self.pool,
+                );
                 let drained = self.acc.drain(node, now, self.cfg.max_request_size, |b| {
                     let builder = take_builder(closed, topics, states, b);
                     if let Some(len) = builder.as_ref().map(BatchBuilder::inline_size) {
@@ -965,7 +978,7 @@ impl Driver {
                             o.last_len = len;
                         }
                     }
-                    encode_batch(b, builder, transactional)
+                    encode_batch(b, builder, transactional, pool)
                 });
                 if drained.is_empty() {
                     break;
@@ -1802,12 +1815,19 @@ fn encode_batch(
     b: &ProducerBatch<Accepted>,
     builder: Option<BatchBuilder>,
     transactional: bool,
+    pool: &BufferPool,
 ) -> Bytes {
     let id = b.producer();
     let encoded = match (builder, b.previous_encoding()) {
-        (Some(builder), _) => {
-            builder.finish(id.producer_id, id.epoch, b.base_sequence(), transactional)
-        }
+        (Some(builder), _) => builder
+            .finish_with(
+                id.producer_id,
+                id.epoch,
+                b.base_sequence(),
+                transactional,
+                &mut { pool },
+            )
+            .map(|buf| pool.bytes(buf)),
         (None, Some(old)) => {
             krust_wire::record::restamp(old, id.producer_id, id.epoch, b.base_sequence())
         }

@@ -61,6 +61,7 @@ pub mod bench;
 mod config;
 mod delivery;
 mod driver;
+mod pool;
 pub mod probe;
 mod queue;
 mod record;
