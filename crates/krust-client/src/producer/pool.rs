@@ -52,19 +52,22 @@ impl BufferPool {
     }
 
     /// An empty buffer with room for at least `capacity` bytes: a kept one that is big enough
-    /// and not much bigger (the smallest such), or a new one.
+    /// and not much bigger (the smallest such, the last given back of equal ones), or a new
+    /// one.
     pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
         if capacity >= POOLED_MIN {
             let mut kept = self.lock();
+            // Of equal sizes the one given back last: some of it may still be cached.
             let best = kept
                 .free
                 .iter()
                 .enumerate()
+                .rev()
                 .filter(|(_, b)| b.capacity() >= capacity && b.capacity() / 4 <= capacity)
                 .min_by_key(|(_, b)| b.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                let buf = kept.free.swap_remove(i);
+                let buf = kept.free.remove(i);
                 kept.bytes -= buf.capacity();
                 return buf;
             }
@@ -214,6 +217,13 @@ mod tests {
         let b = pool.take(100_000);
         assert!(b.capacity() < 1 << 20);
         assert_eq!(pool.kept().0, 1);
+        // Of two equal buffers, the one given back last goes first.
+        let pool = BufferPool::new(4 << 20);
+        let (first, second) = (Vec::with_capacity(1 << 20), Vec::with_capacity(1 << 20));
+        let second_at = second.as_ptr();
+        pool.give(first);
+        pool.give(second);
+        assert_eq!(pool.take(1 << 20).as_ptr(), second_at);
     }
 
     /// Bytes outliving their pool free their buffer.
