@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -175,6 +175,46 @@ struct Core {
     tx: mpsc::Sender<Outgoing>,
     shared: Arc<Shared>,
     next_correlation: AtomicI32,
+    floor: Mutex<RoundTripFloor>,
+}
+
+/// Request plus response bytes below which an exchange measures the network's round trip
+/// rather than the time its bytes take.
+const SMALL_EXCHANGE: usize = 16 * 1024;
+
+/// How long a round-trip floor stands without a lower sample to confirm it: the floor is the
+/// least of this period's and the last period's small exchanges.
+const FLOOR_PERIOD: Duration = Duration::from_secs(10);
+
+/// The least round trip of a connection's small exchanges, over the last one or two
+/// [`FLOOR_PERIOD`]s (kept, if no small exchange came since, until one does).
+#[derive(Debug, Default)]
+struct RoundTripFloor {
+    current: Option<Duration>,
+    previous: Option<Duration>,
+    since: Option<Instant>,
+}
+
+impl RoundTripFloor {
+    fn record(&mut self, took: Duration, now: Instant) {
+        match self.since {
+            Some(since) if now.saturating_duration_since(since) < FLOOR_PERIOD => {}
+            _ => {
+                if self.current.is_some() {
+                    self.previous = self.current.take();
+                }
+                self.since = Some(now);
+            }
+        }
+        self.current = Some(self.current.map_or(took, |c| c.min(took)));
+    }
+
+    fn floor(&self) -> Option<Duration> {
+        match (self.current, self.previous) {
+            (Some(c), Some(p)) => Some(c.min(p)),
+            (c, p) => c.or(p),
+        }
+    }
 }
 
 /// A live connection to one broker, after the ApiVersions exchange (and authentication).
@@ -301,6 +341,7 @@ impl Connection {
                     tx,
                     shared,
                     next_correlation: AtomicI32::new(1),
+                    floor: Mutex::new(RoundTripFloor::default()),
                 }),
                 versions: BrokerVersions::default(),
             };
@@ -440,6 +481,12 @@ impl Connection {
     /// The versions the broker announced.
     pub fn versions(&self) -> &BrokerVersions {
         &self.versions
+    }
+
+    /// The least round trip of this connection's small exchanges lately (ApiVersions at
+    /// connect, small requests): the network's share of a request's time, without its bytes'.
+    pub fn round_trip_floor(&self) -> Option<Duration> {
+        self.core.floor.lock().unwrap().floor()
     }
 
     /// Whether the connection can still carry requests.
@@ -592,6 +639,8 @@ impl Core {
             return Err(self.closed_error());
         }
         let (frame, rest, correlation_id) = self.encode(req, version)?;
+        let request_bytes = frame.len() + rest.iter().map(Bytes::len).sum::<usize>();
+        let started = Instant::now();
         let (rtx, rrx) = oneshot::channel();
         self.shared
             .pending
@@ -642,6 +691,13 @@ impl Core {
                 });
             }
         };
+        if request_bytes + frame.len() <= SMALL_EXCHANGE {
+            let now = Instant::now();
+            self.floor
+                .lock()
+                .unwrap()
+                .record(now.saturating_duration_since(started), now);
+        }
         let (id, body) =
             split_response(frame, R::API_KEY, version).map_err(|source| Error::Wire {
                 broker: self.node,
@@ -1139,5 +1195,26 @@ mod tests {
         buf.extend_from_slice(&(-5i32).to_be_bytes());
         reserve_for_frame(&mut buf, 2_000_000);
         assert!(buf.capacity() < 1_000_000);
+    }
+
+    /// The floor is the least small exchange of this period and the last; an older low one
+    /// gives way, and a floor with no new samples stands.
+    #[test]
+    fn the_round_trip_floor_keeps_to_the_last_two_periods() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = RoundTripFloor::default();
+        assert_eq!(f.floor(), None);
+        f.record(ms(5), t0);
+        f.record(ms(3), t0 + ms(100));
+        assert_eq!(f.floor(), Some(ms(3)));
+        // Next period: 8 ms; the 3 ms of the period before still counts.
+        f.record(ms(8), t0 + FLOOR_PERIOD + ms(200));
+        assert_eq!(f.floor(), Some(ms(3)));
+        // A period later the 3 ms is gone.
+        f.record(ms(9), t0 + 2 * FLOOR_PERIOD + ms(300));
+        assert_eq!(f.floor(), Some(ms(8)));
+        // Nothing new for an hour: the floor stands.
+        assert_eq!(f.floor(), Some(ms(8)));
     }
 }

@@ -7,3 +7,4 @@ pub mod group;
 pub mod idempotence;
 pub mod partitioner;
 pub mod txn;
+pub mod window;
