@@ -542,3 +542,59 @@ async fn a_full_batch_is_sent_while_another_lingers() {
     lingering.await.unwrap();
     producer.close().await;
 }
+
+/// The in-flight window follows the link: behind a proxy with a 30 ms round trip and a link that
+/// takes 20 ms per 512 KiB request, two requests in flight would leave the link idle and five
+/// would only queue; the window settles at 1 + ceil(30 / 20) = 3 (4 if the answers come a
+/// little slower than the link allows). With `adaptive_in_flight` off it stays at five. Every
+/// record arrives, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_flight_window_covers_the_round_trip_of_a_slow_link() {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic("w", 1, 1).unwrap();
+    let proxy = krust_testkit::FaultProxy::start(cluster.broker_addr(0))
+        .await
+        .unwrap();
+    cluster.set_advertised(0, "127.0.0.1", proxy.addr().port());
+    proxy.set_latency(Duration::from_millis(15));
+    // 512 KiB in 20 ms.
+    proxy.set_bandwidth(Some(512 * 1024 * 50));
+    let n = 16_000u32;
+    for adaptive in [true, false] {
+        let mut cfg = config(&cluster);
+        cfg.client.bootstrap_servers = vec![proxy.addr().to_string()];
+        cfg.client.request_timeout = Duration::from_secs(10);
+        cfg.batch_size = 512 * 1024;
+        // Batches of `batch.size`, not grown while they wait.
+        cfg.backlog_batch_size = Some(0);
+        cfg.adaptive_in_flight = adaptive;
+        let producer = Producer::new(cfg).await.unwrap();
+        let mut pending = Vec::new();
+        for i in 0..n {
+            let rec = ProducerRecord::new("w").with_value(format!("{i:08}{}", "v".repeat(992)));
+            pending.push(producer.send(rec).await.unwrap());
+        }
+        for f in pending {
+            f.await.unwrap();
+        }
+        let stats = producer.stats();
+        assert!(stats.requests_sent >= 30, "{stats:?}");
+        if adaptive {
+            assert!(
+                (3..=4).contains(&stats.in_flight_window),
+                "window {} for a 30 ms round trip and 20 ms per request",
+                stats.in_flight_window
+            );
+        } else {
+            assert_eq!(stats.in_flight_window, 5);
+        }
+        producer.close().await;
+    }
+    let keys: Vec<u32> = values(&cluster, "w", 0)
+        .iter()
+        .map(|v| v[..8].parse().unwrap())
+        .collect();
+    let expected: Vec<u32> = (0..n).chain(0..n).collect();
+    assert_eq!(keys, expected);
+    assert!(proxy.stats().throttled > 0 && proxy.stats().delayed > 0);
+}

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -36,6 +36,7 @@ use krust_core::idempotence::{
     bumped, classify_produce, IdempotenceState, InitFailure, ProduceVerdict, SequenceFault,
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
+use krust_core::window::{InFlightWindow, Sent};
 use krust_wire::record::{BatchBuilder, BATCH_HEADER_LEN};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 use tokio::sync::{oneshot, Semaphore};
@@ -215,6 +216,8 @@ pub(crate) struct Stats {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub bytes: AtomicU64,
+    /// The in-flight window of the broker that answered last (0: none yet).
+    pub window: AtomicU64,
 }
 
 /// How a Produce request ended.
@@ -234,6 +237,12 @@ enum Event {
         outcome: Outcome,
         /// Latency probe (`KRUST_LAT_PROBE`): drained, first polled, depth, records.
         probe: Option<(Instant, Instant, u32, u32)>,
+        /// The request as its broker's in-flight window marked it, and its connection's
+        /// round-trip floor.
+        mark: Sent,
+        floor: Option<Duration>,
+        /// Its record-batch bytes.
+        bytes: usize,
     },
     Topic {
         name: String,
@@ -294,6 +303,10 @@ pub(crate) struct Driver {
     refresh_wanted: bool,
     refresh_not_before: Instant,
     node_in_flight: HashMap<NodeId, usize>,
+    /// Each broker's in-flight window (`adaptive_in_flight`), and the bytes of its requests
+    /// in flight.
+    windows: HashMap<NodeId, InFlightWindow>,
+    node_in_flight_bytes: HashMap<NodeId, usize>,
     events: FuturesUnordered<BoxFuture<'static, Event>>,
     gen: u64,
     outstanding: Outstanding,
@@ -403,6 +416,8 @@ impl Driver {
             refresh_wanted: false,
             refresh_not_before: Instant::now(),
             node_in_flight: HashMap::new(),
+            windows: HashMap::new(),
+            node_in_flight_bytes: HashMap::new(),
             events: FuturesUnordered::new(),
             gen: 0,
             outstanding: Outstanding::default(),
@@ -955,6 +970,16 @@ impl Driver {
                 if in_flight >= self.cfg.max_in_flight {
                     break;
                 }
+                // Within the broker's window (answers wake this loop).
+                if self.cfg.adaptive_in_flight
+                    && self.cfg.acks != Acks::None
+                    && self.windows.get(&node).is_some_and(|w| {
+                        let bytes = self.node_in_flight_bytes.get(&node).copied();
+                        !w.allows(in_flight, bytes.unwrap_or(0))
+                    })
+                {
+                    break;
+                }
                 // The broker answers this connection's requests one at a time: a request of
                 // partial batches only waits in line behind unanswered ones, while its
                 // batches could keep taking records. It goes when an answer brings the count
@@ -1050,20 +1075,33 @@ impl Driver {
             .request_timeout
             .as_millis()
             .min(i32::MAX as u128) as i32;
+        *self.node_in_flight_bytes.entry(node).or_insert(0) += bytes;
+        let max_in_flight = self.cfg.max_in_flight;
+        let mark = self
+            .windows
+            .entry(node)
+            .or_insert_with(|| InFlightWindow::new(max_in_flight))
+            .sent(Instant::now());
         let cluster = self.cluster.clone();
         self.events.push(
             async move {
                 let probe = probe_start
                     .map(|(drained, depth, records)| (drained, Instant::now(), depth, records));
                 // Connecting first tells "never sent" apart from "sent, outcome unknown".
-                if let Err(error) = cluster.connection(node).await {
-                    return Event::Produced {
-                        node,
-                        batches,
-                        outcome: Outcome::Failed { error, sent: false },
-                        probe,
-                    };
-                }
+                let conn = match cluster.connection(node).await {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        return Event::Produced {
+                            node,
+                            batches,
+                            outcome: Outcome::Failed { error, sent: false },
+                            probe,
+                            mark,
+                            floor: None,
+                            bytes,
+                        }
+                    }
+                };
                 let build = move |_v: i16| {
                     ProduceRequest::default()
                         .with_acks(acks.wire())
@@ -1093,6 +1131,9 @@ impl Driver {
                     batches,
                     outcome,
                     probe,
+                    mark,
+                    floor: conn.round_trip_floor(),
+                    bytes,
                 }
             }
             .boxed(),
@@ -1155,9 +1196,29 @@ impl Driver {
                 batches,
                 outcome,
                 probe,
+                mark,
+                floor,
+                bytes,
             } => {
                 if let Some(n) = self.node_in_flight.get_mut(&node) {
                     *n = n.saturating_sub(1);
+                }
+                if let Some(n) = self.node_in_flight_bytes.get_mut(&node) {
+                    *n = n.saturating_sub(bytes);
+                }
+                if let Some(w) = self.windows.get_mut(&node) {
+                    w.set_round_trip(floor);
+                    match &outcome {
+                        Outcome::Response(_) => w.answered(mark, now),
+                        Outcome::Failed { .. } => w.failed(),
+                        Outcome::Written => {}
+                    }
+                    let window = if self.cfg.adaptive_in_flight && self.cfg.acks != Acks::None {
+                        w.limit()
+                    } else {
+                        self.cfg.max_in_flight
+                    };
+                    self.stats.window.store(window as u64, Ordering::Relaxed);
                 }
                 self.probe =
                     probe.map(

@@ -147,6 +147,10 @@ pub struct ProducerStats {
     pub bytes_sent: u64,
     /// Bytes of `buffer.memory` in use now.
     pub buffered_bytes: u64,
+    /// Produce requests allowed in flight to the broker that answered last: its window (see
+    /// [`ProducerConfig::adaptive_in_flight`]), or `max_in_flight` while unknown. 0 before any
+    /// answer.
+    pub in_flight_window: u64,
 }
 
 impl Producer {
@@ -228,6 +232,7 @@ impl Producer {
             retries: s.retries.load(Ordering::Relaxed),
             bytes_sent: s.bytes.load(Ordering::Relaxed),
             buffered_bytes: self.shared.config.buffer_memory.saturating_sub(available) as u64,
+            in_flight_window: s.window.load(Ordering::Relaxed),
         }
     }
 
