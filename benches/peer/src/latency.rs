@@ -165,6 +165,10 @@ fn krust(
     if let Some(n) = partial.or_else(|| crate::env_usize("KRUST_PEER_PARTIAL")) {
         cfg.max_in_flight_partial = n;
     }
+    // KRUST_PEER_ADAPTIVE=0: adaptive_in_flight off.
+    if std::env::var("KRUST_PEER_ADAPTIVE").as_deref() == Ok("0") {
+        cfg.adaptive_in_flight = false;
+    }
     let producer = rt.block_on(Producer::new(cfg)).map_err(|e| e.to_string())?;
     let value = bytes::Bytes::from(vec![b'x'; SIZE]);
     let rec = || {

@@ -335,8 +335,13 @@ fn krust_produce(
         // in-flight slot is free, the rule before the partial-batch hold).
         // KRUST_PEER_PIPELINE=1: the same as KRUST_PEER_PARTIAL=5.
         // KRUST_PEER_IN_FLIGHT=N: max.in.flight.requests.per.connection.
+        // KRUST_PEER_ADAPTIVE=0: adaptive_in_flight off.
         if let Some(n) = env_usize("KRUST_PEER_IN_FLIGHT") {
             cfg.max_in_flight = n;
+        }
+        // KRUST_PEER_ADAPTIVE=0: every request up to max_in_flight, without the adaptive window.
+        if std::env::var("KRUST_PEER_ADAPTIVE").as_deref() == Ok("0") {
+            cfg.adaptive_in_flight = false;
         }
         let pipeline = std::env::var_os("KRUST_PEER_PIPELINE").map(|_| 5);
         if let Some(n) = env_usize("KRUST_PEER_PARTIAL").or(pipeline) {
