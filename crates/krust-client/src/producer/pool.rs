@@ -223,7 +223,8 @@ mod tests {
         let second_at = second.as_ptr();
         pool.give(first);
         pool.give(second);
-        assert_eq!(pool.take(1 << 20).as_ptr(), second_at);
+        let taken = pool.take(1 << 20);
+        assert_eq!(taken.as_ptr(), second_at);
     }
 
     /// Bytes outliving their pool free their buffer.
