@@ -22,6 +22,11 @@
 //! the pace, the gaps grow and the window with them, up to the maximum). With no round trip
 //! known yet, or no answers, the window is the maximum.
 //!
+//! The floor comes from small exchanges only: a connection that only ever carries large
+//! requests keeps the floor of its ApiVersions exchange, so a round trip that grows later (a
+//! path rerouted far away) is not seen, and the window can stay smaller than the link needs,
+//! though never below two.
+//!
 //! The window holds back only requests that would put [`FREE_BYTES`] or more in flight: small
 //! requests cost the cache nothing, and after a stall of the broker, several of them in flight
 //! drain the producer's backlog sooner (two in flight for small requests lengthened the p99 of
