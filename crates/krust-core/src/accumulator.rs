@@ -394,28 +394,28 @@ impl<R> PartitionBuffer<R> {
             || self.batches.iter().any(|b| b.state == BatchState::Waiting)
     }
 
-    /// Whether a batch that became ready now could be sent now: a leader, not held, not
-    /// backing off, its producer identity known (idempotence), and not backlogged.
+    /// Whether nothing of this partition may go now, whatever its batches: no leader, held,
+    /// its producer identity unknown or a sequence reset pending (idempotence), or backing
+    /// off.
+    fn is_blocked(&self, cfg: &AccumulatorConfig, now: Instant) -> bool {
+        self.leader.is_none()
+            || self.held
+            || (cfg.idempotent && (self.reset_pending || !self.producer.is_some()))
+            || self.retry_at.is_some_and(|t| now < t)
+    }
+
+    /// Whether a batch that became ready now could be sent now: not blocked and not
+    /// backlogged.
     fn could_send(&self, cfg: &AccumulatorConfig, now: Instant) -> bool {
-        self.leader.is_some()
-            && !self.held
-            && !(cfg.idempotent && (self.reset_pending || !self.producer.is_some()))
-            && self.retry_at.is_none_or(|t| t <= now)
-            && !self.is_backlogged(cfg.max_in_flight_per_partition.max(1))
+        !self.is_blocked(cfg, now) && !self.is_backlogged(cfg.max_in_flight_per_partition.max(1))
     }
 
     /// The first batch not in flight, if it may be sent now to `leader`.
     fn sendable(&self, now: Instant, cfg: &AccumulatorConfig, flushing: bool) -> Option<usize> {
         let leader = self.leader?;
-        if self.held {
-            return None;
-        }
-        if cfg.idempotent && (self.reset_pending || !self.producer.is_some()) {
-            return None;
-        }
-        if self.in_flight >= cfg.max_in_flight_per_partition.max(1)
+        if self.is_blocked(cfg, now)
+            || self.in_flight >= cfg.max_in_flight_per_partition.max(1)
             || (self.rewinding && self.in_flight > 0)
-            || self.retry_at.is_some_and(|t| now < t)
         {
             return None;
         }

@@ -32,6 +32,10 @@
 //! drain the producer's backlog sooner (two in flight for small requests lengthened the p99 of
 //! the latency benchmark on tansu).
 //!
+//! The window also keeps the count and bytes of its connection's requests in flight, so the
+//! producer has one record of them; with `adaptive` off it only counts, and allows the
+//! maximum.
+//!
 //! No clock here: callers pass `now` in.
 
 use std::time::{Duration, Instant};
@@ -43,18 +47,25 @@ pub const MIN_WINDOW: usize = 2;
 /// cache).
 pub const FREE_BYTES: usize = 1 << 20;
 
-/// A request handed off, as [`InFlightWindow::sent`] marked it; give it back to
-/// [`InFlightWindow::answered`] with its answer.
+/// A request handed off, as [`InFlightWindow::sent`] counted it; give it back to
+/// [`InFlightWindow::answered`], [`InFlightWindow::failed`] or [`InFlightWindow::written`]
+/// when it ends.
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
     at: Instant,
+    bytes: usize,
 }
 
 /// The in-flight window of one broker connection (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct InFlightWindow {
     max: usize,
+    /// Whether the limit follows the answers (else it stays at `max`).
+    adaptive: bool,
     limit: usize,
+    /// Requests in flight, and their bytes.
+    requests: usize,
+    bytes: usize,
     /// When the last answer came.
     last_answer: Option<Instant>,
     /// Mean gap between paced answers, nanoseconds (moving average).
@@ -64,12 +75,16 @@ pub struct InFlightWindow {
 }
 
 impl InFlightWindow {
-    /// A window of at most `max` requests (at least one).
-    pub fn new(max: usize) -> Self {
+    /// A window of at most `max` requests (at least one), sized from the answers when
+    /// `adaptive`, else always `max`.
+    pub fn new(max: usize, adaptive: bool) -> Self {
         let max = max.max(1);
         InFlightWindow {
             max,
+            adaptive,
             limit: max,
+            requests: 0,
+            bytes: 0,
             last_answer: None,
             gap: None,
             round_trip: None,
@@ -81,10 +96,14 @@ impl InFlightWindow {
         self.limit
     }
 
-    /// Whether one more request may go with `in_flight` requests of `bytes_in_flight` bytes
-    /// unanswered.
-    pub fn allows(&self, in_flight: usize, bytes_in_flight: usize) -> bool {
-        in_flight < self.max && (in_flight < self.limit || bytes_in_flight < FREE_BYTES)
+    /// Requests in flight.
+    pub fn requests(&self) -> usize {
+        self.requests
+    }
+
+    /// Whether one more request may go now.
+    pub fn allows(&self) -> bool {
+        self.requests < self.max && (self.requests < self.limit || self.bytes < FREE_BYTES)
     }
 
     /// The connection's round-trip floor, as it knows it now.
@@ -95,13 +114,16 @@ impl InFlightWindow {
         }
     }
 
-    /// A request is handed off now.
-    pub fn sent(&self, now: Instant) -> Sent {
-        Sent { at: now }
+    /// A request of `bytes` is handed off now.
+    pub fn sent(&mut self, bytes: usize, now: Instant) -> Sent {
+        self.requests += 1;
+        self.bytes += bytes;
+        Sent { at: now, bytes }
     }
 
     /// The answer to `sent` came now.
     pub fn answered(&mut self, sent: Sent, now: Instant) {
+        self.end(sent);
         if let Some(prev) = self.last_answer.filter(|prev| sent.at < *prev) {
             // It waited for the answer ahead of it: the gap is the pace.
             let g = now.saturating_duration_since(prev).as_nanos() as f64;
@@ -111,14 +133,25 @@ impl InFlightWindow {
         self.recompute();
     }
 
-    /// A request ended without an answer (the connection failed): the next answer's gap says
+    /// `sent` ended without an answer (the connection failed): the next answer's gap says
     /// nothing about the pace.
-    pub fn failed(&mut self) {
+    pub fn failed(&mut self, sent: Sent) {
+        self.end(sent);
         self.last_answer = None;
     }
 
+    /// `sent` needed no answer (acks=0) and is written.
+    pub fn written(&mut self, sent: Sent) {
+        self.end(sent);
+    }
+
+    fn end(&mut self, sent: Sent) {
+        self.requests = self.requests.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(sent.bytes);
+    }
+
     fn recompute(&mut self) {
-        let (Some(round_trip), Some(gap)) = (self.round_trip, self.gap) else {
+        let (true, Some(round_trip), Some(gap)) = (self.adaptive, self.round_trip, self.gap) else {
             return;
         };
         let behind = (round_trip.as_nanos() as f64 / gap.max(1.0)).ceil();
@@ -131,19 +164,21 @@ impl InFlightWindow {
 mod tests {
     use super::*;
 
-    /// Drives a window against a broker that serves one request at a time, taking `service` per
-    /// request, `rtt` away (the connection's floor); the client has a request ready every
-    /// `ready_every` and hands it off when the window allows. Returns the window at the end and
-    /// the requests answered in `span`.
+    const MB: usize = 1 << 20;
+
+    /// Drives an adaptive window against a broker that serves one request at a time, taking
+    /// `service` per request, `rtt` away (the connection's floor); the client has a 1 MiB
+    /// request ready every 10 µs and hands it off when the window allows. Returns the window at
+    /// the end and the requests answered in `span`.
     fn run(
         max: usize,
         service: Duration,
         rtt: Duration,
-        ready_every: Duration,
         span: Duration,
     ) -> (InFlightWindow, usize) {
+        let ready_every = Duration::from_micros(10);
         let start = Instant::now();
-        let mut w = InFlightWindow::new(max);
+        let mut w = InFlightWindow::new(max, true);
         w.set_round_trip(Some(rtt));
         // Requests in flight: (mark, answer time).
         let mut flight: std::collections::VecDeque<(Sent, Instant)> = Default::default();
@@ -152,15 +187,16 @@ mod tests {
         let mut now = start;
         let mut answered = 0;
         while now < start + span {
-            while next_ready <= now && w.allows(flight.len(), FREE_BYTES) {
-                let sent = w.sent(now);
+            while next_ready <= now && w.allows() {
+                let sent = w.sent(MB, now);
                 let begins = (now + rtt / 2).max(broker_free);
                 broker_free = begins + service;
                 flight.push_back((sent, broker_free + rtt / 2));
                 next_ready = now + ready_every;
             }
+            assert_eq!(w.requests(), flight.len());
             match flight.front().map(|(_, at)| *at) {
-                Some(at) if at <= next_ready.max(now) || !w.allows(flight.len(), FREE_BYTES) => {
+                Some(at) if at <= next_ready.max(now) || !w.allows() => {
                     now = now.max(at);
                     let (sent, _) = flight.pop_front().expect("front");
                     w.answered(sent, now);
@@ -172,120 +208,117 @@ mod tests {
         (w, answered)
     }
 
-    /// A broker close by (round trip far below its time per request): two in flight, and the
-    /// broker kept busy.
+    /// The window against brokers near and far: (max, service, round trip, span) -> the window
+    /// it settles at and the least answers the broker gives meanwhile (kept busy, or as busy as
+    /// the window lets it be).
     #[test]
-    fn a_broker_close_by_gets_two_in_flight() {
-        let (w, answered) = run(
-            5,
-            Duration::from_micros(300),
-            Duration::from_micros(60),
-            Duration::from_micros(10),
-            Duration::from_secs(1),
+    fn the_window_covers_the_round_trip_and_no_more() {
+        let (us, ms, s) = (
+            Duration::from_micros,
+            Duration::from_millis,
+            Duration::from_secs,
         );
-        assert_eq!(w.limit(), 2);
-        let per_second = 1_000_000 / 300;
-        assert!(
-            answered >= per_second * 97 / 100,
-            "{answered} answers, the broker serves {per_second} a second"
-        );
+        let cases = [
+            // Close by: two in flight, and the broker serves 1/300 µs.
+            (5, us(300), us(60), s(1), 2, 1_000_000 / 300 * 97 / 100),
+            // Far: the whole window; five in flight, each 10 + 2 ms: about 416 a second.
+            (5, ms(2), ms(10), s(2), 5, 800),
+            // In between: 1 + ceil(3 / 2) = 3, and the broker stays busy.
+            (5, ms(2), ms(3), s(2), 3, 970),
+            // Far, with a larger maximum: 1 + ceil(10 / 2) = 6.
+            (10, ms(2), ms(10), s(2), 6, 900),
+        ];
+        for (max, service, rtt, span, limit, least) in cases {
+            let (w, answered) = run(max, service, rtt, span);
+            assert_eq!(w.limit(), limit, "{service:?} per request, {rtt:?} away");
+            assert!(
+                answered >= least,
+                "{answered} answers, {service:?}, {rtt:?}"
+            );
+        }
     }
 
-    /// A distant broker (round trip several times its time per request): the window opens up
-    /// to the maximum; in between, to what covers the round trip.
-    #[test]
-    fn a_distant_broker_gets_the_whole_window() {
-        let (w, answered) = run(
-            5,
-            Duration::from_millis(2),
-            Duration::from_millis(10),
-            Duration::from_micros(10),
-            Duration::from_secs(2),
-        );
-        assert_eq!(w.limit(), 5);
-        // Five in flight, each 10 + 2 ms: about 416 a second.
-        assert!(answered >= 800, "{answered}");
-        // 3 ms round trip, 2 ms per request: 1 + ceil(3 / 2) = 3, and the broker stays busy.
-        let (w, answered) = run(
-            5,
-            Duration::from_millis(2),
-            Duration::from_millis(3),
-            Duration::from_micros(10),
-            Duration::from_secs(2),
-        );
-        assert_eq!(w.limit(), 3);
-        assert!(answered >= 970, "{answered}");
-        // With a maximum of ten, the same distant broker gets six (1 + ceil(10 / 2)).
-        let (w, _) = run(
-            10,
-            Duration::from_millis(2),
-            Duration::from_millis(10),
-            Duration::from_micros(10),
-            Duration::from_secs(2),
-        );
-        assert_eq!(w.limit(), 6);
-    }
-
-    /// A window held small opens when the round trip grows: the gaps grow with it.
+    /// A window held small opens when the round trip grows: the gaps grow with it. Small
+    /// requests are not held back.
     #[test]
     fn the_window_follows_a_round_trip_that_grows() {
         let start = Instant::now();
-        let mut w = InFlightWindow::new(5);
+        let mut w = InFlightWindow::new(5, true);
         w.set_round_trip(Some(Duration::from_micros(50)));
         let service = Duration::from_micros(300);
         let mut t = start;
         for _ in 0..20 {
             // Handed off before the answer ahead of it came.
-            let a = w.sent(t - Duration::from_micros(10));
+            let a = w.sent(MB, t - Duration::from_micros(10));
             t += service;
             w.answered(a, t);
         }
         assert_eq!(w.limit(), 2);
-        assert!(w.allows(1, FREE_BYTES));
-        assert!(!w.allows(2, FREE_BYTES));
-        // Small requests are not held back.
-        assert!(w.allows(4, FREE_BYTES - 1));
+        assert_eq!(w.requests(), 0);
+        let a = w.sent(MB, t);
+        assert!(w.allows());
+        let b = w.sent(MB, t);
+        assert!(!w.allows(), "two of a megabyte in flight");
+        w.written(b);
+        w.written(a);
+        let small: Vec<Sent> = (0..4).map(|_| w.sent(1000, t)).collect();
+        assert!(
+            w.allows(),
+            "four small requests are below the bytes held back"
+        );
+        let _ = w.sent(1000, t);
+        assert!(!w.allows(), "never past the maximum");
+        for s in small {
+            w.written(s);
+        }
         w.set_round_trip(Some(Duration::from_millis(20)));
         assert_eq!(w.limit(), 5);
     }
 
-    /// Gaps after an idle spell do not count; without a round trip or answers the window is the
-    /// maximum; a maximum of one stays one.
+    /// Gaps after an idle spell or a failure do not count; without a round trip or answers, or
+    /// not adaptive, the window is the maximum; a maximum of one stays one.
     #[test]
     fn idle_gaps_and_missing_estimates() {
         let now = Instant::now();
-        let w = InFlightWindow::new(5);
-        assert_eq!(w.limit(), 5);
-        assert!(w.allows(4, FREE_BYTES));
-        assert!(!w.allows(5, FREE_BYTES));
+        assert_eq!(InFlightWindow::new(5, true).limit(), 5);
 
-        let mut w = InFlightWindow::new(5);
+        let mut w = InFlightWindow::new(5, true);
         w.set_round_trip(Some(Duration::from_micros(100)));
-        let a = w.sent(now);
+        let a = w.sent(MB, now);
         w.answered(a, now + Duration::from_micros(400));
         assert_eq!(w.limit(), 5, "one answer: no pace yet");
         // Sent after that answer, an hour later: its gap is idle time, not pace.
         let later = now + Duration::from_secs(3600);
-        let b = w.sent(later);
+        let b = w.sent(MB, later);
         w.answered(b, later + Duration::from_micros(400));
         assert_eq!(w.limit(), 5);
         // Paced answers.
-        let c = w.sent(later + Duration::from_micros(300));
+        let c = w.sent(MB, later + Duration::from_micros(300));
         w.answered(c, later + Duration::from_micros(800));
         assert_eq!(w.limit(), 2);
         // A failure forgets the last answer: the next gap is not taken.
-        w.failed();
-        let d = w.sent(later + Duration::from_micros(900));
-        w.answered(d, later + Duration::from_secs(5));
+        let d = w.sent(MB, later + Duration::from_micros(850));
+        w.failed(d);
+        let e = w.sent(MB, later + Duration::from_micros(900));
+        w.answered(e, later + Duration::from_secs(5));
         assert_eq!(w.limit(), 2);
+        assert_eq!(w.requests(), 0);
 
-        let mut one = InFlightWindow::new(1);
+        // The same answers without `adaptive`: the maximum.
+        let mut fixed = InFlightWindow::new(5, false);
+        fixed.set_round_trip(Some(Duration::from_micros(100)));
+        for (sent_at, answered_at) in [(0, 400), (300, 800)] {
+            let s = fixed.sent(MB, now + Duration::from_micros(sent_at));
+            fixed.answered(s, now + Duration::from_micros(answered_at));
+        }
+        assert_eq!(fixed.limit(), 5);
+
+        let mut one = InFlightWindow::new(1, true);
         one.set_round_trip(Some(Duration::from_millis(5)));
-        let s = one.sent(now);
+        let s = one.sent(100, now);
+        assert!(!one.allows());
         one.answered(s, now + Duration::from_micros(50));
-        assert!(!one.allows(1, FREE_BYTES));
-        assert!(!one.allows(1, 0), "never past the maximum");
-        assert!(one.allows(0, FREE_BYTES));
-        assert_eq!(InFlightWindow::new(0).limit(), 1);
+        assert!(one.allows());
+        assert_eq!(InFlightWindow::new(0, true).limit(), 1);
     }
 }

@@ -130,10 +130,11 @@ pub struct ProducerConfig {
     /// allowing `max_in_flight`. Default true.
     ///
     /// The window is one request being served plus enough behind it to cover the round trip:
-    /// `1 + ceil(round trip / the broker's time per request)`, from the gaps between answers
-    /// and the requests sent with nothing else in flight (every 10 s, the next request waits
-    /// for an empty pipeline to measure the round trip again). A broker close by gets 2, a
-    /// distant one the whole `max_in_flight`. The window holds a request back only while 1 MiB
+    /// `1 + ceil(round trip / the broker's time per request)`. The round trip is the least
+    /// time the connection's small exchanges took (ApiVersions at connect, small requests),
+    /// and the time per request the mean gap between answers to requests that were already
+    /// waiting behind the one before. A broker close by gets 2, a distant one the whole
+    /// `max_in_flight`. The window holds a request back only while 1 MiB
     /// or more is in flight: small requests cost nothing to keep in flight and help drain a
     /// backlog after a stall. Requests beyond the window would only wait at the broker, each
     /// holding its bytes out of the cache: against a broker on the same host, two in flight

@@ -241,8 +241,6 @@ enum Event {
         /// round-trip floor.
         mark: Sent,
         floor: Option<Duration>,
-        /// Its record-batch bytes.
-        bytes: usize,
     },
     Topic {
         name: String,
@@ -302,11 +300,9 @@ pub(crate) struct Driver {
     refresh_in_flight: bool,
     refresh_wanted: bool,
     refresh_not_before: Instant,
-    node_in_flight: HashMap<NodeId, usize>,
-    /// Each broker's in-flight window (`adaptive_in_flight`), and the bytes of its requests
-    /// in flight.
-    windows: HashMap<NodeId, InFlightWindow>,
-    node_in_flight_bytes: HashMap<NodeId, usize>,
+    /// Each broker's Produce requests in flight and the window they keep to
+    /// (`adaptive_in_flight`).
+    in_flight: HashMap<NodeId, InFlightWindow>,
     events: FuturesUnordered<BoxFuture<'static, Event>>,
     gen: u64,
     outstanding: Outstanding,
@@ -390,7 +386,7 @@ impl Driver {
                 Instant::now(),
             )
         });
-        let cfg_buffer_memory = cfg.buffer_memory;
+        let pool = BufferPool::new(cfg.buffer_memory / POOL_SHARE);
         Driver {
             partitioner: BuiltinPartitioner::new(cfg.batch_size, cfg.partitioner_ignore_keys, seed),
             acc: {
@@ -415,9 +411,7 @@ impl Driver {
             refresh_in_flight: false,
             refresh_wanted: false,
             refresh_not_before: Instant::now(),
-            node_in_flight: HashMap::new(),
-            windows: HashMap::new(),
-            node_in_flight_bytes: HashMap::new(),
+            in_flight: HashMap::new(),
             events: FuturesUnordered::new(),
             gen: 0,
             outstanding: Outstanding::default(),
@@ -434,7 +428,7 @@ impl Driver {
             to_release: 0,
             probe: None,
             room: usize::MAX,
-            pool: BufferPool::new(cfg_buffer_memory / POOL_SHARE),
+            pool,
         }
     }
 
@@ -558,7 +552,7 @@ impl Driver {
     fn is_idle(&self) -> bool {
         self.acc.is_empty()
             && self.waiting.is_empty()
-            && self.node_in_flight.values().all(|n| *n == 0)
+            && self.in_flight.values().all(|w| w.requests() == 0)
     }
 
     // ------------------------------------------------------------------ commands
@@ -966,20 +960,12 @@ impl Driver {
         let mut took_events = false;
         for node in ready.nodes {
             loop {
-                let in_flight = self.node_in_flight.get(&node).copied().unwrap_or(0);
-                if in_flight >= self.cfg.max_in_flight {
-                    break;
-                }
                 // Within the broker's window (answers wake this loop).
-                if self.cfg.adaptive_in_flight
-                    && self.cfg.acks != Acks::None
-                    && self.windows.get(&node).is_some_and(|w| {
-                        let bytes = self.node_in_flight_bytes.get(&node).copied();
-                        !w.allows(in_flight, bytes.unwrap_or(0))
-                    })
-                {
+                let window = self.in_flight.get(&node);
+                if window.is_some_and(|w| !w.allows()) {
                     break;
                 }
+                let in_flight = window.map_or(0, InFlightWindow::requests);
                 // The broker answers this connection's requests one at a time: a request of
                 // partial batches only waits in line behind unanswered ones, while its
                 // batches could keep taking records. It goes when an answer brings the count
@@ -1030,11 +1016,13 @@ impl Driver {
     fn start_request(&mut self, node: NodeId, drained: Vec<Drained>) {
         // Latency probe (`KRUST_LAT_PROBE`): drained at, depth, records; nothing when off.
         let probe_start = super::probe::enabled().then(|| {
-            let depth = self.node_in_flight.get(&node).copied().unwrap_or(0) as u32;
+            let depth = self
+                .in_flight
+                .get(&node)
+                .map_or(0, InFlightWindow::requests) as u32;
             let records: u32 = drained.iter().map(|d| d.record_count as u32).sum();
             (Instant::now(), depth, records)
         });
-        *self.node_in_flight.entry(node).or_insert(0) += 1;
         let mut by_topic: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
         let mut bytes = 0usize;
         for d in &drained {
@@ -1075,13 +1063,16 @@ impl Driver {
             .request_timeout
             .as_millis()
             .min(i32::MAX as u128) as i32;
-        *self.node_in_flight_bytes.entry(node).or_insert(0) += bytes;
-        let max_in_flight = self.cfg.max_in_flight;
+        // acks=0 has no answers to size a window from.
+        let (max, adaptive) = (
+            self.cfg.max_in_flight,
+            self.cfg.adaptive_in_flight && self.cfg.acks != Acks::None,
+        );
         let mark = self
-            .windows
+            .in_flight
             .entry(node)
-            .or_insert_with(|| InFlightWindow::new(max_in_flight))
-            .sent(Instant::now());
+            .or_insert_with(|| InFlightWindow::new(max, adaptive))
+            .sent(bytes, Instant::now());
         let cluster = self.cluster.clone();
         self.events.push(
             async move {
@@ -1098,7 +1089,6 @@ impl Driver {
                             probe,
                             mark,
                             floor: None,
-                            bytes,
                         }
                     }
                 };
@@ -1133,7 +1123,6 @@ impl Driver {
                     probe,
                     mark,
                     floor: conn.round_trip_floor(),
-                    bytes,
                 }
             }
             .boxed(),
@@ -1198,27 +1187,15 @@ impl Driver {
                 probe,
                 mark,
                 floor,
-                bytes,
             } => {
-                if let Some(n) = self.node_in_flight.get_mut(&node) {
-                    *n = n.saturating_sub(1);
-                }
-                if let Some(n) = self.node_in_flight_bytes.get_mut(&node) {
-                    *n = n.saturating_sub(bytes);
-                }
-                if let Some(w) = self.windows.get_mut(&node) {
+                if let Some(w) = self.in_flight.get_mut(&node) {
                     w.set_round_trip(floor);
                     match &outcome {
                         Outcome::Response(_) => w.answered(mark, now),
-                        Outcome::Failed { .. } => w.failed(),
-                        Outcome::Written => {}
+                        Outcome::Failed { .. } => w.failed(mark),
+                        Outcome::Written => w.written(mark),
                     }
-                    let window = if self.cfg.adaptive_in_flight && self.cfg.acks != Acks::None {
-                        w.limit()
-                    } else {
-                        self.cfg.max_in_flight
-                    };
-                    self.stats.window.store(window as u64, Ordering::Relaxed);
+                    self.stats.window.store(w.limit() as u64, Ordering::Relaxed);
                 }
                 self.probe =
                     probe.map(

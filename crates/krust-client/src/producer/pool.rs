@@ -32,9 +32,8 @@ pub(crate) struct BufferPool {
 
 #[derive(Debug)]
 struct Kept {
+    /// At most [`MAX_KEPT`] buffers.
     free: Vec<Vec<u8>>,
-    /// Total capacity of `free`.
-    bytes: usize,
     /// Most bytes kept.
     budget: usize,
 }
@@ -45,7 +44,6 @@ impl BufferPool {
         BufferPool {
             inner: Arc::new(Mutex::new(Kept {
                 free: Vec::new(),
-                bytes: 0,
                 budget,
             })),
         }
@@ -67,9 +65,7 @@ impl BufferPool {
                 .min_by_key(|(_, b)| b.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                let buf = kept.free.remove(i);
-                kept.bytes -= buf.capacity();
-                return buf;
+                return kept.free.remove(i);
             }
         }
         Vec::with_capacity(capacity)
@@ -97,7 +93,7 @@ impl BufferPool {
     #[cfg(test)]
     pub(crate) fn kept(&self) -> (usize, usize) {
         let kept = self.lock();
-        (kept.free.len(), kept.bytes)
+        (kept.free.len(), kept.bytes())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
@@ -118,13 +114,19 @@ fn give_to(inner: &Mutex<Kept>, mut buf: Vec<u8>) {
         return;
     }
     let mut kept = lock(inner);
-    if kept.free.len() < MAX_KEPT && kept.bytes + capacity <= kept.budget {
+    if kept.free.len() < MAX_KEPT && kept.bytes() + capacity <= kept.budget {
         buf.clear();
-        kept.bytes += capacity;
         kept.free.push(buf);
     }
     // Else dropped: released after the lock, below.
     drop(kept);
+}
+
+impl Kept {
+    /// Total capacity of the buffers kept.
+    fn bytes(&self) -> usize {
+        self.free.iter().map(Vec::capacity).sum()
+    }
 }
 
 impl BatchBuffers for &BufferPool {

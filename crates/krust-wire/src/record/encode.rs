@@ -527,14 +527,10 @@ impl BatchBuilder {
             let records = std::mem::take(&mut self.records);
             let body = records.get(BATCH_HEADER_LEN..).unwrap_or(&[]);
             // Its size is not known before compressing: the codec grows it.
-            let mut out = buffers.take(BATCH_HEADER_LEN);
-            out.resize(BATCH_HEADER_LEN, 0);
+            let mut out = vec![0u8; BATCH_HEADER_LEN];
             let compressed = compression::compress_append(self.compression, body, &mut out);
             buffers.give(records);
-            if let Err(e) = compressed {
-                buffers.give(out);
-                return Err(e);
-            }
+            compressed?;
             let batch_length = len_i32(out.len() - 12, "batch")?;
             self.write_header(&mut out, batch_length, producer, is_transactional);
             let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
