@@ -213,7 +213,7 @@ async fn s1_dropped_connections_rtt_and_leader_moves() {
         i += 1;
         let r = mix(i);
         let rtt = Duration::from_millis(r % 201);
-        if i % 40 == 0 {
+        if i.is_multiple_of(40) {
             if let Some(c) = weak.upgrade() {
                 let p = ((r >> 20) % 8) as i32;
                 let (leader, _) = c.leader("s1", p).unwrap();
@@ -221,7 +221,7 @@ async fn s1_dropped_connections_rtt_and_leader_moves() {
                 m2.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if (r >> 8) % 20 == 0 {
+        if (r >> 8).is_multiple_of(20) {
             c2.fetch_add(1, Ordering::Relaxed);
             return Some(Action::DelayThen(rtt, Box::new(Action::Close)));
         }

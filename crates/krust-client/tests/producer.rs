@@ -82,10 +82,10 @@ fn record_for(topic: &str, i: usize) -> ProducerRecord {
         .with_key(format!("key-{i}"))
         .with_value(format!("value-{i}-{}", "x".repeat(i % 50)))
         .with_timestamp(1_700_000_000_000 + i as i64);
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         r = r.with_header("h", format!("hv-{i}")).with_null_header("n");
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         r.key = None;
     }
     r

@@ -21,7 +21,7 @@ fn text(n: usize) -> Vec<u8> {
     (0..n)
         .map(|i| {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            if (x >> 16) % 4 == 0 {
+            if (x >> 16).is_multiple_of(4) {
                 (x >> 8) as u8
             } else {
                 b"kafka record "[i % 13]

@@ -234,7 +234,7 @@ async fn transactions(
             }
         }
         if open > 0 {
-            let abort = args.abort_every > 0 && number % args.abort_every == 0;
+            let abort = args.abort_every > 0 && number.is_multiple_of(args.abort_every);
             if doomed {
                 producer
                     .abort_transaction()

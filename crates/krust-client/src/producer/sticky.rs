@@ -151,7 +151,7 @@ mod tests {
                 assert_eq!(a, b, "seed {seed} record {i}");
                 let o = &mut open[a as usize];
                 // A batch closes when the record does not fit, or (linger) at random.
-                if (*o + size > batch_size && *o > 0) || rng.next() % 16 == 0 {
+                if (*o + size > batch_size && *o > 0) || rng.next().is_multiple_of(16) {
                     *o = 0;
                 }
                 *o += size;

@@ -295,7 +295,7 @@ fn parse_v2_header(raw: &[u8], at: usize, check_crc: bool) -> Result<BatchHeader
     let stored = be_i32(raw, CRC) as u32;
     let base_offset = be_i64(raw, BASE_OFFSET);
     if check_crc {
-        let computed = crc32c::crc32c(&raw[ATTRIBUTES..]);
+        let computed = super::crc::crc32c(&raw[ATTRIBUTES..]);
         if stored != computed {
             return Err(Error::CorruptBatch {
                 base_offset,

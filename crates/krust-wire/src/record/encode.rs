@@ -404,7 +404,7 @@ impl BatchBuilder {
     fn take_records_checksummed(&mut self, buffers: &mut impl BatchBuffers) -> (Vec<u8>, u32) {
         let records = std::mem::take(&mut self.records);
         if self.shared.is_empty() {
-            let crc = crc32c::crc32c(&records[ATTRIBUTES..]);
+            let crc = super::crc::crc32c(&records[ATTRIBUTES..]);
             return (records, crc);
         }
         let mut out = buffers.take(records.len() + self.shared_len);
@@ -414,12 +414,12 @@ impl BatchBuilder {
             out.extend_from_slice(value);
             from = *at;
             if out.len() - summed >= CRC_STRETCH {
-                crc = crc32c::crc32c_append(crc, &out[summed..]);
+                crc = super::crc::crc32c_append(crc, &out[summed..]);
                 summed = out.len();
             }
         }
         out.extend_from_slice(&records[from..]);
-        crc = crc32c::crc32c_append(crc, &out[summed..]);
+        crc = super::crc::crc32c_append(crc, &out[summed..]);
         // Released together after the copy (clones of one `Bytes` share a count that another
         // thread may be changing: one stretch of changes, not one between every copy).
         self.shared.clear();
@@ -533,7 +533,7 @@ impl BatchBuilder {
             compressed?;
             let batch_length = len_i32(out.len() - 12, "batch")?;
             self.write_header(&mut out, batch_length, producer, is_transactional);
-            let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+            let crc = super::crc::crc32c(&out[ATTRIBUTES..]);
             (out, crc)
         };
         out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
@@ -723,7 +723,7 @@ pub fn restamp_in_place(
     batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
     batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
     batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    let crc = super::crc::crc32c(&batch[ATTRIBUTES..]);
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(())
 }

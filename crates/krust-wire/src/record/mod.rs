@@ -48,6 +48,7 @@ use kafka_protocol::protocol::StrBytes;
 
 pub use crate::compression::{Compression, DecompressLimits};
 
+pub mod crc;
 mod decode;
 mod encode;
 mod legacy;
