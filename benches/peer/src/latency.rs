@@ -586,6 +586,8 @@ fn probe_report(start: Instant, interval: Duration, sent: &[u64], woken: &[u64])
     .collect();
     let mut depth = std::collections::BTreeMap::<u32, usize>::new();
     let mut recs = Vec::with_capacity(n);
+    // Every record's stages, to break the tail down below.
+    let mut per_record: Vec<[u64; 8]> = Vec::with_capacity(n);
     for (i, r) in rows.iter().take(n).enumerate() {
         let sched = t0 + (interval * i as u32).as_nanos() as u64;
         let v = [
@@ -601,6 +603,7 @@ fn probe_report(start: Instant, interval: Duration, sent: &[u64], woken: &[u64])
         for (s, x) in stages.iter_mut().zip(v) {
             s.1.push(x);
         }
+        per_record.push(v);
         *depth.entry(r.depth).or_default() += 1;
         recs.push(r.request_records as u64);
     }
@@ -620,6 +623,33 @@ fn probe_report(start: Instant, interval: Duration, sent: &[u64], woken: &[u64])
             pct(v, 0.9),
             pct(v, 0.99),
             mean
+        );
+    }
+    // Where the tail's time went: the mean of each stage over the records whose total is at or
+    // above the p99 and the p99.9.
+    per_record.sort_unstable_by_key(|v| v[7]);
+    for (label, p) in [("p99", 0.99), ("p99.9", 0.999)] {
+        let from = ((per_record.len() as f64 * p) as usize).min(per_record.len());
+        let tail = &per_record[from..];
+        if tail.is_empty() {
+            continue;
+        }
+        let means: Vec<String> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let mean = tail.iter().map(|v| v[i]).sum::<u64>() as f64 / tail.len() as f64;
+                format!(
+                    "{} {:.0}",
+                    name.split(' ').next().unwrap_or(name),
+                    mean / 1e3
+                )
+            })
+            .collect();
+        eprintln!(
+            "  tail at or above {label} ({} records), mean us: {}",
+            tail.len(),
+            means.join(", ")
         );
     }
     eprintln!(
