@@ -155,6 +155,10 @@ fn krust(
         .map_err(|e| e.to_string())?;
     let mut cfg = ProducerConfig::new(bootstrap);
     cfg.linger = Duration::ZERO;
+    // KRUST_PEER_LINGER_US: another linger.ms (in µs), to see what batching buys the tail.
+    if let Some(us) = crate::env_usize("KRUST_PEER_LINGER_US") {
+        cfg.linger = Duration::from_micros(us as u64);
+    }
     // krust's default with acks=all; stated for clarity.
     cfg.enable_idempotence = Some(true);
     if let Some(n) = crate::env_usize("KRUST_PEER_BATCH_SIZE") {
