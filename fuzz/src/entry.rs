@@ -73,7 +73,10 @@ pub fn responses(data: &[u8]) {
 /// odd one the bytes are decoded as they are.
 pub fn record_batch(data: &[u8]) {
     // The batch checksum against the reference crate, whole and continued from a start value.
-    let start = data.iter().take(4).fold(0u32, |s, b| s << 8 | u32::from(*b));
+    let start = data
+        .iter()
+        .take(4)
+        .fold(0u32, |s, b| s << 8 | u32::from(*b));
     assert_eq!(
         krust_wire::record::crc::crc32c_append(start, data),
         crc32c::crc32c_append(start, data),
