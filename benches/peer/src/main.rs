@@ -13,6 +13,9 @@
 //! per run (`--quick`: 3 s, one run). `--latency-child CLIENT BOOTSTRAP TOPIC RATE SECS` runs
 //! one of those.
 //!
+//! `--ping-pong` prints how long moving a cache line between two threads takes now (the host's
+//! placement of its vCPUs; see `benches/RESULTS.md`).
+//!
 //! `--null-broker PARTITIONS [FETCH_END SIZE CODEC]` runs a null broker alone (for profiling);
 //! `--child CLIENT produce|consume BOOTSTRAP TOPIC SIZE PARTITIONS CODEC IDEMPOTENT(0|1) RECORDS`
 //! runs one client workload and prints `RESULT records bytes seconds peak-rss-kib`.
@@ -771,6 +774,39 @@ fn fmt_rate(v: f64) -> String {
     }
 }
 
+/// `--ping-pong`: two threads hand one counter back and forth; returns the mean time of one
+/// hand-off, i.e. of moving a cache line between the cores they run on. On the shared
+/// 2-vCPU host it is 22-35 ns most of the time and ~200 ns at moments, and krust's 1 KiB
+/// producer slows in those moments (`benches/RESULTS.md`).
+fn ping_pong() -> f64 {
+    const HANDOFFS: u64 = 2_000_000;
+    let line = std::sync::Arc::new(AtomicU64::new(0));
+    let other = line.clone();
+    // Odd values are the other thread's turn to answer with the next even one.
+    let answerer = std::thread::spawn(move || {
+        let mut expect = 1;
+        while expect < HANDOFFS {
+            while other.load(Ordering::Acquire) != expect {
+                std::hint::spin_loop();
+            }
+            other.store(expect + 1, Ordering::Release);
+            expect += 2;
+        }
+    });
+    let start = std::time::Instant::now();
+    let mut sent = 1;
+    while sent < HANDOFFS {
+        line.store(sent, Ordering::Release);
+        while line.load(Ordering::Acquire) != sent + 1 {
+            std::hint::spin_loop();
+        }
+        sent += 2;
+    }
+    let elapsed = start.elapsed();
+    let _ = answerer.join();
+    elapsed.as_nanos() as f64 / (HANDOFFS - 1) as f64
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
@@ -789,6 +825,10 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("--null-broker") {
         serve_null(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--ping-pong") {
+        println!("{:.0} ns per one-way cache-line transfer", ping_pong());
         return;
     }
     let opts = match parse_options(&args) {
