@@ -170,9 +170,7 @@ fn krust(
         cfg.max_in_flight_partial = n;
     }
     // KRUST_PEER_ADAPTIVE=0: adaptive_in_flight off.
-    if std::env::var("KRUST_PEER_ADAPTIVE").as_deref() == Ok("0") {
-        cfg.adaptive_in_flight = false;
-    }
+    cfg.adaptive_in_flight = crate::adaptive_in_flight();
     let producer = rt.block_on(Producer::new(cfg)).map_err(|e| e.to_string())?;
     let value = bytes::Bytes::from(vec![b'x'; SIZE]);
     let rec = || {

@@ -342,10 +342,7 @@ fn krust_produce(
         if let Some(n) = env_usize("KRUST_PEER_IN_FLIGHT") {
             cfg.max_in_flight = n;
         }
-        // KRUST_PEER_ADAPTIVE=0: every request up to max_in_flight, without the adaptive window.
-        if std::env::var("KRUST_PEER_ADAPTIVE").as_deref() == Ok("0") {
-            cfg.adaptive_in_flight = false;
-        }
+        cfg.adaptive_in_flight = adaptive_in_flight();
         let pipeline = std::env::var_os("KRUST_PEER_PIPELINE").map(|_| 5);
         if let Some(n) = env_usize("KRUST_PEER_PARTIAL").or(pipeline) {
             cfg.max_in_flight_partial = n;
@@ -772,6 +769,11 @@ fn fmt_rate(v: f64) -> String {
     } else {
         format!("{:.0} k", v / 1e3)
     }
+}
+
+/// krust's `adaptive_in_flight` for a run: on, unless `KRUST_PEER_ADAPTIVE=0`.
+pub(crate) fn adaptive_in_flight() -> bool {
+    std::env::var("KRUST_PEER_ADAPTIVE").as_deref() != Ok("0")
 }
 
 /// `--ping-pong`: two threads hand one counter back and forth; returns the mean time of one

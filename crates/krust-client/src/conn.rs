@@ -210,10 +210,7 @@ impl RoundTripFloor {
     }
 
     fn floor(&self) -> Option<Duration> {
-        match (self.current, self.previous) {
-            (Some(c), Some(p)) => Some(c.min(p)),
-            (c, p) => c.or(p),
-        }
+        self.current.into_iter().chain(self.previous).min()
     }
 }
 

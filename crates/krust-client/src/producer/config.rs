@@ -142,9 +142,9 @@ pub struct ProducerConfig {
     /// time the connection's small exchanges took (ApiVersions at connect, small requests),
     /// and the time per request the mean gap between answers to requests that were already
     /// waiting behind the one before. A broker close by gets 2, a distant one the whole
-    /// `max_in_flight`. The window holds a request back only while 1 MiB
-    /// or more is in flight: small requests cost nothing to keep in flight and help drain a
-    /// backlog after a stall. Requests beyond the window would only wait at the broker, each
+    /// `max_in_flight`. The window holds a request back only while 1 MiB or more is in
+    /// flight: small requests cost nothing to keep in flight and help drain a backlog after a
+    /// stall. Requests beyond the window would only wait at the broker, each
     /// holding its bytes out of the cache: against a broker on the same host, two in flight
     /// instead of five ran 8-16 % faster at 1 MB batches, on tansu and on the null broker
     /// (`benches/RESULTS.md`). `false` keeps the Java client's rule.

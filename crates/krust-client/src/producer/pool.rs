@@ -229,13 +229,17 @@ mod tests {
         assert_eq!(taken.as_ptr(), second_at);
     }
 
-    /// Bytes outliving their pool free their buffer.
+    /// Batch bytes do not keep their pool alive; outliving it, they stay readable and free
+    /// their buffer themselves.
     #[test]
     fn bytes_outliving_the_pool_free_their_buffer() {
         let pool = BufferPool::new(1 << 20);
         let bytes = pool.bytes(vec![3; POOLED_MIN]);
+        let inner = Arc::downgrade(&pool.inner);
         drop(pool);
+        assert!(inner.upgrade().is_none(), "the bytes held the pool");
         assert_eq!(bytes.len(), POOLED_MIN);
+        assert!(bytes.iter().all(|b| *b == 3));
         drop(bytes);
     }
 }

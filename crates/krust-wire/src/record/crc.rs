@@ -94,14 +94,18 @@ mod fold {
             && std::arch::is_x86_feature_detected!("sse4.1")
     }
 
-    /// [`super::crc32c_append`] for `data` of at least [`STEP`] bytes, on a CPU where
-    /// [`available`] holds.
+    /// [`super::crc32c_append`] on a CPU where [`available`] holds: the whole steps folded,
+    /// the rest by the crate.
     pub(super) fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
-        debug_assert!(data.len() >= STEP && available());
+        debug_assert!(available());
+        let (steps, tail) = data.as_chunks::<STEP>();
+        let Some((first, rest)) = steps.split_first() else {
+            return crc32c::crc32c_append(crc, data);
+        };
         // SAFETY: the only requirement of a `target_feature` function is that the CPU has the
         // features, which `available()` checked (callers only come here after it).
         #[allow(unsafe_code)]
-        let (folded, tail) = unsafe { fold(!crc, data) };
+        let folded = unsafe { fold(!crc, first, rest) };
         // The folded 16 bytes have the remainder of everything before `tail`, from a zero
         // state: the crate finishes from there.
         crc32c::crc32c_append(crc32c::crc32c_append(u32::MAX, &folded), tail)
@@ -140,14 +144,10 @@ mod fold {
         )
     }
 
-    /// Folds the whole steps of `data` (at least one), from `state`, into 16 bytes with the
-    /// same remainder; returns them and the bytes after the last whole step.
+    /// Folds `first` and the `rest` of the steps after it, from `state`, into 16 bytes with
+    /// the same remainder.
     #[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq,sse4.1")]
-    fn fold(state: u32, data: &[u8]) -> ([u8; 16], &[u8]) {
-        let (steps, tail) = data.as_chunks::<STEP>();
-        let Some((first, rest)) = steps.split_first() else {
-            return ([0; 16], data);
-        };
+    fn fold(state: u32, first: &[u8; STEP], rest: &[[u8; STEP]]) -> [u8; 16] {
         let quarters = |s: &[u8; STEP]| {
             let (q, _) = s.as_chunks::<64>();
             [load(&q[0]), load(&q[1]), load(&q[2]), load(&q[3])]
@@ -174,7 +174,7 @@ mod fold {
         let mut out = [0u8; 16];
         out[..8].copy_from_slice(&_mm_cvtsi128_si64(v).to_le_bytes());
         out[8..].copy_from_slice(&_mm_extract_epi64::<1>(v).to_le_bytes());
-        (out, tail)
+        out
     }
 }
 
@@ -183,15 +183,8 @@ mod tests {
     use super::*;
 
     fn data(n: usize) -> Vec<u8> {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        let mut rng = crate::protocol::RandomSource::new(n as u64, false);
+        (0..n).map(|_| rng.next_u64() as u8).collect()
     }
 
     /// Checks `crc32c_append` against the crate, and the fold itself where the CPU has it (so
@@ -200,7 +193,7 @@ mod tests {
         let want = crc32c::crc32c_append(start, d);
         assert_eq!(crc32c_append(start, d), want, "length {}", d.len());
         #[cfg(target_arch = "x86_64")]
-        if d.len() >= fold::STEP && fold::available() {
+        if fold::available() {
             assert_eq!(
                 fold::crc32c_append(start, d),
                 want,
