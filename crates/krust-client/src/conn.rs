@@ -1195,7 +1195,8 @@ mod tests {
     }
 
     /// The floor is the least small exchange of this period and the last; an older low one
-    /// gives way, and a floor with no new samples stands.
+    /// gives way. After an idle spell the first sample opens a new period, and the period
+    /// before the spell still counts.
     #[test]
     fn the_round_trip_floor_keeps_to_the_last_two_periods() {
         let t0 = Instant::now();
@@ -1211,7 +1212,9 @@ mod tests {
         // A period later the 3 ms is gone.
         f.record(ms(9), t0 + 2 * FLOOR_PERIOD + ms(300));
         assert_eq!(f.floor(), Some(ms(8)));
-        // Nothing new for an hour: the floor stands.
-        assert_eq!(f.floor(), Some(ms(8)));
+        // An hour with no samples, then 12 ms: the 9 ms period before the spell still counts,
+        // the 8 ms two periods back does not.
+        f.record(ms(12), t0 + Duration::from_secs(3600));
+        assert_eq!(f.floor(), Some(ms(9)));
     }
 }
