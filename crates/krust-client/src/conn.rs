@@ -33,7 +33,9 @@ use kafka_protocol::messages::{
     SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use krust_wire::frame::{encode_produce_frame, FrameReader};
+use krust_wire::frame::{
+    encode_produce_batches_frame, encode_produce_frame, FramePiece, FrameReader, ProduceBatches,
+};
 use krust_wire::header::{encode_request, peek_correlation_id, split_response};
 use krust_wire::versions::{api_versions_retry, decode_api_versions};
 use krust_wire::{decode_response, ApiKey, BrokerVersions, ErrorCode, KafkaRequest};
@@ -96,8 +98,8 @@ struct Outgoing {
     /// The frame, or its first piece.
     frame: Bytes,
     /// The frame's further pieces (a Produce request's large record batches, written from
-    /// their own buffers rather than copied into `frame`).
-    rest: Vec<Bytes>,
+    /// their own buffers, values kept by reference included, rather than copied into `frame`).
+    rest: Vec<FramePiece>,
     written: Option<oneshot::Sender<()>>,
 }
 
@@ -591,7 +593,11 @@ impl Core {
     }
 
     /// Encodes a request frame: its first piece, any further pieces, and its correlation id.
-    fn encode<R: KafkaRequest>(&self, req: &R, version: i16) -> Result<(Bytes, Vec<Bytes>, i32)> {
+    fn encode<R: KafkaRequest>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<(Bytes, Vec<FramePiece>, i32)> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
         let wire_err = |source| Error::Wire {
             broker: self.node,
@@ -599,14 +605,33 @@ impl Core {
         };
         // A Produce request's record batches are written from their own buffers, not copied
         // into the frame (a megabyte per request at the default batch size).
-        if let Some(produce) = (req as &dyn std::any::Any).downcast_ref::<ProduceRequest>() {
-            if let Some(mut pieces) =
-                encode_produce_frame(produce, version, correlation_id, Some(&self.client_id))
-                    .map_err(wire_err)?
-            {
-                let first = pieces.remove(0);
-                return Ok((first, pieces, correlation_id));
-            }
+        let any = req as &dyn std::any::Any;
+        let pieces = if let Some(produce) = any.downcast_ref::<ProduceBatches>() {
+            Some(
+                encode_produce_batches_frame(
+                    produce,
+                    version,
+                    correlation_id,
+                    Some(&self.client_id),
+                )
+                .map_err(wire_err)?,
+            )
+        } else if let Some(produce) = any.downcast_ref::<ProduceRequest>() {
+            encode_produce_frame(produce, version, correlation_id, Some(&self.client_id))
+                .map_err(wire_err)?
+        } else {
+            None
+        };
+        if let Some(mut pieces) = pieces {
+            let first = match pieces.first() {
+                Some(FramePiece::Bytes(b)) => {
+                    let b = b.clone();
+                    pieces.remove(0);
+                    b
+                }
+                _ => Bytes::new(),
+            };
+            return Ok((first, pieces, correlation_id));
         }
         // Sized up front: a produce request of a megabyte would otherwise grow (and copy) its
         // buffer a dozen times. The header is at most 4 + 2 + 2 + 4 + 2 + client id + 1 bytes.
@@ -636,7 +661,7 @@ impl Core {
             return Err(self.closed_error());
         }
         let (frame, rest, correlation_id) = self.encode(req, version)?;
-        let request_bytes = frame.len() + rest.iter().map(Bytes::len).sum::<usize>();
+        let request_bytes = frame.len() + rest.iter().map(FramePiece::len).sum::<usize>();
         let started = Instant::now();
         let (rtx, rrx) = oneshot::channel();
         self.shared
@@ -905,16 +930,40 @@ async fn write_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, shared: 
 /// Most slices passed to one vectored write (Linux's `IOV_MAX` is 1024).
 const MAX_IOV: usize = 512;
 
+/// A transport without vectored writes gets parts shorter than this gathered into writes of
+/// about this size.
+const STAGE_MAX: usize = 64 * 1024;
+
 /// Writes whole frames, several per system call (`writev`) when the transport supports it.
 async fn write_frames(wr: &mut BoxWrite, frames: &[Outgoing]) -> std::io::Result<()> {
     let parts: Vec<&[u8]> = frames
         .iter()
-        .flat_map(|m| std::iter::once(&m.frame[..]).chain(m.rest.iter().map(|b| &b[..])))
+        .flat_map(|m| {
+            std::iter::once(&m.frame[..]).chain(m.rest.iter().flat_map(FramePiece::slices))
+        })
         .filter(|p| !p.is_empty())
         .collect();
     if parts.len() <= 1 || !wr.is_write_vectored() {
+        // One write per part would send a value kept by reference apart from the few bytes
+        // around it (over TLS, a record each): small parts are gathered first.
+        let mut staged: Vec<u8> = Vec::new();
         for p in parts {
-            wr.write_all(p).await?;
+            if p.len() >= STAGE_MAX {
+                if !staged.is_empty() {
+                    wr.write_all(&staged).await?;
+                    staged.clear();
+                }
+                wr.write_all(p).await?;
+            } else {
+                staged.extend_from_slice(p);
+                if staged.len() >= STAGE_MAX {
+                    wr.write_all(&staged).await?;
+                    staged.clear();
+                }
+            }
+        }
+        if !staged.is_empty() {
+            wr.write_all(&staged).await?;
         }
         return Ok(());
     }
@@ -1124,7 +1173,11 @@ mod tests {
                 if i % 2 == 1 && f.len() >= 3 {
                     let tail = f.split_off(f.len() / 3);
                     let (mid, end) = (tail.slice(..tail.len() / 2), tail.slice(tail.len() / 2..));
-                    rest = vec![mid, Bytes::new(), end];
+                    rest = vec![
+                        FramePiece::Bytes(mid),
+                        FramePiece::Bytes(Bytes::new()),
+                        FramePiece::Bytes(end),
+                    ];
                 }
                 Outgoing {
                     frame: f,
@@ -1137,8 +1190,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_with_values_by_reference_is_written_whole_from_its_slices() {
+        use krust_wire::record::{BatchBuilder, Compression, Unpooled};
+        let mut b = BatchBuilder::new(Compression::None);
+        let values: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(vec![i as u8; 3_000 + (i as usize * 97) % 3_000]))
+            .collect();
+        for (i, v) in values.iter().enumerate() {
+            b.push_shared(i as i64, Some(b"k"), Some(v.clone()), &[])
+                .unwrap();
+        }
+        let batch = b.finish_encoded(1, 0, 0, false, &mut Unpooled).unwrap();
+        assert!(!batch.is_contiguous());
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&batch.to_bytes());
+        expected.extend_from_slice(b"tail");
+        for (step, vectored) in [
+            (1 << 20, true),
+            (5_000, true),
+            (1 << 20, false),
+            (333, false),
+        ] {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let calls = Arc::new(Mutex::new(0));
+            let mut wr: BoxWrite = Box::new(Trickle {
+                out: out.clone(),
+                calls: calls.clone(),
+                step,
+                vectored,
+            });
+            let frame = Outgoing {
+                frame: Bytes::from_static(b"head"),
+                rest: vec![
+                    FramePiece::Batch(batch.clone()),
+                    FramePiece::Bytes(Bytes::from_static(b"tail")),
+                ],
+                written: None,
+            };
+            write_frames(&mut wr, &[frame]).await.unwrap();
+            assert!(
+                *out.lock().unwrap() == expected,
+                "step {step}, vectored {vectored}"
+            );
+            let calls = *calls.lock().unwrap();
+            if step == 1 << 20 {
+                // Up to 600 slices: two vectored writes; gathered: writes of 64 KiB or more.
+                let most = if vectored {
+                    2
+                } else {
+                    expected.len() / STAGE_MAX + 1
+                };
+                assert!(calls <= most, "{calls} writes, vectored {vectored}");
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn vectored_writes_keep_frames_whole_and_in_order_across_partial_writes() {
-        for (step, vectored) in [(7, true), (1, true), (1000, true), (7, false)] {
+        for (step, vectored) in [
+            (7, true),
+            (1, true),
+            (1000, true),
+            (7, false),
+            (1000, false),
+        ] {
             let (batch, expected) = frames(&[10, 3, 25, 1, 40, 0, 17]);
             let out = Arc::new(Mutex::new(Vec::new()));
             let calls = Arc::new(Mutex::new(0));
@@ -1155,6 +1270,7 @@ mod tests {
                 "step {step}, vectored {vectored}"
             );
             if step == 1000 {
+                // Vectored, or gathered into one buffer first.
                 assert_eq!(*calls.lock().unwrap(), 1, "one call for every frame");
             }
         }

@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use krust_wire::record::EncodedBatch;
 
 use crate::backoff::{BackoffPolicy, SmallRng};
 
@@ -140,10 +140,10 @@ pub struct ProducerBatch<R> {
     state: BatchState,
     producer: ProducerIdentity,
     base_sequence: i32,
-    encoded: Option<Bytes>,
+    encoded: Option<EncodedBatch>,
     /// The bytes of its last send before a sequence reset took its identity away (see
     /// [`ProducerBatch::previous_encoding`]).
-    previous_encoding: Option<Bytes>,
+    previous_encoding: Option<EncodedBatch>,
     possibly_persisted: bool,
 }
 
@@ -204,13 +204,13 @@ impl<R> ProducerBatch<R> {
         self.base_sequence
     }
     /// Its wire bytes, once encoded for the first send.
-    pub fn encoded(&self) -> Option<&Bytes> {
+    pub fn encoded(&self) -> Option<&EncodedBatch> {
         self.encoded.as_ref()
     }
     /// After [`Accumulator::reset_partition`] took its identity and sequence: the bytes it was
     /// sent with before (the same records), for the next encoding to re-stamp instead of
     /// building again. `None` otherwise.
-    pub fn previous_encoding(&self) -> Option<&Bytes> {
+    pub fn previous_encoding(&self) -> Option<&EncodedBatch> {
         self.previous_encoding.as_ref()
     }
     /// Whether a send's outcome was unknown: the broker may have written it.
@@ -243,7 +243,7 @@ pub struct Drained {
     /// Its id, to report the outcome.
     pub id: BatchId,
     /// The bytes to send (the same on every attempt).
-    pub data: Bytes,
+    pub data: EncodedBatch,
     /// Number of records.
     pub record_count: usize,
     /// Attempt number, 1 for the first send.
@@ -897,7 +897,7 @@ impl<R> Accumulator<R> {
         mut encode: F,
     ) -> Vec<Drained>
     where
-        F: FnMut(&ProducerBatch<R>) -> Bytes,
+        F: FnMut(&ProducerBatch<R>) -> EncodedBatch,
     {
         let tps: Vec<TopicPartition> = self
             .partitions
@@ -1107,11 +1107,11 @@ mod tests {
         TopicPartition::new("t", p)
     }
 
-    fn enc(b: &ProducerBatch<u32>) -> Bytes {
+    fn enc(b: &ProducerBatch<u32>) -> EncodedBatch {
         // A fake encoding: the record values, one byte each, behind the base sequence.
         let mut v = b.base_sequence().to_be_bytes().to_vec();
         v.extend(b.records().iter().map(|r| *r as u8));
-        Bytes::from(v)
+        bytes::Bytes::from(v).into()
     }
 
     const RETRY: Failure = Failure {
@@ -1346,8 +1346,8 @@ mod tests {
         }
         let d1 = a.drain(1, t0, usize::MAX, enc).remove(0);
         let d2 = a.drain(1, t0, usize::MAX, enc).remove(0);
-        assert_eq!(&d1.data[..4], &0i32.to_be_bytes());
-        assert_eq!(&d2.data[..4], &9i32.to_be_bytes());
+        assert_eq!(&d1.data.to_bytes()[..4], &0i32.to_be_bytes());
+        assert_eq!(&d2.data.to_bytes()[..4], &9i32.to_be_bytes());
         assert_eq!(a.partition(&tp(0)).unwrap().next_sequence(), 18);
         // The first fails; the second is still in flight: nothing may be sent (rewind).
         let out = a.handle_failure(&tp(0), d1.id, RETRY, t0);
@@ -1364,14 +1364,14 @@ mod tests {
         // Now the first goes first, with the same bytes and sequence, attempt 2.
         let r1 = a.drain(1, later, usize::MAX, enc).remove(0);
         assert_eq!(r1.id, d1.id);
-        assert_eq!(r1.data, d1.data);
+        assert_eq!(r1.data.to_bytes(), d1.data.to_bytes());
         assert_eq!(r1.attempt, 2);
         let r2 = a.drain(1, later, usize::MAX, enc).remove(0);
         assert_eq!(r2.id, d2.id);
-        assert_eq!(r2.data, d2.data);
+        assert_eq!(r2.data.to_bytes(), d2.data.to_bytes());
         // And the third gets the next sequence.
         let r3 = a.drain(1, later, usize::MAX, enc).remove(0);
-        assert_eq!(&r3.data[..4], &18i32.to_be_bytes());
+        assert_eq!(&r3.data.to_bytes()[..4], &18i32.to_be_bytes());
         assert_eq!(a.partition(&tp(0)).unwrap().next_sequence(), 20);
     }
 
@@ -1638,7 +1638,9 @@ mod tests {
                         } else {
                             for node in a.poll_ready(now).nodes {
                                 for d in a.drain(node, now, usize::MAX, enc) {
-                                    let seq = i32::from_be_bytes(d.data[..4].try_into().unwrap());
+                                    let seq = i32::from_be_bytes(
+                                        d.data.to_bytes()[..4].try_into().unwrap(),
+                                    );
                                     if let Some(old) = seqs.insert(d.id, seq) {
                                         assert_eq!(old, seq, "seed {seed}: sequence changed");
                                     }

@@ -266,7 +266,8 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet, VecDeque};
     use std::time::Duration;
 
-    use bytes::{BufMut, Bytes, BytesMut};
+    use bytes::{BufMut, BytesMut};
+    use krust_wire::record::EncodedBatch;
 
     use crate::accumulator::{
         Accumulator, AccumulatorConfig, BatchId, Failure, FailureOutcome, ProducerBatch,
@@ -525,7 +526,8 @@ mod tests {
         Error(ErrorCode),
     }
 
-    fn decode(data: &Bytes) -> (i64, i16, i32, Vec<u32>) {
+    fn decode(data: &EncodedBatch) -> (i64, i16, i32, Vec<u32>) {
+        let data = &data.to_bytes();
         let pid = i64::from_be_bytes(data[0..8].try_into().unwrap());
         let epoch = i16::from_be_bytes(data[8..10].try_into().unwrap());
         let seq = i32::from_be_bytes(data[10..14].try_into().unwrap());
@@ -536,7 +538,7 @@ mod tests {
         (pid, epoch, seq, recs)
     }
 
-    fn enc(b: &ProducerBatch<u32>) -> Bytes {
+    fn enc(b: &ProducerBatch<u32>) -> EncodedBatch {
         let mut v = BytesMut::new();
         v.put_i64(b.producer().producer_id);
         v.put_i16(b.producer().epoch);
@@ -544,11 +546,11 @@ mod tests {
         for r in b.records() {
             v.put_u32(*r);
         }
-        v.freeze()
+        v.freeze().into()
     }
 
     impl ModelLog {
-        fn apply(&mut self, data: &Bytes) -> Answer {
+        fn apply(&mut self, data: &EncodedBatch) -> Answer {
             let (pid, epoch, seq, recs) = decode(data);
             let last = crate::accumulator::increment_sequence(seq, recs.len() as i32 - 1);
             let entry = self.producers.get(&pid);
@@ -619,7 +621,7 @@ mod tests {
     struct Req {
         tp: TopicPartition,
         id: BatchId,
-        data: Bytes,
+        data: EncodedBatch,
         sent: Instant,
     }
 

@@ -142,6 +142,13 @@ pub trait KafkaRequest: Encodable + HeaderVersion + Send + Sync + 'static {
     type Response: DecodeResponse;
 }
 
+/// A Produce request holding [`EncodedBatch`](crate::record::EncodedBatch)es, answered like any
+/// other.
+impl KafkaRequest for crate::frame::ProduceBatches {
+    const API_KEY: ApiKey = ApiKey::Produce;
+    type Response = kafka_protocol::messages::ProduceResponse;
+}
+
 /// A message (request or response) of a known API.
 pub trait ApiMessage {
     /// The API this message belongs to.

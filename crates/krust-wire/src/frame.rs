@@ -8,8 +8,11 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, Result};
-use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::protocol::Encodable;
+use crate::record::EncodedBatch;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
+use kafka_protocol::protocol::buf::ByteBufMut;
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
 /// Default maximum frame size: 100 MiB, above Kafka's default `socket.request.max.bytes`
 /// (100 MiB) and any sensible `fetch.max.bytes`.
@@ -112,14 +115,134 @@ pub fn write_frame(out: &mut BytesMut, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Records fields at least this long are sent as their own slice of a vectored write instead of
-/// being copied into the request frame.
+/// Records fields at least this long are sent as their own slices of a vectored write instead
+/// of being copied into the request frame.
 pub const PRODUCE_INLINE_MAX: usize = 4096;
+
+/// A Produce request (versions 3 to 12) whose record batches are [`EncodedBatch`]es: what a
+/// producer sends. [`encode_produce_batches_frame`] writes each batch from its own buffers,
+/// values kept by reference included, so no batch is copied into the request.
+#[derive(Debug, Clone, Default)]
+pub struct ProduceBatches {
+    /// The transactional id, for a transactional producer.
+    pub transactional_id: Option<TransactionalId>,
+    /// The acknowledgements asked for, as on the wire (0, 1 or -1).
+    pub acks: i16,
+    /// How long the broker may wait for the acknowledgements, in milliseconds.
+    pub timeout_ms: i32,
+    /// Each topic's partitions (index and batch), in request order.
+    pub topics: Vec<(TopicName, Vec<PartitionBatch>)>,
+}
+
+/// A partition's index and its record batch (`None`: a null records field), in a
+/// [`ProduceBatches`].
+pub type PartitionBatch = (i32, Option<EncodedBatch>);
+
+impl ProduceBatches {
+    /// The same request as a [`ProduceRequest`] (batches with values kept by reference are
+    /// copied together).
+    pub fn to_request(&self) -> ProduceRequest {
+        let topic_data = self
+            .topics
+            .iter()
+            .map(|(name, parts)| {
+                TopicProduceData::default()
+                    .with_name(name.clone())
+                    .with_partition_data(
+                        parts
+                            .iter()
+                            .map(|(index, batch)| {
+                                PartitionProduceData::default()
+                                    .with_index(*index)
+                                    .with_records(batch.as_ref().map(EncodedBatch::to_bytes))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        ProduceRequest::default()
+            .with_transactional_id(self.transactional_id.clone())
+            .with_acks(self.acks)
+            .with_timeout_ms(self.timeout_ms)
+            .with_topic_data(topic_data)
+    }
+
+    fn from_request(req: &ProduceRequest) -> Self {
+        ProduceBatches {
+            transactional_id: req.transactional_id.clone(),
+            acks: req.acks,
+            timeout_ms: req.timeout_ms,
+            topics: req
+                .topic_data
+                .iter()
+                .map(|t| {
+                    let parts = t
+                        .partition_data
+                        .iter()
+                        .map(|p| (p.index, p.records.clone().map(EncodedBatch::from)))
+                        .collect();
+                    (t.name.clone(), parts)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Encoded as the [`ProduceRequest`] it stands for (a copy; the frame encoder
+/// [`encode_produce_batches_frame`] is the way that does not copy).
+impl Encodable for ProduceBatches {
+    fn encode<B: ByteBufMut>(&self, buf: &mut B, version: i16) -> anyhow::Result<()> {
+        self.to_request().encode(buf, version)
+    }
+
+    fn compute_size(&self, version: i16) -> anyhow::Result<usize> {
+        self.to_request().compute_size(version)
+    }
+}
+
+impl HeaderVersion for ProduceBatches {
+    fn header_version(version: i16) -> i16 {
+        <ProduceRequest as HeaderVersion>::header_version(version)
+    }
+}
+
+/// One piece of a request frame, for a vectored write.
+#[derive(Debug, Clone)]
+pub enum FramePiece {
+    /// Bytes of the frame itself.
+    Bytes(Bytes),
+    /// A record batch, written from where its bytes lie.
+    Batch(EncodedBatch),
+}
+
+impl FramePiece {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            FramePiece::Bytes(b) => b.len(),
+            FramePiece::Batch(b) => b.len(),
+        }
+    }
+
+    /// Whether the piece has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The piece's bytes in order, as non-empty slices.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        let (own, batch) = match self {
+            FramePiece::Bytes(b) => (Some(&b[..]).filter(|b| !b.is_empty()), None),
+            FramePiece::Batch(b) => (None, Some(b.slices())),
+        };
+        own.into_iter().chain(batch.into_iter().flatten())
+    }
+}
 
 /// A Produce request frame (length prefix, header v1/v2 and body) as a list of pieces whose
 /// concatenation is exactly what [`crate::header::encode_request`] writes: each record batch
-/// of at least [`PRODUCE_INLINE_MAX`] bytes is its own piece (the `Bytes` shared, not copied),
-/// so a writer using vectored writes never copies the batches.
+/// of at least [`PRODUCE_INLINE_MAX`] bytes is a piece of its own (shared, not copied), so a
+/// writer using vectored writes never copies the batches.
 ///
 /// Returns `Ok(None)` for what this encoder does not cover (versions outside 3..=12, unknown
 /// tagged fields): the caller then encodes the request whole.
@@ -128,7 +251,7 @@ pub fn encode_produce_frame(
     version: i16,
     correlation_id: i32,
     client_id: Option<&str>,
-) -> Result<Option<Vec<Bytes>>> {
+) -> Result<Option<Vec<FramePiece>>> {
     if !(3..=12).contains(&version)
         || !req.unknown_tagged_fields.is_empty()
         || req.topic_data.iter().any(|t| {
@@ -140,20 +263,34 @@ pub fn encode_produce_frame(
     {
         return Ok(None);
     }
+    encode_produce_batches_frame(
+        &ProduceBatches::from_request(req),
+        version,
+        correlation_id,
+        client_id,
+    )
+    .map(Some)
+}
+
+/// [`encode_produce_frame`] for a [`ProduceBatches`]: batches of at least
+/// [`PRODUCE_INLINE_MAX`] bytes are pieces of their own, with any values they keep by
+/// reference. Fails for versions outside 3..=12.
+pub fn encode_produce_batches_frame(
+    req: &ProduceBatches,
+    version: i16,
+    correlation_id: i32,
+    client_id: Option<&str>,
+) -> Result<Vec<FramePiece>> {
+    if !(3..=12).contains(&version) {
+        return Err(Error::Encode {
+            what: "Produce",
+            detail: format!("version {version} is outside 3..=12"),
+        });
+    }
     let flexible = version >= 9;
-    let client_len = client_id.map_or(0, str::len);
-    let body = req.compute_size(version).map_err(|e| Error::Encode {
-        what: "Produce",
-        detail: format!("version {version}: {e}"),
-    })?;
-    let size = 2 + 2 + 4 + 2 + client_len + usize::from(flexible) + body;
-    let len = i32::try_from(size).map_err(|_| Error::Encode {
-        what: "Produce",
-        detail: format!("{size} bytes do not fit a frame"),
-    })?;
-    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut pieces: Vec<FramePiece> = Vec::new();
     let mut buf = BytesMut::with_capacity(128);
-    buf.put_i32(len);
+    buf.put_i32(0); // the length, written last
     buf.put_i16(0); // Produce
     buf.put_i16(version);
     buf.put_i32(correlation_id);
@@ -161,6 +298,7 @@ pub fn encode_produce_frame(
     if flexible {
         buf.put_u8(0); // no tagged fields in the header
     }
+    let mut first = buf.split();
     put_string(
         &mut buf,
         req.transactional_id.as_ref().map(|t| &*t.0),
@@ -169,30 +307,26 @@ pub fn encode_produce_frame(
     )?;
     buf.put_i16(req.acks);
     buf.put_i32(req.timeout_ms);
-    put_len(
-        &mut buf,
-        Some(req.topic_data.len()),
-        flexible,
-        "topic count",
-    )?;
-    for t in &req.topic_data {
-        put_string(&mut buf, Some(&*t.name.0), flexible, "topic name")?;
-        put_len(
-            &mut buf,
-            Some(t.partition_data.len()),
-            flexible,
-            "partition count",
-        )?;
-        for p in &t.partition_data {
-            buf.put_i32(p.index);
-            let records = p.records.as_ref();
-            put_len(&mut buf, records.map(Bytes::len), flexible, "records")?;
-            if let Some(r) = records {
-                if r.len() >= PRODUCE_INLINE_MAX {
-                    pieces.push(buf.split().freeze());
-                    pieces.push(r.clone());
+    put_len(&mut buf, Some(req.topics.len()), flexible, "topic count")?;
+    for (name, parts) in &req.topics {
+        put_string(&mut buf, Some(&*name.0), flexible, "topic name")?;
+        put_len(&mut buf, Some(parts.len()), flexible, "partition count")?;
+        for (index, batch) in parts {
+            buf.put_i32(*index);
+            put_len(
+                &mut buf,
+                batch.as_ref().map(EncodedBatch::len),
+                flexible,
+                "records",
+            )?;
+            if let Some(b) = batch {
+                if b.len() >= PRODUCE_INLINE_MAX {
+                    pieces.push(FramePiece::Bytes(buf.split().freeze()));
+                    pieces.push(FramePiece::Batch(b.clone()));
                 } else {
-                    buf.put_slice(r);
+                    for s in b.slices() {
+                        buf.put_slice(s);
+                    }
                 }
             }
             if flexible {
@@ -206,15 +340,22 @@ pub fn encode_produce_frame(
     if flexible {
         buf.put_u8(0);
     }
-    pieces.push(buf.freeze());
-    let total: usize = pieces.iter().map(Bytes::len).sum();
-    if total != 4 + size {
-        return Err(Error::Encode {
-            what: "Produce",
-            detail: format!("{total} bytes written for a frame of {}", 4 + size),
-        });
+    pieces.push(FramePiece::Bytes(buf.freeze()));
+    let size = first.len() - 4 + pieces.iter().map(FramePiece::len).sum::<usize>();
+    let len = i32::try_from(size).map_err(|_| Error::Encode {
+        what: "Produce",
+        detail: format!("{size} bytes do not fit a frame"),
+    })?;
+    first[..4].copy_from_slice(&len.to_be_bytes());
+    // The header goes in front of the body's first piece, in one buffer when it is small.
+    match pieces.first_mut() {
+        Some(FramePiece::Bytes(b)) if b.len() < PRODUCE_INLINE_MAX => {
+            first.extend_from_slice(b);
+            *b = first.freeze();
+        }
+        _ => pieces.insert(0, FramePiece::Bytes(first.freeze())),
     }
-    Ok(Some(pieces))
+    Ok(pieces)
 }
 
 /// A (compact when `flexible`) nullable string.
@@ -326,11 +467,22 @@ mod tests {
                     .unwrap()
                     .unwrap();
                 assert_eq!(pieces.len(), 5, "two big batches are pieces of their own");
+                let slices: Vec<&[u8]> = pieces.iter().flat_map(FramePiece::slices).collect();
                 assert!(
-                    pieces.iter().any(|p| p.as_ptr() == big.as_ptr()),
+                    slices.iter().any(|p| p.as_ptr() == big.as_ptr()),
                     "shared, not copied"
                 );
-                assert_eq!(pieces.concat(), whole.to_vec(), "version {version}");
+                assert_eq!(slices.concat(), whole.to_vec(), "version {version}");
+                // The same request as `ProduceBatches` gives the same frame.
+                let batches = ProduceBatches::from_request(&req);
+                let again =
+                    encode_produce_batches_frame(&batches, version, 42, Some("krust")).unwrap();
+                let again: Vec<u8> = again
+                    .iter()
+                    .flat_map(FramePiece::slices)
+                    .collect::<Vec<_>>()
+                    .concat();
+                assert_eq!(again, whole.to_vec());
             }
         }
         let unknown = ProduceRequest::default().with_topic_data(vec![topic("a", vec![])]);

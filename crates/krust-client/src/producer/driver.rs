@@ -21,10 +21,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, TopicName,
-    TransactionalId,
+    InitProducerIdRequest, InitProducerIdResponse, ProduceResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use krust_core::accumulator::{
@@ -37,7 +35,8 @@ use krust_core::idempotence::{
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
 use krust_core::window::{InFlightWindow, Sent};
-use krust_wire::record::{BatchBuilder, BATCH_HEADER_LEN};
+use krust_wire::frame::ProduceBatches;
+use krust_wire::record::{BatchBuilder, EncodedBatch, BATCH_HEADER_LEN};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, trace, warn};
@@ -174,7 +173,9 @@ impl Pending {
 
 /// A record appended to a batch: what completing it takes. Its key, value and headers are
 /// already encoded into the batch's [`BatchBuilder`] (the bytes are read once, while the record
-/// is fresh from the queue, and the record's buffers are released then); a failed record is
+/// is fresh from the queue, and the record's buffers are released then; a value of 512 bytes
+/// and up is kept by reference until the batch is finished, and one of 4 KiB and up until the
+/// batch is acknowledged, written from the application's buffer: [`EncodedBatch`]); a failed record is
 /// rebuilt from the batch's bytes to be handed back ([`Driver::records_of`]). Dropped without
 /// a result (the driver task dropped with the batch in flight), its slot ends the future
 /// without one ([`ProduceErrorKind::Closed`], possibly persisted).
@@ -1023,18 +1024,17 @@ impl Driver {
             let records: u32 = drained.iter().map(|d| d.record_count as u32).sum();
             (Instant::now(), depth, records)
         });
-        let mut by_topic: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
+        let mut by_topic: BTreeMap<Arc<str>, Vec<(i32, Option<EncodedBatch>)>> = BTreeMap::new();
         let mut bytes = 0usize;
         for d in &drained {
             bytes += d.data.len();
             if d.attempt > 1 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
-            by_topic.entry(d.tp.topic.clone()).or_default().push(
-                PartitionProduceData::default()
-                    .with_index(d.tp.partition)
-                    .with_records(Some(d.data.clone())),
-            );
+            by_topic
+                .entry(d.tp.topic.clone())
+                .or_default()
+                .push((d.tp.partition, Some(d.data.clone())));
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -1042,13 +1042,9 @@ impl Driver {
             .fetch_add(drained.len() as u64, Ordering::Relaxed);
         self.stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         trace!(node, batches = drained.len(), bytes, "produce request");
-        let topic_data: Vec<TopicProduceData> = by_topic
+        let topics: Vec<_> = by_topic
             .into_iter()
-            .map(|(t, parts)| {
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
-                    .with_partition_data(parts)
-            })
+            .map(|(t, parts)| (TopicName(StrBytes::from_string(t.to_string())), parts))
             .collect();
         let batches: Vec<(TopicPartition, BatchId)> =
             drained.into_iter().map(|d| (d.tp, d.id)).collect();
@@ -1092,12 +1088,11 @@ impl Driver {
                         }
                     }
                 };
-                let build = move |_v: i16| {
-                    ProduceRequest::default()
-                        .with_acks(acks.wire())
-                        .with_timeout_ms(timeout_ms)
-                        .with_transactional_id(transactional_id)
-                        .with_topic_data(topic_data)
+                let build = move |_v: i16| ProduceBatches {
+                    transactional_id,
+                    acks: acks.wire(),
+                    timeout_ms,
+                    topics,
                 };
                 let outcome = if acks == Acks::None {
                     match cluster.send_no_response(node, build).await {
@@ -1706,7 +1701,7 @@ impl Driver {
     /// handed back to the application in their errors.
     fn records_of(&mut self, b: &ProducerBatch<Accepted>) -> Vec<krust_wire::record::Record> {
         let bytes = match b.encoded().or(b.previous_encoding()) {
-            Some(bytes) => Some(bytes.clone()),
+            Some(encoded) => Some(encoded.to_bytes()),
             None => take_builder(&mut self.closed, &self.topics, &mut self.topic_states, b)
                 .and_then(|builder| builder.finish(-1, -1, -1, false).ok()),
         };
@@ -1854,21 +1849,17 @@ fn encode_batch(
     builder: Option<BatchBuilder>,
     transactional: bool,
     pool: &BufferPool,
-) -> Bytes {
+) -> EncodedBatch {
     let id = b.producer();
     let encoded = match (builder, b.previous_encoding()) {
-        (Some(builder), _) => builder
-            .finish_with(
-                id.producer_id,
-                id.epoch,
-                b.base_sequence(),
-                transactional,
-                &mut { pool },
-            )
-            .map(|buf| pool.bytes(buf)),
-        (None, Some(old)) => {
-            krust_wire::record::restamp(old, id.producer_id, id.epoch, b.base_sequence())
-        }
+        (Some(builder), _) => builder.finish_encoded(
+            id.producer_id,
+            id.epoch,
+            b.base_sequence(),
+            transactional,
+            &mut { pool },
+        ),
+        (None, Some(old)) => old.restamp(id.producer_id, id.epoch, b.base_sequence()),
         (None, None) => Err(krust_wire::Error::Encode {
             what: "record batch",
             detail: format!("the records of batch {:?} are gone", b.id()),
@@ -1880,7 +1871,7 @@ fn encode_batch(
             // Cannot happen (every batch has a builder until its first send, and its bytes
             // after): the broker rejects the empty batch and its records fail with its error.
             warn!(error = %e, "batch could not be encoded");
-            Bytes::new()
+            EncodedBatch::from(Bytes::new())
         }
     }
 }

@@ -137,6 +137,10 @@ impl BatchBuffers for &BufferPool {
     fn give(&mut self, buf: Vec<u8>) {
         BufferPool::give(self, buf);
     }
+
+    fn freeze(&mut self, buf: Vec<u8>) -> Bytes {
+        self.bytes(buf)
+    }
 }
 
 /// A batch's buffer inside its [`Bytes`]; back to the pool when dropped.

@@ -110,7 +110,7 @@ fn compress_into(deflate: &mut Deflate, input: &[u8], out: &mut Vec<u8>) -> Resu
 /// Decompresses gzip data (several concatenated members are accepted, as the gzip format
 /// allows), failing once the output would exceed `limit` bytes.
 ///
-/// The output is read through [`super::read_bounded`]: it starts at most 1 MiB and memory stays
+/// The output is read through `read_bounded`: it starts at most 1 MiB and memory stays
 /// within about twice `limit`, whatever the input claims.
 pub fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
     let hint = input.len().saturating_mul(4).clamp(64, FIRST_OUTPUT);

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::encoded::EncodedBatch;
 use super::layout::*;
 use super::varint::{put_varint, varint_len, zigzag32, zigzag64, Staged};
 use super::{
@@ -398,21 +399,43 @@ impl BatchBuilder {
         }
     }
 
-    /// `records` with the values kept by reference copied into their places, and the CRC-32C
-    /// of the result from [`ATTRIBUTES`] on (whose header must be written already). One pass:
-    /// each stretch copied is checksummed while it is still in the cache.
-    fn take_records_checksummed(&mut self, buffers: &mut impl BatchBuffers) -> (Vec<u8>, u32) {
+    /// `records` with the values kept by reference copied into their places, except those of
+    /// at least `by_reference_min` bytes, which are returned with where they go instead; and
+    /// the CRC-32C of the whole from [`ATTRIBUTES`] on (whose header must be written already).
+    /// One pass: each stretch copied is checksummed while it is still in the cache, and each
+    /// value left out is checksummed where it lies.
+    fn take_records_checksummed(
+        &mut self,
+        buffers: &mut impl BatchBuffers,
+        by_reference_min: usize,
+    ) -> (Vec<u8>, Vec<(usize, Bytes)>, u32) {
         let records = std::mem::take(&mut self.records);
-        if self.shared.is_empty() {
-            let crc = super::crc::crc32c(&records[ATTRIBUTES..]);
-            return (records, crc);
+        let shared = std::mem::take(&mut self.shared);
+        self.shared_len = 0;
+        let copied: usize = shared
+            .iter()
+            .map(|(_, v)| v.len())
+            .filter(|n| *n < by_reference_min)
+            .sum();
+        if copied == 0 {
+            // Nothing to copy in: the builder's buffer is the batch's.
+            let crc = super::encoded::checksum_split(&records, &shared);
+            return (records, shared, crc);
         }
-        let mut out = buffers.take(records.len() + self.shared_len);
+        let mut out = buffers.take(records.len() + copied);
+        let mut split = Vec::new();
         let (mut from, mut summed, mut crc) = (0, ATTRIBUTES, 0);
-        for (at, value) in &self.shared {
+        for (at, value) in &shared {
             out.extend_from_slice(&records[from..*at]);
-            out.extend_from_slice(value);
             from = *at;
+            if value.len() >= by_reference_min {
+                crc = super::crc::crc32c_append(crc, &out[summed..]);
+                crc = super::crc::crc32c_append(crc, value);
+                summed = out.len();
+                split.push((out.len(), value.clone()));
+                continue;
+            }
+            out.extend_from_slice(value);
             if out.len() - summed >= CRC_STRETCH {
                 crc = super::crc::crc32c_append(crc, &out[summed..]);
                 summed = out.len();
@@ -422,10 +445,9 @@ impl BatchBuilder {
         crc = super::crc::crc32c_append(crc, &out[summed..]);
         // Released together after the copy (clones of one `Bytes` share a count that another
         // thread may be changing: one stretch of changes, not one between every copy).
-        self.shared.clear();
-        self.shared_len = 0;
+        drop(shared);
         buffers.give(records);
-        (out, crc)
+        (out, split, crc)
     }
 
     /// Writes the batch header, CRC field zero, into `out` (its first [`BATCH_HEADER_LEN`]
@@ -493,6 +515,42 @@ impl BatchBuilder {
         .map(Bytes::from)
     }
 
+    /// [`BatchBuilder::finish_with`] that leaves the values kept by reference
+    /// ([`BatchBuilder::push_shared`]) of at least [`BY_REFERENCE_MIN`] bytes out of the
+    /// batch's buffer: they are written from where they lie, between the buffer's stretches
+    /// ([`EncodedBatch::slices`]), and the checksum reads them there. Smaller values are copied
+    /// in as by `finish_with`; a batch with no such large value is one buffer. The bytes are
+    /// the same either way.
+    pub fn finish_encoded(
+        mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        is_transactional: bool,
+        buffers: &mut impl BatchBuffers,
+    ) -> Result<EncodedBatch> {
+        let by_reference = self.shared.iter().any(|(_, v)| v.len() >= BY_REFERENCE_MIN);
+        if !by_reference || self.compression != Compression::None || self.count == 0 {
+            return self
+                .finish_with(
+                    producer_id,
+                    producer_epoch,
+                    base_sequence,
+                    is_transactional,
+                    buffers,
+                )
+                .map(|buf| EncodedBatch::from(buffers.freeze(buf)));
+        }
+        let producer = (producer_id, producer_epoch, base_sequence);
+        let batch_length = len_i32(self.records.len() + self.shared_len - 12, "batch")?;
+        let mut header = [0u8; BATCH_HEADER_LEN];
+        self.write_header(&mut header, batch_length, producer, is_transactional);
+        self.records[..BATCH_HEADER_LEN].copy_from_slice(&header);
+        let (mut out, values, crc) = self.take_records_checksummed(buffers, BY_REFERENCE_MIN);
+        out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        Ok(EncodedBatch::split(buffers.freeze(out), values))
+    }
+
     /// [`BatchBuilder::finish`] into a buffer from `buffers`, to which the buffers it no
     /// longer needs go back; the same bytes. A caller that recycles batches this way avoids
     /// fresh pages for every batch (an allocator hands large blocks back to the system and
@@ -516,7 +574,8 @@ impl BatchBuilder {
             let mut header = [0u8; BATCH_HEADER_LEN];
             self.write_header(&mut header, batch_length, producer, is_transactional);
             self.records[..BATCH_HEADER_LEN].copy_from_slice(&header);
-            self.take_records_checksummed(buffers)
+            let (out, _, crc) = self.take_records_checksummed(buffers, usize::MAX);
+            (out, crc)
         } else {
             // Compressed straight after the header room: no second copy of the output. (A
             // compressing builder keeps no values by reference.)
@@ -548,6 +607,11 @@ pub trait BatchBuffers {
     fn take(&mut self, capacity: usize) -> Vec<u8>;
     /// A buffer no longer needed (its contents are of no further use).
     fn give(&mut self, buf: Vec<u8>);
+    /// A finished batch's buffer as [`Bytes`] (by default plainly; a pool can take the buffer
+    /// back once the last clone is dropped).
+    fn freeze(&mut self, buf: Vec<u8>) -> Bytes {
+        Bytes::from(buf)
+    }
 }
 
 /// [`BatchBuffers`] that allocates every buffer and drops what it is given.
@@ -569,6 +633,12 @@ const CRC_STRETCH: usize = 16 * 1024;
 /// Smallest value [`BatchBuilder::push_shared`] keeps by reference until `finish` (smaller
 /// ones cost less to copy at once than to keep and copy later).
 pub const SHARED_VALUE_MIN: usize = 512;
+
+/// Smallest value [`BatchBuilder::finish_encoded`] leaves out of the batch's buffer, to be
+/// written from where it lies. Smaller ones cost less to copy in (one pass that stays in the
+/// cache) than to send as slices of their own: a 1 KiB value as its own slice made the
+/// producer's CPU per record a fifth higher; from 4 KiB on, leaving values out is the cheaper.
+pub const BY_REFERENCE_MIN: usize = 4096;
 
 /// `i32::MAX` as a length.
 const I32_MAX: usize = i32::MAX as usize;

@@ -51,14 +51,16 @@ pub use crate::compression::{Compression, DecompressLimits};
 pub mod crc;
 mod decode;
 mod encode;
+mod encoded;
 mod legacy;
 pub mod varint;
 
 pub use decode::{batches, Batches, DeflatedBatch, InflatedBatch, RecordIter};
 pub use encode::{
     encode_control_batch, restamp, restamp_in_place, BatchBuffers, BatchBuilder, Unpooled,
-    SHARED_VALUE_MIN,
+    BY_REFERENCE_MIN, SHARED_VALUE_MIN,
 };
+pub use encoded::{EncodedBatch, Slices};
 
 /// Length of the v2 batch header, up to and including the record count.
 pub const BATCH_HEADER_LEN: usize = 61;
