@@ -1110,9 +1110,13 @@ mod tests {
     use super::*;
 
     /// A transport that takes at most `step` bytes per call, vectored or not, and counts calls.
+    /// What a [`Trickle`] wrote, and how many calls it took.
+    type Wrote = Arc<Mutex<Vec<u8>>>;
+    type Calls = Arc<Mutex<usize>>;
+
     struct Trickle {
-        out: Arc<Mutex<Vec<u8>>>,
-        calls: Arc<Mutex<usize>>,
+        out: Wrote,
+        calls: Calls,
         step: usize,
         vectored: bool,
     }
@@ -1156,6 +1160,19 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    /// A [`Trickle`] writer taking `step` bytes a call, and what it wrote and its call count.
+    fn trickle(step: usize, vectored: bool) -> (BoxWrite, Wrote, Calls) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(Mutex::new(0));
+        let wr: BoxWrite = Box::new(Trickle {
+            out: out.clone(),
+            calls: calls.clone(),
+            step,
+            vectored,
+        });
+        (wr, out, calls)
     }
 
     fn frames(sizes: &[usize]) -> (Vec<Outgoing>, Vec<u8>) {
@@ -1211,14 +1228,7 @@ mod tests {
             (1 << 20, false),
             (333, false),
         ] {
-            let out = Arc::new(Mutex::new(Vec::new()));
-            let calls = Arc::new(Mutex::new(0));
-            let mut wr: BoxWrite = Box::new(Trickle {
-                out: out.clone(),
-                calls: calls.clone(),
-                step,
-                vectored,
-            });
+            let (mut wr, out, calls) = trickle(step, vectored);
             let frame = Outgoing {
                 frame: Bytes::from_static(b"head"),
                 rest: vec![
@@ -1255,14 +1265,7 @@ mod tests {
             (1000, false),
         ] {
             let (batch, expected) = frames(&[10, 3, 25, 1, 40, 0, 17]);
-            let out = Arc::new(Mutex::new(Vec::new()));
-            let calls = Arc::new(Mutex::new(0));
-            let mut wr: BoxWrite = Box::new(Trickle {
-                out: out.clone(),
-                calls: calls.clone(),
-                step,
-                vectored,
-            });
+            let (mut wr, out, calls) = trickle(step, vectored);
             write_frames(&mut wr, &batch).await.unwrap();
             assert_eq!(
                 *out.lock().unwrap(),
@@ -1277,14 +1280,7 @@ mod tests {
         // More pieces than one vectored write takes: several calls, all bytes in order.
         let sizes: Vec<usize> = (0..1200).map(|i| 1 + i % 5).collect();
         let (batch, expected) = frames(&sizes);
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let calls = Arc::new(Mutex::new(0));
-        let mut wr: BoxWrite = Box::new(Trickle {
-            out: out.clone(),
-            calls: calls.clone(),
-            step: 1 << 20,
-            vectored: true,
-        });
+        let (mut wr, out, calls) = trickle(1 << 20, true);
         write_frames(&mut wr, &batch).await.unwrap();
         assert_eq!(*out.lock().unwrap(), expected);
         assert!(

@@ -23,6 +23,9 @@ fn len_i32(n: usize, what: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| encode_err(format!("{what} of {n} bytes is too long")))
 }
 
+/// Values left out of a batch's buffer, each with the index it goes before.
+type LeftOut = Vec<(usize, Bytes)>;
+
 /// Builds one v2 record batch.
 ///
 /// ```
@@ -408,7 +411,7 @@ impl BatchBuilder {
         &mut self,
         buffers: &mut impl BatchBuffers,
         by_reference_min: usize,
-    ) -> (Vec<u8>, Vec<(usize, Bytes)>, u32) {
+    ) -> (Vec<u8>, LeftOut, u32) {
         let records = std::mem::take(&mut self.records);
         let shared = std::mem::take(&mut self.shared);
         self.shared_len = 0;
@@ -522,32 +525,16 @@ impl BatchBuilder {
     /// in as by `finish_with`; a batch with no such large value is one buffer. The bytes are
     /// the same either way.
     pub fn finish_encoded(
-        mut self,
+        self,
         producer_id: i64,
         producer_epoch: i16,
         base_sequence: i32,
         is_transactional: bool,
         buffers: &mut impl BatchBuffers,
     ) -> Result<EncodedBatch> {
-        let by_reference = self.shared.iter().any(|(_, v)| v.len() >= BY_REFERENCE_MIN);
-        if !by_reference || self.compression != Compression::None || self.count == 0 {
-            return self
-                .finish_with(
-                    producer_id,
-                    producer_epoch,
-                    base_sequence,
-                    is_transactional,
-                    buffers,
-                )
-                .map(|buf| EncodedBatch::from(buffers.freeze(buf)));
-        }
         let producer = (producer_id, producer_epoch, base_sequence);
-        let batch_length = len_i32(self.records.len() + self.shared_len - 12, "batch")?;
-        let mut header = [0u8; BATCH_HEADER_LEN];
-        self.write_header(&mut header, batch_length, producer, is_transactional);
-        self.records[..BATCH_HEADER_LEN].copy_from_slice(&header);
-        let (mut out, values, crc) = self.take_records_checksummed(buffers, BY_REFERENCE_MIN);
-        out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let (out, values) =
+            self.finish_parts(producer, is_transactional, buffers, BY_REFERENCE_MIN)?;
         Ok(EncodedBatch::split(buffers.freeze(out), values))
     }
 
@@ -556,26 +543,38 @@ impl BatchBuilder {
     /// fresh pages for every batch (an allocator hands large blocks back to the system and
     /// maps them again, each page a fault and a clearing).
     pub fn finish_with(
-        mut self,
+        self,
         producer_id: i64,
         producer_epoch: i16,
         base_sequence: i32,
         is_transactional: bool,
         buffers: &mut impl BatchBuffers,
     ) -> Result<Vec<u8>> {
+        let producer = (producer_id, producer_epoch, base_sequence);
+        self.finish_parts(producer, is_transactional, buffers, usize::MAX)
+            .map(|(out, _)| out)
+    }
+
+    /// The finished batch's buffer, and the values of at least `by_reference_min` bytes left
+    /// out of it (uncompressed batches only) with where they go.
+    fn finish_parts(
+        mut self,
+        producer: (i64, i16, i32),
+        is_transactional: bool,
+        buffers: &mut impl BatchBuffers,
+        by_reference_min: usize,
+    ) -> Result<(Vec<u8>, LeftOut)> {
         if self.count == 0 {
             return Err(encode_err("a batch needs at least one record"));
         }
-        let producer = (producer_id, producer_epoch, base_sequence);
-        let (mut out, crc) = if self.compression == Compression::None {
+        let (mut out, values, crc) = if self.compression == Compression::None {
             // The header goes in its room first, so the checksum can follow the copy of the
             // values kept by reference.
             let batch_length = len_i32(self.records.len() + self.shared_len - 12, "batch")?;
             let mut header = [0u8; BATCH_HEADER_LEN];
             self.write_header(&mut header, batch_length, producer, is_transactional);
             self.records[..BATCH_HEADER_LEN].copy_from_slice(&header);
-            let (out, _, crc) = self.take_records_checksummed(buffers, usize::MAX);
-            (out, crc)
+            self.take_records_checksummed(buffers, by_reference_min)
         } else {
             // Compressed straight after the header room: no second copy of the output. (A
             // compressing builder keeps no values by reference.)
@@ -593,10 +592,10 @@ impl BatchBuilder {
             let batch_length = len_i32(out.len() - 12, "batch")?;
             self.write_header(&mut out, batch_length, producer, is_transactional);
             let crc = super::crc::crc32c(&out[ATTRIBUTES..]);
-            (out, crc)
+            (out, Vec::new(), crc)
         };
         out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        Ok(out)
+        Ok((out, values))
     }
 }
 
@@ -767,34 +766,42 @@ pub fn restamp_in_place(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> Result<()> {
-    if batch.len() < BATCH_HEADER_LEN {
+    let len = batch.len();
+    stamp_producer(batch, len, (producer_id, producer_epoch, base_sequence))?;
+    let crc = super::crc::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// Writes the producer id, epoch and base sequence into `header`, the start of a v2 batch of
+/// `len` bytes (its magic and length field are checked first). The CRC is left to the caller.
+pub(crate) fn stamp_producer(
+    header: &mut [u8],
+    len: usize,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+) -> Result<()> {
+    if header.len() < BATCH_HEADER_LEN {
         return Err(encode_err(format!(
             "restamp: {} bytes are shorter than a batch header",
-            batch.len()
+            header.len()
         )));
     }
-    if batch[MAGIC] != 2 {
+    if header[MAGIC] != 2 {
         return Err(encode_err(format!(
             "restamp: magic {} is not a v2 batch",
-            batch[MAGIC]
+            header[MAGIC]
         )));
     }
-    let length = i32::from_be_bytes([
-        batch[LENGTH],
-        batch[LENGTH + 1],
-        batch[LENGTH + 2],
-        batch[LENGTH + 3],
-    ]);
-    if usize::try_from(length).ok() != Some(batch.len() - 12) {
+    let mut length = [0u8; 4];
+    length.copy_from_slice(&header[LENGTH..LENGTH + 4]);
+    if usize::try_from(i32::from_be_bytes(length)).ok() != len.checked_sub(12) {
         return Err(encode_err(
             "restamp: batch length field does not match the buffer",
         ));
     }
-    batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
-    batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
-    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = super::crc::crc32c(&batch[ATTRIBUTES..]);
-    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    header[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    header[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    header[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
     Ok(())
 }
 

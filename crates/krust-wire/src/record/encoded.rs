@@ -7,8 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::layout::*;
-use super::{BATCH_HEADER_LEN, LOG_OVERHEAD};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The bytes of one finished v2 record batch.
 ///
@@ -150,12 +149,8 @@ impl EncodedBatch {
             }
             Repr::Split(s) => {
                 let mut inline = s.inline.to_vec();
-                check_header(&inline, s.len)?;
-                inline[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
-                inline[PRODUCER_EPOCH..PRODUCER_EPOCH + 2]
-                    .copy_from_slice(&producer_epoch.to_be_bytes());
-                inline[BASE_SEQUENCE..BASE_SEQUENCE + 4]
-                    .copy_from_slice(&base_sequence.to_be_bytes());
+                let producer = (producer_id, producer_epoch, base_sequence);
+                super::encode::stamp_producer(&mut inline, s.len, producer)?;
                 let crc = checksum_split(&inline, &s.values);
                 inline[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
                 Ok(EncodedBatch::split(Bytes::from(inline), s.values.clone()))
@@ -226,35 +221,6 @@ impl<'a> Iterator for Slices<'a> {
             }
         }
     }
-}
-
-/// Checks that `inline` starts with a v2 batch header whose length field matches a batch of
-/// `len` bytes.
-fn check_header(inline: &[u8], len: usize) -> Result<()> {
-    let err = |detail: String| Error::Encode {
-        what: "record batch",
-        detail,
-    };
-    if inline.len() < BATCH_HEADER_LEN {
-        return Err(err(format!(
-            "restamp: {} bytes are shorter than a batch header",
-            inline.len()
-        )));
-    }
-    if inline[MAGIC] != 2 {
-        return Err(err(format!(
-            "restamp: magic {} is not a v2 batch",
-            inline[MAGIC]
-        )));
-    }
-    let mut field = [0u8; 4];
-    field.copy_from_slice(&inline[LENGTH..LENGTH + 4]);
-    if usize::try_from(i32::from_be_bytes(field)).ok() != Some(len - LOG_OVERHEAD) {
-        return Err(err(
-            "restamp: batch length field does not match the batch".into()
-        ));
-    }
-    Ok(())
 }
 
 /// The CRC-32C of a split batch from [`ATTRIBUTES`] on: `inline` (header written) with each
