@@ -606,32 +606,22 @@ impl Core {
         // A Produce request's record batches are written from their own buffers, not copied
         // into the frame (a megabyte per request at the default batch size).
         let any = req as &dyn std::any::Any;
-        let pieces = if let Some(produce) = any.downcast_ref::<ProduceBatches>() {
-            Some(
-                encode_produce_batches_frame(
-                    produce,
-                    version,
-                    correlation_id,
-                    Some(&self.client_id),
-                )
-                .map_err(wire_err)?,
-            )
+        let produce = if let Some(produce) = any.downcast_ref::<ProduceBatches>() {
+            let frame = encode_produce_batches_frame(
+                produce,
+                version,
+                correlation_id,
+                Some(&self.client_id),
+            );
+            Some(frame.map_err(wire_err)?)
         } else if let Some(produce) = any.downcast_ref::<ProduceRequest>() {
             encode_produce_frame(produce, version, correlation_id, Some(&self.client_id))
                 .map_err(wire_err)?
         } else {
             None
         };
-        if let Some(mut pieces) = pieces {
-            let first = match pieces.first() {
-                Some(FramePiece::Bytes(b)) => {
-                    let b = b.clone();
-                    pieces.remove(0);
-                    b
-                }
-                _ => Bytes::new(),
-            };
-            return Ok((first, pieces, correlation_id));
+        if let Some((head, rest)) = produce {
+            return Ok((head, rest, correlation_id));
         }
         // Sized up front: a produce request of a megabyte would otherwise grow (and copy) its
         // buffer a dozen times. The header is at most 4 + 2 + 2 + 4 + 2 + client id + 1 bytes.
@@ -1109,11 +1099,11 @@ mod tests {
 
     use super::*;
 
-    /// A transport that takes at most `step` bytes per call, vectored or not, and counts calls.
     /// What a [`Trickle`] wrote, and how many calls it took.
     type Wrote = Arc<Mutex<Vec<u8>>>;
     type Calls = Arc<Mutex<usize>>;
 
+    /// A transport that takes at most `step` bytes per call, vectored or not, and counts calls.
     struct Trickle {
         out: Wrote,
         calls: Calls,

@@ -168,8 +168,8 @@ fn mixed(topic: &str, partition: i32, seed: u32, reversed: bool) -> Records {
 struct Attempt {
     /// The record batch of each partition of the hook's topic, as received.
     batches: Vec<(i32, Bytes)>,
-    /// For each held value: whether the producer still held it.
-    held_by_producer: Vec<bool>,
+    /// For each held value: its length, and whether the producer still held it.
+    held_by_producer: Vec<(usize, bool)>,
 }
 
 type Attempts = Arc<Mutex<Vec<Attempt>>>;
@@ -205,7 +205,7 @@ fn observe(
         n += 1;
         log.lock().unwrap().push(Attempt {
             batches,
-            held_by_producer: held.iter().map(|v| !v.is_unique()).collect(),
+            held_by_producer: held.iter().map(|v| (v.len(), !v.is_unique())).collect(),
         });
         action(n)
     });
@@ -214,10 +214,10 @@ fn observe(
 
 /// Asserts that every attempt found the values of at least `BY_REFERENCE_MIN` bytes held by the
 /// producer (`by_reference`) or none at all (compressed: all copied).
-fn assert_paths(attempts: &[Attempt], lens: &[usize], by_reference: bool) {
+fn assert_paths(attempts: &[Attempt], by_reference: bool) {
     assert!(!attempts.is_empty());
     for (k, a) in attempts.iter().enumerate() {
-        for (len, held) in lens.iter().zip(&a.held_by_producer) {
+        for (len, held) in &a.held_by_producer {
             let want = by_reference && *len >= BY_REFERENCE_MIN;
             assert_eq!(
                 *held,
@@ -234,7 +234,10 @@ fn assert_paths(attempts: &[Attempt], lens: &[usize], by_reference: bool) {
     }
     if by_reference {
         assert!(
-            lens.iter().any(|l| *l >= BY_REFERENCE_MIN),
+            attempts[0]
+                .held_by_producer
+                .iter()
+                .any(|(len, _)| *len >= BY_REFERENCE_MIN),
             "a large value was looked at"
         );
     }
@@ -337,7 +340,6 @@ async fn mixed_sizes_round_trip(compression: Compression) {
     cluster.create_topic("mixed", 2, 1).unwrap();
     let mut parts = [mixed("mixed", 0, 1, false), mixed("mixed", 1, 2, true)];
     let held: Vec<Bytes> = parts.iter_mut().flat_map(Records::take_held).collect();
-    let lens: Vec<usize> = held.iter().map(Bytes::len).collect();
     let attempts = observe(&cluster, "mixed", held, |_| None);
     let mut cfg = one_batch_config(&cluster);
     cfg.compression = compression;
@@ -362,7 +364,7 @@ async fn mixed_sizes_round_trip(compression: Compression) {
         assert_eq!(h.record_count as usize, part.len());
         assert_records(&records, &part.expected, 0, &format!("sent to {p}"));
     }
-    assert_paths(&attempts, &lens, compression == Compression::None);
+    assert_paths(&attempts, compression == Compression::None);
 
     // What the broker stored, read back with Fetch (CRC checked again).
     let reader = reader(&cluster).await;
@@ -432,6 +434,39 @@ async fn a_stream_of_mixed_sizes_round_trips_in_backlog_sized_batches() {
     stream_round_trip("backlog", None).await;
 }
 
+/// One partition's [`mixed`] records (`seed`, `reversed`) on a fresh fake cluster, sent as one
+/// batch and flushed, with `action` applied to its Produce attempts (see [`observe`]).
+struct OneBatch {
+    cluster: FakeCluster,
+    records: Records,
+    attempts: Attempts,
+    producer: Producer,
+    futures: Vec<DeliveryFuture>,
+}
+
+async fn one_batch(
+    topic: &str,
+    seed: u32,
+    reversed: bool,
+    action: impl FnMut(usize) -> Option<Action> + Send + 'static,
+) -> OneBatch {
+    let cluster = FakeCluster::start(1).await.unwrap();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    let mut records = mixed(topic, 0, seed, reversed);
+    let held = records.take_held();
+    let attempts = observe(&cluster, topic, held, action);
+    let producer = Producer::new(one_batch_config(&cluster)).await.unwrap();
+    let futures = send_all(&producer, &mut records).await;
+    producer.flush().await;
+    OneBatch {
+        cluster,
+        records,
+        attempts,
+        producer,
+        futures,
+    }
+}
+
 /// A batch with values by reference fails three ways before it is acknowledged: refused
 /// (NOT_LEADER_OR_FOLLOWER), its connection dropped before the broker read it, then written
 /// with its acknowledgement lost. Every attempt sends the same bytes (same identity and
@@ -439,20 +474,19 @@ async fn a_stream_of_mixed_sizes_round_trips_in_backlog_sized_batches() {
 /// log holds each record once.
 #[tokio::test]
 async fn a_batch_with_values_by_reference_is_resent_whole_until_acknowledged() {
-    let cluster = FakeCluster::start(1).await.unwrap();
-    cluster.create_topic("retry", 1, 1).unwrap();
-    let mut records = mixed("retry", 0, 3, false);
-    let held = records.take_held();
-    let lens: Vec<usize> = held.iter().map(Bytes::len).collect();
-    let attempts = observe(&cluster, "retry", held, |n| match n {
+    let OneBatch {
+        cluster,
+        records,
+        attempts,
+        producer,
+        futures,
+    } = one_batch("retry", 3, false, |n| match n {
         1 => Some(Action::Error(errors::NOT_LEADER_OR_FOLLOWER)),
         2 => Some(Action::Close),
         3 => Some(Action::DropResponse),
         _ => None,
-    });
-    let producer = Producer::new(one_batch_config(&cluster)).await.unwrap();
-    let futures = send_all(&producer, &mut records).await;
-    producer.flush().await;
+    })
+    .await;
     assert_delivered(futures, 0, 0).await;
     let retries = producer.stats().retries;
     producer.close().await;
@@ -472,7 +506,7 @@ async fn a_batch_with_values_by_reference_is_resent_whole_until_acknowledged() {
     let (h, sent) = decode(&first[0].1);
     assert!(h.producer_id >= 0 && h.base_sequence == 0, "{h:?}");
     assert_records(&sent, &records.expected, 0, "sent");
-    assert_paths(&attempts, &lens, true);
+    assert_paths(&attempts, true);
     let got = read_partition(&reader(&cluster).await, "retry", 0).await;
     assert_records(&got, &records.expected, 0, "log");
 }
@@ -492,17 +526,16 @@ fn assert_same_records(a: &Bytes, b: &Bytes) {
 /// re-stamped batch passes the broker's CRC check and is stored byte for byte.
 #[tokio::test]
 async fn values_by_reference_survive_a_restamp_after_an_epoch_bump() {
-    let cluster = FakeCluster::start(1).await.unwrap();
-    cluster.create_topic("bump", 1, 1).unwrap();
-    let mut records = mixed("bump", 0, 4, true);
-    let held = records.take_held();
-    let lens: Vec<usize> = held.iter().map(Bytes::len).collect();
-    let attempts = observe(&cluster, "bump", held, |n| {
+    let OneBatch {
+        cluster,
+        records,
+        attempts,
+        producer,
+        futures,
+    } = one_batch("bump", 4, true, |n| {
         (n == 1).then_some(Action::Error(errors::UNKNOWN_PRODUCER_ID))
-    });
-    let producer = Producer::new(one_batch_config(&cluster)).await.unwrap();
-    let futures = send_all(&producer, &mut records).await;
-    producer.flush().await;
+    })
+    .await;
     assert_delivered(futures, 0, 0).await;
     producer.close().await;
 
@@ -523,7 +556,7 @@ async fn values_by_reference_survive_a_restamp_after_an_epoch_bump() {
         1,
         "a local bump"
     );
-    assert_paths(&attempts, &lens, true);
+    assert_paths(&attempts, true);
     let got = read_partition(&reader(&cluster).await, "bump", 0).await;
     assert_records(&got, &records.expected, 0, "log");
 }
@@ -547,7 +580,6 @@ async fn values_by_reference_survive_two_restamps_for_a_fresh_producer_id() {
 
     let mut records = mixed("fresh", 0, 5, false);
     let held = records.take_held();
-    let lens: Vec<usize> = held.iter().map(Bytes::len).collect();
     let attempts = observe(&cluster, "fresh", held, |_| None);
     let futures = send_all(&producer, &mut records).await;
     producer.flush().await;
@@ -567,7 +599,7 @@ async fn values_by_reference_survive_two_restamps_for_a_fresh_producer_id() {
         assert_same_records(sent[0], s);
         assert_records(&decode(s).1, &records.expected, 0, "re-stamped");
     }
-    assert_paths(&attempts, &lens, true);
+    assert_paths(&attempts, true);
     let got = read_partition(&reader(&cluster).await, "fresh", 0).await;
     assert_eq!(got.len(), 1 + records.len());
     assert_bytes(&got[0].value, &warm.value, "the first record");
@@ -638,23 +670,22 @@ fn assert_handed_back_whole(back: &[ProducerRecord], expected: &[ProducerRecord]
 /// timestamp, partition), and stored byte for byte when sent again.
 #[tokio::test]
 async fn a_failed_batch_hands_its_large_values_back_whole() {
-    let cluster = FakeCluster::start(1).await.unwrap();
-    cluster.create_topic("fail", 1, 1).unwrap();
-    let mut records = mixed("fail", 0, 6, false);
-    let held = records.take_held();
-    let lens: Vec<usize> = held.iter().map(Bytes::len).collect();
-    let attempts = observe(&cluster, "fail", held, |n| {
+    let OneBatch {
+        cluster,
+        records,
+        attempts,
+        producer,
+        futures,
+    } = one_batch("fail", 6, false, |n| {
         (n == 1).then_some(Action::Error(errors::INVALID_RECORD))
-    });
-    let producer = Producer::new(one_batch_config(&cluster)).await.unwrap();
-    let futures = send_all(&producer, &mut records).await;
-    producer.flush().await;
+    })
+    .await;
     let back = handed_back(futures, ErrorCode::INVALID_RECORD).await;
     producer.close().await;
     assert_handed_back_whole(&back, &records.expected);
     let attempts = std::mem::take(&mut *attempts.lock().unwrap());
     assert_eq!(attempts.len(), 1, "not retried");
-    assert_paths(&attempts, &lens, true);
+    assert_paths(&attempts, true);
     assert_eq!(cluster.offsets("fail", 0).unwrap().1, 0, "nothing written");
     send_back(&cluster, "fail", back, &records.expected).await;
 }
@@ -664,19 +695,18 @@ async fn a_failed_batch_hands_its_large_values_back_whole() {
 /// batch and handed back whole.
 #[tokio::test]
 async fn a_batch_failing_after_a_restamp_hands_its_large_values_back_whole() {
-    let cluster = FakeCluster::start(1).await.unwrap();
-    cluster.create_topic("fail2", 1, 1).unwrap();
-    let mut records = mixed("fail2", 0, 7, true);
-    let held = records.take_held();
-    let lens: Vec<usize> = held.iter().map(Bytes::len).collect();
-    let attempts = observe(&cluster, "fail2", held, |n| match n {
+    let OneBatch {
+        cluster,
+        records,
+        attempts,
+        producer,
+        futures,
+    } = one_batch("fail2", 7, true, |n| match n {
         1 => Some(Action::Error(errors::UNKNOWN_PRODUCER_ID)),
         2 => Some(Action::Error(errors::INVALID_RECORD)),
         _ => None,
-    });
-    let producer = Producer::new(one_batch_config(&cluster)).await.unwrap();
-    let futures = send_all(&producer, &mut records).await;
-    producer.flush().await;
+    })
+    .await;
     let back = handed_back(futures, ErrorCode::INVALID_RECORD).await;
     producer.close().await;
     assert_handed_back_whole(&back, &records.expected);
@@ -686,7 +716,7 @@ async fn a_batch_failing_after_a_restamp_hands_its_large_values_back_whole() {
     let (pid, epoch, seq) = stamp(a);
     assert_eq!(stamp(b), (pid, epoch + 1, seq), "failed after a re-stamp");
     assert_same_records(a, b);
-    assert_paths(&attempts, &lens, true);
+    assert_paths(&attempts, true);
     assert_eq!(cluster.offsets("fail2", 0).unwrap().1, 0, "nothing written");
     send_back(&cluster, "fail2", back, &records.expected).await;
 }

@@ -239,10 +239,10 @@ impl FramePiece {
     }
 }
 
-/// A Produce request frame (length prefix, header v1/v2 and body) as a list of pieces whose
-/// concatenation is exactly what [`crate::header::encode_request`] writes: each record batch
-/// of at least [`PRODUCE_INLINE_MAX`] bytes is a piece of its own (shared, not copied), so a
-/// writer using vectored writes never copies the batches.
+/// A Produce request frame (length prefix, header v1/v2 and body) as its first piece and the
+/// pieces after it, whose concatenation is exactly what [`crate::header::encode_request`]
+/// writes: each record batch of at least [`PRODUCE_INLINE_MAX`] bytes is a piece of its own
+/// (shared, not copied), so a writer using vectored writes never copies the batches.
 ///
 /// Returns `Ok(None)` for what this encoder does not cover (versions outside 3..=12, unknown
 /// tagged fields): the caller then encodes the request whole.
@@ -251,7 +251,7 @@ pub fn encode_produce_frame(
     version: i16,
     correlation_id: i32,
     client_id: Option<&str>,
-) -> Result<Option<Vec<FramePiece>>> {
+) -> Result<Option<(Bytes, Vec<FramePiece>)>> {
     if !(3..=12).contains(&version)
         || !req.unknown_tagged_fields.is_empty()
         || req.topic_data.iter().any(|t| {
@@ -280,7 +280,7 @@ pub fn encode_produce_batches_frame(
     version: i16,
     correlation_id: i32,
     client_id: Option<&str>,
-) -> Result<Vec<FramePiece>> {
+) -> Result<(Bytes, Vec<FramePiece>)> {
     if !(3..=12).contains(&version) {
         return Err(Error::Encode {
             what: "Produce",
@@ -288,7 +288,10 @@ pub fn encode_produce_batches_frame(
         });
     }
     let flexible = version >= 9;
-    let mut pieces: Vec<FramePiece> = Vec::new();
+    // The first piece, from the length prefix up to the first batch written apart (or the
+    // whole frame), kept open to write the length into last.
+    let mut head: Option<BytesMut> = None;
+    let mut rest: Vec<FramePiece> = Vec::new();
     let mut buf = BytesMut::with_capacity(128);
     buf.put_i32(0); // the length, written last
     buf.put_i16(0); // Produce
@@ -298,7 +301,6 @@ pub fn encode_produce_batches_frame(
     if flexible {
         buf.put_u8(0); // no tagged fields in the header
     }
-    let mut first = buf.split();
     put_string(
         &mut buf,
         req.transactional_id.as_ref().map(|t| &*t.0),
@@ -321,8 +323,12 @@ pub fn encode_produce_batches_frame(
             )?;
             if let Some(b) = batch {
                 if b.len() >= PRODUCE_INLINE_MAX {
-                    pieces.push(FramePiece::Bytes(buf.split().freeze()));
-                    pieces.push(FramePiece::Batch(b.clone()));
+                    let before = buf.split();
+                    match head {
+                        None => head = Some(before),
+                        Some(_) => rest.push(FramePiece::Bytes(before.freeze())),
+                    }
+                    rest.push(FramePiece::Batch(b.clone()));
                 } else {
                     for s in b.slices() {
                         buf.put_slice(s);
@@ -340,22 +346,20 @@ pub fn encode_produce_batches_frame(
     if flexible {
         buf.put_u8(0);
     }
-    pieces.push(FramePiece::Bytes(buf.freeze()));
-    let size = first.len() - 4 + pieces.iter().map(FramePiece::len).sum::<usize>();
+    let mut head = match head {
+        Some(head) => {
+            rest.push(FramePiece::Bytes(buf.freeze()));
+            head
+        }
+        None => buf,
+    };
+    let size = head.len() - 4 + rest.iter().map(FramePiece::len).sum::<usize>();
     let len = i32::try_from(size).map_err(|_| Error::Encode {
         what: "Produce",
         detail: format!("{size} bytes do not fit a frame"),
     })?;
-    first[..4].copy_from_slice(&len.to_be_bytes());
-    // The header goes in front of the body's first piece, in one buffer when it is small.
-    match pieces.first_mut() {
-        Some(FramePiece::Bytes(b)) if b.len() < PRODUCE_INLINE_MAX => {
-            first.extend_from_slice(b);
-            *b = first.freeze();
-        }
-        _ => pieces.insert(0, FramePiece::Bytes(first.freeze())),
-    }
-    Ok(pieces)
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    Ok((head.freeze(), rest))
 }
 
 /// A (compact when `flexible`) nullable string.
@@ -463,32 +467,68 @@ mod tests {
                 let mut whole = BytesMut::new();
                 crate::header::encode_request(&mut whole, &req, version, 42, Some("krust"))
                     .unwrap();
-                let pieces = encode_produce_frame(&req, version, 42, Some("krust"))
+                let (head, rest) = encode_produce_frame(&req, version, 42, Some("krust"))
                     .unwrap()
                     .unwrap();
-                assert_eq!(pieces.len(), 5, "two big batches are pieces of their own");
-                let slices: Vec<&[u8]> = pieces.iter().flat_map(FramePiece::slices).collect();
+                assert_eq!(rest.len(), 4, "two big batches are pieces of their own");
+                let slices: Vec<&[u8]> = std::iter::once(&head[..])
+                    .chain(rest.iter().flat_map(FramePiece::slices))
+                    .collect();
                 assert!(
                     slices.iter().any(|p| p.as_ptr() == big.as_ptr()),
                     "shared, not copied"
                 );
                 assert_eq!(slices.concat(), whole.to_vec(), "version {version}");
-                // The same request as `ProduceBatches` gives the same frame.
-                let batches = ProduceBatches::from_request(&req);
-                let again =
-                    encode_produce_batches_frame(&batches, version, 42, Some("krust")).unwrap();
-                let again: Vec<u8> = again
-                    .iter()
-                    .flat_map(FramePiece::slices)
-                    .collect::<Vec<_>>()
-                    .concat();
-                assert_eq!(again, whole.to_vec());
             }
         }
         let unknown = ProduceRequest::default().with_topic_data(vec![topic("a", vec![])]);
         assert!(encode_produce_frame(&unknown, 13, 1, None)
             .unwrap()
             .is_none());
+    }
+
+    /// A `ProduceBatches` whose batch keeps a value by reference: its frame is what the
+    /// request it stands for encodes to, with the value written from where it lies.
+    #[test]
+    fn produce_batches_frame_writes_values_by_reference_in_place() {
+        use crate::record::{BatchBuilder, Compression, Unpooled, BY_REFERENCE_MIN};
+        use kafka_protocol::protocol::StrBytes;
+        let value = Bytes::from(vec![5u8; BY_REFERENCE_MIN + 1_000]);
+        let mut b = BatchBuilder::new(Compression::None);
+        b.push_shared(1, Some(b"k"), Some(value.clone()), &[])
+            .unwrap();
+        b.push_shared(2, None, Some(Bytes::from_static(b"small")), &[])
+            .unwrap();
+        let split = b.finish_encoded(7, 0, 0, false, &mut Unpooled).unwrap();
+        assert!(!split.is_contiguous());
+        let small = EncodedBatch::from(Bytes::from_static(b"tiny"));
+        let req = ProduceBatches {
+            transactional_id: Some(TransactionalId(StrBytes::from_static_str("tx"))),
+            acks: -1,
+            timeout_ms: 5_000,
+            topics: vec![
+                (
+                    TopicName(StrBytes::from_static_str("t")),
+                    vec![(0, Some(split)), (1, None)],
+                ),
+                (
+                    TopicName(StrBytes::from_static_str("u")),
+                    vec![(3, Some(small))],
+                ),
+            ],
+        };
+        for version in 3..=12 {
+            let mut whole = BytesMut::new();
+            crate::header::encode_request(&mut whole, &req, version, 9, Some("krust")).unwrap();
+            let (head, rest) =
+                encode_produce_batches_frame(&req, version, 9, Some("krust")).unwrap();
+            let slices: Vec<&[u8]> = std::iter::once(&head[..])
+                .chain(rest.iter().flat_map(FramePiece::slices))
+                .collect();
+            assert!(slices.iter().any(|s| s.as_ptr() == value.as_ptr()));
+            assert_eq!(slices.concat(), whole.to_vec(), "version {version}");
+        }
+        assert!(encode_produce_batches_frame(&req, 13, 9, None).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use krust_core::idempotence::{
 };
 use krust_core::partitioner::{BuiltinPartitioner, TopicPartitions};
 use krust_core::window::{InFlightWindow, Sent};
-use krust_wire::frame::ProduceBatches;
+use krust_wire::frame::{PartitionBatch, ProduceBatches};
 use krust_wire::record::{BatchBuilder, EncodedBatch, BATCH_HEADER_LEN};
 use krust_wire::{classify, ApiKey, ErrorCode, Retry};
 use tokio::sync::{oneshot, Semaphore};
@@ -1024,7 +1024,7 @@ impl Driver {
             let records: u32 = drained.iter().map(|d| d.record_count as u32).sum();
             (Instant::now(), depth, records)
         });
-        let mut by_topic: BTreeMap<Arc<str>, Vec<(i32, Option<EncodedBatch>)>> = BTreeMap::new();
+        let mut by_topic: BTreeMap<Arc<str>, Vec<PartitionBatch>> = BTreeMap::new();
         let mut bytes = 0usize;
         for d in &drained {
             bytes += d.data.len();

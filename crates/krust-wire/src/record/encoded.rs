@@ -94,29 +94,16 @@ impl EncodedBatch {
 
     /// The batch's bytes in order, as non-empty slices: what a vectored write sends.
     pub fn slices(&self) -> Slices<'_> {
-        match &self.repr {
-            Repr::Whole(b) => Slices {
-                inline: b,
-                values: &[],
-                from: 0,
-                next: 0,
-                value_due: false,
-            },
-            Repr::Split(s) => Slices {
-                inline: &s.inline,
-                values: &s.values,
-                from: 0,
-                next: 0,
-                value_due: false,
-            },
-        }
-    }
-
-    /// Number of slices [`EncodedBatch::slices`] gives, at most (empty stretches are skipped).
-    pub fn slice_count_hint(&self) -> usize {
-        match &self.repr {
-            Repr::Whole(_) => 1,
-            Repr::Split(s) => 2 * s.values.len() + 1,
+        let (inline, values): (&[u8], &[(usize, Bytes)]) = match &self.repr {
+            Repr::Whole(b) => (b, &[]),
+            Repr::Split(s) => (&s.inline, &s.values),
+        };
+        Slices {
+            inline,
+            values,
+            from: 0,
+            next: 0,
+            value_due: false,
         }
     }
 
@@ -287,7 +274,6 @@ mod tests {
         assert_eq!(split.len(), whole.len());
         let slices: Vec<&[u8]> = split.slices().collect();
         assert!(slices.iter().all(|s| !s.is_empty()));
-        assert!(slices.len() <= split.slice_count_hint());
         assert_eq!(slices.concat(), whole.to_vec());
         assert_eq!(split.to_bytes(), whole);
         // The values of at least `BY_REFERENCE_MIN` bytes are the caller's memory, not
