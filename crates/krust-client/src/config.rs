@@ -194,6 +194,13 @@ pub struct ClientConfig {
     /// `max.response.size` (krust): the largest frame accepted from a broker; checked before
     /// any allocation. Default 100 MiB.
     pub max_response_size: usize,
+    /// `io.thread` (krust): whether connections hand their large writes (frames over 64 KiB,
+    /// such as a producer's full requests) to one dedicated thread of the process,
+    /// `krust-io`, so the kernel's work of sending them runs beside the task that builds the
+    /// next request. Small frames are written at once by the task that sends them either way,
+    /// and responses are read on the caller's runtime. Off: everything runs on the caller's
+    /// runtime (no thread is started). Default true.
+    pub io_thread: bool,
     /// `security.protocol`, `sasl.*`, `ssl.*`: TLS and authentication (see
     /// [`SecurityConfig`]). Default PLAINTEXT. Not serialized: it holds secrets and, for
     /// OAUTHBEARER, code.
@@ -215,6 +222,7 @@ impl Default for ClientConfig {
             reconnect_backoff_max: Duration::from_millis(1_000),
             allow_auto_create_topics: true,
             max_response_size: krust_wire::frame::DEFAULT_MAX_FRAME,
+            io_thread: true,
             security: SecurityConfig::default(),
         }
     }
@@ -268,6 +276,9 @@ impl ClientConfig {
         }
         if let Some(v) = props.take_int::<usize>("max.response.size")? {
             c.max_response_size = v;
+        }
+        if let Some(v) = props.take_bool("io.thread")? {
+            c.io_thread = v;
         }
         c.security = SecurityConfig::take_from(props)?;
         c.validate()?;
@@ -348,6 +359,7 @@ pub mod ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::ConnectOptions;
 
     #[test]
     fn from_properties_reads_known_and_rejects_unknown() {
@@ -381,6 +393,19 @@ mod tests {
                 .to_string();
         assert!(e.contains("not host:port"), "{e}");
         assert!(Properties::parse_pairs(["a=b", "c"]).is_err());
+    }
+
+    #[test]
+    fn io_thread_is_on_by_default_and_can_be_turned_off() {
+        let base = || Properties::new().with("bootstrap.servers", "127.0.0.1:9092");
+        assert!(ClientConfig::from_properties(base()).unwrap().io_thread);
+        let c = ClientConfig::from_properties(base().with("io.thread", "false")).unwrap();
+        assert!(!c.io_thread);
+        assert!(!ConnectOptions::from_config(&c).unwrap().io_thread);
+        let e = ClientConfig::from_properties(base().with("io.thread", "sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("io.thread") && e.contains("sometimes"), "{e}");
     }
 
     #[test]

@@ -40,15 +40,19 @@ use krust_wire::header::{encode_request, peek_correlation_id, split_response};
 use krust_wire::versions::{api_versions_retry, decode_api_versions};
 use krust_wire::{decode_response, ApiKey, BrokerVersions, ErrorCode, KafkaRequest};
 use rand::Rng;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, trace, warn};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::security::sasl::SaslSession;
 use crate::security::{SaslConfig, SaslMechanism, Security};
+
+mod writer;
+
+use writer::{Outgoing, Placement, Writer};
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -64,6 +68,9 @@ pub struct ConnectOptions {
     pub max_frame: usize,
     /// TLS and SASL, ready to use.
     pub security: Arc<Security>,
+    /// Whether large writes go to the process's I/O thread (`io.thread`, see
+    /// [`ClientConfig::io_thread`]).
+    pub io_thread: bool,
 }
 
 impl ConnectOptions {
@@ -74,6 +81,7 @@ impl ConnectOptions {
             setup_timeout,
             max_frame,
             security: Security::plaintext(),
+            io_thread: true,
         }
     }
 
@@ -85,6 +93,7 @@ impl ConnectOptions {
             setup_timeout: config.connection_setup_timeout,
             max_frame: config.max_response_size,
             security: Security::new(&config.security)?,
+            io_thread: config.io_thread,
         })
     }
 }
@@ -93,15 +102,6 @@ impl ConnectOptions {
 pub type NodeId = i32;
 
 type Waiter = oneshot::Sender<std::result::Result<Bytes, String>>;
-
-struct Outgoing {
-    /// The frame, or its first piece.
-    frame: Bytes,
-    /// The frame's further pieces (a Produce request's large record batches, written from
-    /// their own buffers, values kept by reference included, rather than copied into `frame`).
-    rest: Vec<FramePiece>,
-    written: Option<oneshot::Sender<()>>,
-}
 
 struct Shared {
     pending: Mutex<HashMap<i32, Waiter>>,
@@ -117,6 +117,22 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Self {
+        Shared {
+            pending: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            close_reason: Mutex::new(None),
+            shutdown: watch::channel(false).0,
+            gate: tokio::sync::RwLock::new(()),
+            eof_hint: Mutex::new(None),
+            hint_active: AtomicBool::new(false),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn close(&self, reason: String) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
@@ -174,7 +190,7 @@ struct Core {
     node: NodeId,
     addr: String,
     client_id: String,
-    tx: mpsc::Sender<Outgoing>,
+    writer: Arc<Writer>,
     shared: Arc<Shared>,
     next_correlation: AtomicI32,
     floor: Mutex<RoundTripFloor>,
@@ -311,22 +327,18 @@ impl Connection {
                 (Box::new(rd), Box::new(wr))
             };
             set_step(Step::ApiVersions);
-            let (tx, rx) = mpsc::channel(1024);
-            let shared = Arc::new(Shared {
-                pending: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
-                close_reason: Mutex::new(None),
-                shutdown: watch::channel(false).0,
-                gate: tokio::sync::RwLock::new(()),
-                eof_hint: Mutex::new(None),
-                hint_active: AtomicBool::new(false),
-            });
+            let shared = Arc::new(Shared::new());
             if !security.protocol().uses_tls() {
                 shared.set_hint(Some(
                     " (if this is a TLS listener, set security.protocol=SSL or SASL_SSL)".into(),
                 ));
             }
-            tokio::spawn(write_loop(wr, rx, shared.clone()));
+            let placement = if options.io_thread {
+                Placement::IoThread
+            } else {
+                Placement::Caller
+            };
+            let writer = Writer::start(wr, shared.clone(), placement);
             tokio::spawn(read_loop(
                 rd,
                 shared.clone(),
@@ -337,7 +349,7 @@ impl Connection {
                     node,
                     addr: addr.to_string(),
                     client_id: options.client_id.clone(),
-                    tx,
+                    writer,
                     shared,
                     next_correlation: AtomicI32::new(1),
                     floor: Mutex::new(RoundTripFloor::default()),
@@ -540,13 +552,15 @@ impl Connection {
         let fut = async {
             {
                 let _gate = core.shared.gate.read().await;
-                core.tx
-                    .send(Outgoing {
-                        frame,
-                        rest,
-                        written: Some(wtx),
-                    })
-                    .await
+                core.writer
+                    .send(
+                        Outgoing {
+                            frame,
+                            rest,
+                            written: Some(wtx),
+                        },
+                        &core.shared,
+                    )
                     .map_err(|_| core.closed_error())?;
             }
             wrx.await.map_err(|_| core.closed_error())
@@ -671,13 +685,15 @@ impl Core {
                 } else {
                     None
                 };
-                self.tx
-                    .send(Outgoing {
-                        frame,
-                        rest,
-                        written: None,
-                    })
-                    .await
+                self.writer
+                    .send(
+                        Outgoing {
+                            frame,
+                            rest,
+                            written: None,
+                        },
+                        &self.shared,
+                    )
                     .map_err(|_| self.closed_error())?;
             }
             match rrx.await {
@@ -884,110 +900,6 @@ async fn reauthenticate(
     }
 }
 
-async fn write_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
-    let mut batch: Vec<Outgoing> = Vec::new();
-    let mut shutdown = shared.shutdown.subscribe();
-    loop {
-        let first = tokio::select! {
-            m = rx.recv() => m,
-            _ = shutdown.wait_for(|closed| *closed) => None,
-        };
-        let Some(first) = first else { break };
-        batch.push(first);
-        // Coalesce whatever else is queued into one vectored write.
-        while batch.len() < 64 {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = write_frames(&mut wr, &batch).await {
-            shared.close(format!("write failed: {e}"));
-            break;
-        }
-        for m in batch.drain(..) {
-            if let Some(w) = m.written {
-                let _ = w.send(());
-            }
-        }
-        if shared.closed.load(Ordering::Acquire) {
-            break;
-        }
-    }
-    let _ = wr.shutdown().await;
-}
-
-/// Most slices passed to one vectored write (Linux's `IOV_MAX` is 1024).
-const MAX_IOV: usize = 512;
-
-/// A transport without vectored writes gets parts shorter than this gathered into writes of
-/// about this size.
-const STAGE_MAX: usize = 64 * 1024;
-
-/// Writes whole frames, several per system call (`writev`) when the transport supports it.
-async fn write_frames(wr: &mut BoxWrite, frames: &[Outgoing]) -> std::io::Result<()> {
-    let parts: Vec<&[u8]> = frames
-        .iter()
-        .flat_map(|m| {
-            std::iter::once(&m.frame[..]).chain(m.rest.iter().flat_map(FramePiece::slices))
-        })
-        .filter(|p| !p.is_empty())
-        .collect();
-    if parts.len() <= 1 || !wr.is_write_vectored() {
-        // One write per part would send a value kept by reference apart from the few bytes
-        // around it (over TLS, a record each): small parts are gathered first.
-        let mut staged: Vec<u8> = Vec::new();
-        for p in parts {
-            if p.len() >= STAGE_MAX {
-                if !staged.is_empty() {
-                    wr.write_all(&staged).await?;
-                    staged.clear();
-                }
-                wr.write_all(p).await?;
-            } else {
-                staged.extend_from_slice(p);
-                if staged.len() >= STAGE_MAX {
-                    wr.write_all(&staged).await?;
-                    staged.clear();
-                }
-            }
-        }
-        if !staged.is_empty() {
-            wr.write_all(&staged).await?;
-        }
-        return Ok(());
-    }
-    // The first piece not fully written, and how much of it was.
-    let (mut idx, mut off) = (0, 0);
-    let mut slices = Vec::with_capacity(parts.len().min(MAX_IOV));
-    while idx < parts.len() {
-        slices.clear();
-        slices.push(std::io::IoSlice::new(&parts[idx][off..]));
-        slices.extend(
-            parts[idx + 1..]
-                .iter()
-                .take(MAX_IOV - 1)
-                .map(|p| std::io::IoSlice::new(p)),
-        );
-        let mut n = wr.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && idx < parts.len() {
-            let left = parts[idx].len() - off;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Makes room in `buf` for the rest of the frame it starts with (when its size is known and
 /// allowed), so a large response is read in place instead of through repeated regrowth.
 fn reserve_for_frame(buf: &mut BytesMut, max_frame: usize) {
@@ -1093,191 +1005,7 @@ async fn read_loop(mut rd: BoxRead, shared: Arc<Shared>, frames: FrameReader) {
 
 #[cfg(test)]
 mod tests {
-    use std::pin::Pin;
-    use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll};
-
     use super::*;
-
-    /// What a [`Trickle`] wrote, and how many calls it took.
-    type Wrote = Arc<Mutex<Vec<u8>>>;
-    type Calls = Arc<Mutex<usize>>;
-
-    /// A transport that takes at most `step` bytes per call, vectored or not, and counts calls.
-    struct Trickle {
-        out: Wrote,
-        calls: Calls,
-        step: usize,
-        vectored: bool,
-    }
-
-    impl AsyncWrite for Trickle {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            let n = buf.len().min(self.step);
-            self.out.lock().unwrap().extend_from_slice(&buf[..n]);
-            *self.calls.lock().unwrap() += 1;
-            Poll::Ready(Ok(n))
-        }
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[std::io::IoSlice<'_>],
-        ) -> Poll<std::io::Result<usize>> {
-            assert!(bufs.len() <= MAX_IOV, "{} slices in one call", bufs.len());
-            let mut left = self.step;
-            let mut out = self.out.lock().unwrap();
-            for b in bufs {
-                let n = b.len().min(left);
-                out.extend_from_slice(&b[..n]);
-                left -= n;
-                if left == 0 {
-                    break;
-                }
-            }
-            *self.calls.lock().unwrap() += 1;
-            Poll::Ready(Ok(self.step - left))
-        }
-        fn is_write_vectored(&self) -> bool {
-            self.vectored
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    /// A [`Trickle`] writer taking `step` bytes a call, and what it wrote and its call count.
-    fn trickle(step: usize, vectored: bool) -> (BoxWrite, Wrote, Calls) {
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let calls = Arc::new(Mutex::new(0));
-        let wr: BoxWrite = Box::new(Trickle {
-            out: out.clone(),
-            calls: calls.clone(),
-            step,
-            vectored,
-        });
-        (wr, out, calls)
-    }
-
-    fn frames(sizes: &[usize]) -> (Vec<Outgoing>, Vec<u8>) {
-        let mut all = Vec::new();
-        let out = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let f: Vec<u8> = (0..*n).map(|j| (i * 31 + j) as u8).collect();
-                all.extend_from_slice(&f);
-                // Every other frame in pieces (as a Produce request with large batches is),
-                // one of them empty.
-                let mut f = Bytes::from(f);
-                let mut rest = Vec::new();
-                if i % 2 == 1 && f.len() >= 3 {
-                    let tail = f.split_off(f.len() / 3);
-                    let (mid, end) = (tail.slice(..tail.len() / 2), tail.slice(tail.len() / 2..));
-                    rest = vec![
-                        FramePiece::Bytes(mid),
-                        FramePiece::Bytes(Bytes::new()),
-                        FramePiece::Bytes(end),
-                    ];
-                }
-                Outgoing {
-                    frame: f,
-                    rest,
-                    written: None,
-                }
-            })
-            .collect();
-        (out, all)
-    }
-
-    #[tokio::test]
-    async fn a_batch_with_values_by_reference_is_written_whole_from_its_slices() {
-        use krust_wire::record::{BatchBuilder, Compression, Unpooled};
-        let mut b = BatchBuilder::new(Compression::None);
-        let values: Vec<Bytes> = (0..300u32)
-            .map(|i| Bytes::from(vec![i as u8; 3_000 + (i as usize * 97) % 3_000]))
-            .collect();
-        for (i, v) in values.iter().enumerate() {
-            b.push_shared(i as i64, Some(b"k"), Some(v.clone()), &[])
-                .unwrap();
-        }
-        let batch = b.finish_encoded(1, 0, 0, false, &mut Unpooled).unwrap();
-        assert!(!batch.is_contiguous());
-        let mut expected = b"head".to_vec();
-        expected.extend_from_slice(&batch.to_bytes());
-        expected.extend_from_slice(b"tail");
-        for (step, vectored) in [
-            (1 << 20, true),
-            (5_000, true),
-            (1 << 20, false),
-            (333, false),
-        ] {
-            let (mut wr, out, calls) = trickle(step, vectored);
-            let frame = Outgoing {
-                frame: Bytes::from_static(b"head"),
-                rest: vec![
-                    FramePiece::Batch(batch.clone()),
-                    FramePiece::Bytes(Bytes::from_static(b"tail")),
-                ],
-                written: None,
-            };
-            write_frames(&mut wr, &[frame]).await.unwrap();
-            assert!(
-                *out.lock().unwrap() == expected,
-                "step {step}, vectored {vectored}"
-            );
-            let calls = *calls.lock().unwrap();
-            if step == 1 << 20 {
-                // Up to 600 slices: two vectored writes; gathered: writes of 64 KiB or more.
-                let most = if vectored {
-                    2
-                } else {
-                    expected.len() / STAGE_MAX + 1
-                };
-                assert!(calls <= most, "{calls} writes, vectored {vectored}");
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn vectored_writes_keep_frames_whole_and_in_order_across_partial_writes() {
-        for (step, vectored) in [
-            (7, true),
-            (1, true),
-            (1000, true),
-            (7, false),
-            (1000, false),
-        ] {
-            let (batch, expected) = frames(&[10, 3, 25, 1, 40, 0, 17]);
-            let (mut wr, out, calls) = trickle(step, vectored);
-            write_frames(&mut wr, &batch).await.unwrap();
-            assert_eq!(
-                *out.lock().unwrap(),
-                expected,
-                "step {step}, vectored {vectored}"
-            );
-            if step == 1000 {
-                // Vectored, or gathered into one buffer first.
-                assert_eq!(*calls.lock().unwrap(), 1, "one call for every frame");
-            }
-        }
-        // More pieces than one vectored write takes: several calls, all bytes in order.
-        let sizes: Vec<usize> = (0..1200).map(|i| 1 + i % 5).collect();
-        let (batch, expected) = frames(&sizes);
-        let (mut wr, out, calls) = trickle(1 << 20, true);
-        write_frames(&mut wr, &batch).await.unwrap();
-        assert_eq!(*out.lock().unwrap(), expected);
-        assert!(
-            *calls.lock().unwrap() >= 3,
-            "at most {MAX_IOV} slices per call"
-        );
-    }
 
     #[test]
     fn room_is_reserved_for_a_whole_announced_frame_within_the_limit() {

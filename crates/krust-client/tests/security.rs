@@ -28,6 +28,7 @@ fn options(sasl: Option<SaslConfig>, setup: Duration) -> ConnectOptions {
         setup_timeout: setup,
         max_frame: 1 << 20,
         security: Security::new(&sec).unwrap(),
+        io_thread: true,
     }
 }
 

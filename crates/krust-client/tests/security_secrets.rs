@@ -36,6 +36,7 @@ async fn connect(addr: &str, sasl: SaslConfig) -> Result<Connection, Error> {
         setup_timeout: Duration::from_secs(5),
         max_frame: 1 << 20,
         security: Security::new(&sec).unwrap(),
+        io_thread: true,
     };
     Connection::connect_with(-1, addr, &options).await
 }
