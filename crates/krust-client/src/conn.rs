@@ -1,12 +1,13 @@
 //! One multiplexed connection to one broker.
 //!
-//! Requests are encoded by the caller, queued to a writer task, and matched to responses by
+//! Requests are encoded by the caller, written at once when small or else queued to a writer
+//! task (on the process's I/O thread by default: see `io.thread` in [`ClientConfig`]), and matched to responses by
 //! correlation id in a reader task, so any number of requests can be in flight on one socket
 //! (pipelining), and responses are decoded on the caller's task.
 //!
 //! Invariants:
-//! - **Cancel safety.** A frame is queued whole or not at all (a channel send), so dropping a
-//!   request future never leaves half a frame on the socket; a `PendingGuard` removes the
+//! - **Cancel safety.** A frame is taken whole or not at all (`Writer::send`, synchronous), so
+//!   dropping a request future never leaves half a frame on the socket; a `PendingGuard` removes the
 //!   correlation id when the future is dropped, and a late response for it is discarded.
 //! - **Timeouts cover the whole exchange**, including a write stalled by a full socket buffer.
 //!   A request that times out closes the connection (as the Java client does): its outcome is
