@@ -1,14 +1,15 @@
 //! One multiplexed connection to one broker.
 //!
 //! Requests are encoded by the caller, written at once when small or else queued to a writer
-//! task (on the process's I/O thread by default: see `io.thread` in [`ClientConfig`]), and matched to responses by
-//! correlation id in a reader task, so any number of requests can be in flight on one socket
-//! (pipelining), and responses are decoded on the caller's task.
+//! task (on the process's I/O thread by default: see `io.thread` in [`ClientConfig`]), and
+//! matched to responses by correlation id in a reader task, so any number of requests can be in
+//! flight on one socket (pipelining), and responses are decoded on the caller's task.
 //!
 //! Invariants:
 //! - **Cancel safety.** A frame is taken whole or not at all (`Writer::send`, synchronous), so
-//!   dropping a request future never leaves half a frame on the socket; a `PendingGuard` removes the
-//!   correlation id when the future is dropped, and a late response for it is discarded.
+//!   dropping a request future never leaves half a frame on the socket; a `PendingGuard`
+//!   removes the correlation id when the future is dropped, and a late response for it is
+//!   discarded.
 //! - **Timeouts cover the whole exchange**, including a write stalled by a full socket buffer.
 //!   A request that times out closes the connection (as the Java client does): its outcome is
 //!   unknown and later responses on that socket can no longer be trusted to be timely.
@@ -53,7 +54,7 @@ use crate::security::{SaslConfig, SaslMechanism, Security};
 
 mod writer;
 
-use writer::{Outgoing, Placement, Writer};
+use writer::{Outgoing, Writer};
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -334,12 +335,7 @@ impl Connection {
                     " (if this is a TLS listener, set security.protocol=SSL or SASL_SSL)".into(),
                 ));
             }
-            let placement = if options.io_thread {
-                Placement::IoThread
-            } else {
-                Placement::Caller
-            };
-            let writer = Writer::start(wr, shared.clone(), placement);
+            let writer = Writer::start(wr, shared.clone(), options.io_thread);
             tokio::spawn(read_loop(
                 rd,
                 shared.clone(),
@@ -503,7 +499,7 @@ impl Connection {
 
     /// Whether the connection can still carry requests.
     pub fn is_alive(&self) -> bool {
-        !self.core.shared.closed.load(Ordering::Acquire)
+        !self.core.shared.is_closed()
     }
 
     /// Closes the connection; every request in flight fails.
@@ -662,11 +658,16 @@ impl Core {
         timeout: Duration,
         gated: bool,
     ) -> Result<Bytes> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.shared.is_closed() {
             return Err(self.closed_error());
         }
         let (frame, rest, correlation_id) = self.encode(req, version)?;
-        let request_bytes = frame.len() + rest.iter().map(FramePiece::len).sum::<usize>();
+        let out = Outgoing {
+            frame,
+            rest,
+            written: None,
+        };
+        let request_bytes = out.len();
         let started = Instant::now();
         let (rtx, rrx) = oneshot::channel();
         self.shared
@@ -687,14 +688,7 @@ impl Core {
                     None
                 };
                 self.writer
-                    .send(
-                        Outgoing {
-                            frame,
-                            rest,
-                            written: None,
-                        },
-                        &self.shared,
-                    )
+                    .send(out, &self.shared)
                     .map_err(|_| self.closed_error())?;
             }
             match rrx.await {

@@ -59,7 +59,8 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
-    fn len(&self) -> usize {
+    /// The frame's length in bytes.
+    pub(super) fn len(&self) -> usize {
         self.frame.len() + self.rest.iter().map(FramePiece::len).sum::<usize>()
     }
 
@@ -68,15 +69,6 @@ impl Outgoing {
             let _ = w.send(());
         }
     }
-}
-
-/// Whether a connection's writer task runs on the I/O thread or on the caller's runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Placement {
-    /// The process's `krust-io` thread.
-    IoThread,
-    /// The runtime that opened the connection.
-    Caller,
 }
 
 struct State {
@@ -89,8 +81,6 @@ struct State {
     /// The writer task has frames to write: set when it is woken, cleared when it finds the
     /// queue empty. While set, nothing is written inline.
     active: bool,
-    /// No more frames are taken.
-    closed: bool,
 }
 
 /// The write side of one connection.
@@ -100,27 +90,23 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// A writer for `half`, with its task started where `placement` says.
-    pub(super) fn start(half: BoxWrite, shared: Arc<Shared>, placement: Placement) -> Arc<Self> {
+    /// A writer for `half`, with its task on the process's I/O thread if `on_io_thread` (and
+    /// the thread could be started), else on the caller's runtime.
+    pub(super) fn start(half: BoxWrite, shared: Arc<Shared>, on_io_thread: bool) -> Arc<Self> {
         let writer = Arc::new(Writer {
             state: Mutex::new(State {
                 half: Some(half),
                 queue: VecDeque::new(),
                 head_done: 0,
                 active: false,
-                closed: false,
             }),
             wake: Notify::new(),
         });
         let task = writer.clone().run(shared);
-        match (placement, io_thread()) {
-            (Placement::IoThread, Some(io)) => {
-                io.spawn(task);
-            }
-            _ => {
-                tokio::spawn(task);
-            }
-        }
+        match on_io_thread.then(io_thread).flatten() {
+            Some(io) => io.spawn(task),
+            None => tokio::spawn(task),
+        };
         writer
     }
 
@@ -136,7 +122,9 @@ impl Writer {
     #[allow(clippy::result_large_err)]
     pub(super) fn send(&self, out: Outgoing, shared: &Shared) -> Result<(), Outgoing> {
         let mut st = self.lock();
-        if st.closed || shared.is_closed() {
+        // The writer task ends only once the connection is closed (and empties the queue
+        // under this lock then): a frame taken before that is failed by the close.
+        if shared.is_closed() {
             return Err(out);
         }
         let mut done = 0;
@@ -152,8 +140,6 @@ impl Writer {
                         }
                         Ok((written, _)) => done = written,
                         Err(e) => {
-                            st.closed = true;
-                            st.queue.clear();
                             drop(st);
                             shared.close(format!("write failed: {e}"));
                             return Ok(());
@@ -217,7 +203,6 @@ impl Writer {
         }
         let half = {
             let mut st = self.lock();
-            st.closed = true;
             st.queue.clear();
             st.half.take()
         };
@@ -290,18 +275,14 @@ fn write_now(half: &mut BoxWrite, out: &Outgoing, len: usize) -> std::io::Result
     let mut done = 0;
     let mut slices = Vec::with_capacity(parts.len().min(MAX_IOV));
     while done < len {
-        let mut rest = parts.clone();
-        skip_front(&mut rest, done);
         slices.clear();
-        slices.extend(rest.iter().take(MAX_IOV).map(|p| IoSlice::new(p)));
-        let poll = if slices.len() == 1 {
-            Pin::new(&mut **half).poll_write(&mut cx, &slices[0])
-        } else {
-            Pin::new(&mut **half).poll_write_vectored(&mut cx, &slices)
-        };
-        match poll {
+        slices.extend(parts.iter().take(MAX_IOV).map(|p| IoSlice::new(p)));
+        match Pin::new(&mut **half).poll_write_vectored(&mut cx, &slices) {
             Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => done += n,
+            Poll::Ready(Ok(n)) => {
+                done += n;
+                skip_front(&mut parts, n);
+            }
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => return Ok((done, false)),
         }
@@ -342,33 +323,15 @@ async fn write_frames(wr: &mut BoxWrite, frames: &[Outgoing], skip: usize) -> st
         }
         return Ok(());
     }
-    // The first piece not fully written, and how much of it was.
-    let (mut idx, mut off) = (0, 0);
     let mut slices = Vec::with_capacity(parts.len().min(MAX_IOV));
-    while idx < parts.len() {
+    while !parts.is_empty() {
         slices.clear();
-        slices.push(IoSlice::new(&parts[idx][off..]));
-        slices.extend(
-            parts[idx + 1..]
-                .iter()
-                .take(MAX_IOV - 1)
-                .map(|p| IoSlice::new(p)),
-        );
-        let mut n = wr.write_vectored(&slices).await?;
+        slices.extend(parts.iter().take(MAX_IOV).map(|p| IoSlice::new(p)));
+        let n = wr.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        while n > 0 && idx < parts.len() {
-            let left = parts[idx].len() - off;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
+        skip_front(&mut parts, n);
     }
     Ok(())
 }
@@ -651,7 +614,7 @@ mod tests {
     async fn a_small_frame_is_written_before_send_returns_and_a_large_one_on_the_io_thread() {
         let gate = Gate::default();
         let shared = Arc::new(Shared::new());
-        let writer = Writer::start(gate.boxed(), shared.clone(), Placement::IoThread);
+        let writer = Writer::start(gate.boxed(), shared.clone(), true);
         let (small, mut small_written, small_bytes) = frame(300, 1);
         assert!(writer.send(small, &shared).is_ok());
         // Written, and told so, within `send`: no other task ran in between.
@@ -679,7 +642,7 @@ mod tests {
         let gate = Gate::default();
         gate.with(|g| g.room = Some(10));
         let shared = Arc::new(Shared::new());
-        let writer = Writer::start(gate.boxed(), shared.clone(), Placement::Caller);
+        let writer = Writer::start(gate.boxed(), shared.clone(), false);
         let (a, mut a_written, a_bytes) = frame(100, 1);
         let (b, b_written, b_bytes) = frame(20, 200);
         assert!(writer.send(a, &shared).is_ok());
@@ -700,6 +663,16 @@ mod tests {
         assert!(c_written.try_recv().is_ok());
         expected.extend_from_slice(&c_bytes);
         assert_eq!(gate.with(|g| g.out.clone()), expected);
+        // Without the I/O thread, a large frame's writer task runs on this (the caller's)
+        // runtime, as every write above did.
+        let (d, d_written, d_bytes) = frame(INLINE_MAX + 1, 5);
+        assert!(writer.send(d, &shared).is_ok());
+        d_written.await.unwrap();
+        expected.extend_from_slice(&d_bytes);
+        assert_eq!(gate.with(|g| g.out.clone()), expected);
+        let here = std::thread::current().name().unwrap_or("").to_string();
+        let threads = gate.with(|g| g.threads.clone());
+        assert!(threads.iter().all(|t| *t == here), "written on {threads:?}");
         shared.close("test over".into());
     }
 
@@ -709,7 +682,7 @@ mod tests {
         let gate = Gate::default();
         gate.with(|g| g.hold_flushes = 1);
         let shared = Arc::new(Shared::new());
-        let writer = Writer::start(gate.boxed(), shared.clone(), Placement::Caller);
+        let writer = Writer::start(gate.boxed(), shared.clone(), false);
         let (a, mut a_written, a_bytes) = frame(50, 3);
         assert!(writer.send(a, &shared).is_ok());
         assert_eq!(gate.with(|g| g.out.clone()), a_bytes);
@@ -729,7 +702,7 @@ mod tests {
             let gate = Gate::default();
             gate.with(|g| g.fail = true);
             let shared = Arc::new(Shared::new());
-            let writer = Writer::start(gate.boxed(), shared.clone(), Placement::IoThread);
+            let writer = Writer::start(gate.boxed(), shared.clone(), true);
             let len = if large { INLINE_MAX + 1 } else { 10 };
             let (a, a_written, _) = frame(len, 0);
             assert!(writer.send(a, &shared).is_ok());
