@@ -8,11 +8,12 @@
 //! - [`error_code`]: Kafka error codes and the one retry classifier;
 //! - [`record`]: record batches (v2 read/write, legacy v0/v1 read), CRC32C, varints;
 //! - [`compression`]: gzip, snappy, lz4 and zstd in pure Rust, with bounded decompression;
-//! - [`protocol`]: the primitive decoding layer those decoders are written against.
+//! - [`protocol`]: the primitive decoding layer those decoders are written against;
+//! - [`hint`]: cache hints for buffers about to be written.
 //!
 //! No tokio, no sockets, no C: everything here is a pure function of its input. No `unsafe`
-//! either, but for one call: [`record::crc`]'s SIMD checksum, entered once the CPU is known to
-//! have its instructions.
+//! either, but for two calls, each entered once the CPU is known to have its instructions:
+//! [`record::crc`]'s SIMD checksum and [`hint`]'s write prefetch.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod features;
 pub mod frame;
 pub mod group_protocol;
 pub mod header;
+pub mod hint;
 pub mod protocol;
 pub mod record;
 pub mod responses;

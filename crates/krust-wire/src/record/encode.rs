@@ -426,9 +426,11 @@ impl BatchBuilder {
             return (records, shared, crc);
         }
         let mut out = buffers.take(records.len() + copied);
+        let mut ahead = WriteAhead::default();
         let mut split = Vec::new();
         let (mut from, mut summed, mut crc) = (0, ATTRIBUTES, 0);
         for (at, value) in &shared {
+            ahead.reach(&mut out);
             out.extend_from_slice(&records[from..*at]);
             from = *at;
             if value.len() >= by_reference_min {
@@ -623,6 +625,39 @@ impl BatchBuffers for Unpooled {
     }
 
     fn give(&mut self, _buf: Vec<u8>) {}
+}
+
+/// Claims the cache lines of a batch buffer a little ahead of the copy that fills it (see
+/// [`crate::hint`]): a reused buffer was last read by the kernel's copy on the connection's
+/// core, and a store to each of its lines would otherwise wait for that core's copy to be
+/// invalidated, one line after another.
+#[derive(Default)]
+struct WriteAhead {
+    /// Offset in the buffer up to which lines have been claimed.
+    claimed: usize,
+}
+
+impl WriteAhead {
+    /// How far ahead of the copy lines are claimed: enough round trips in flight to hide one
+    /// between dies, not so many that the lines fall out of the first-level cache before use.
+    const DISTANCE: usize = 4096;
+
+    /// Claims the lines of `out`'s spare room up to [`WriteAhead::DISTANCE`] past its length.
+    #[inline]
+    fn reach(&mut self, out: &mut Vec<u8>) {
+        let len = out.len();
+        let until = (len + Self::DISTANCE).min(out.capacity());
+        let mut at = self.claimed.max(len);
+        if at >= until {
+            return;
+        }
+        let spare = out.spare_capacity_mut();
+        while at < until {
+            crate::hint::prefetch_write(&spare[at - len]);
+            at += 64;
+        }
+        self.claimed = at;
+    }
 }
 
 /// How many copied bytes [`BatchBuilder::finish`] checksums at a time: small enough to be read
