@@ -39,10 +39,6 @@ pub(crate) const LAZY_WAKE_LEN: usize = 1024;
 /// metadata) gets a vector of its own that is freed after it instead of being kept for good.
 const RETAINED_BURST: usize = 4 * LAZY_WAKE_LEN;
 
-/// How many commands ahead of the last one pushed a record push claims the queue vector's room
-/// (see [`krust_wire::hint`]).
-const PUSH_AHEAD: usize = 16;
-
 struct State {
     queued: Vec<Command>,
     senders: usize,
@@ -167,11 +163,6 @@ impl CommandTx {
             let (slot, fut) = st.slots.take();
             let was_empty = st.queued.is_empty();
             st.queued.push(Command::Send(make(record, slot)));
-            // The vector was last read by the driver, maybe on another core: claim a command's
-            // room a little ahead, so the pushes to come do not each wait for it.
-            if let Some(room) = st.queued.spare_capacity_mut().get(PUSH_AHEAD) {
-                krust_wire::hint::prefetch_write(room);
-            }
             let before = st.queued_bytes;
             st.queued_bytes = before.saturating_add(size);
             let wake = if st.lazy {
