@@ -1,16 +1,16 @@
 //! Cache hints for memory about to be written.
 //!
-//! A producer's buffers are written on one core and read on another: a batch's bytes by the
-//! kernel copy on the connection's I/O thread, a queued record by the driver. When such a
-//! buffer is reused, each of its cache lines is still held by the reader's core, and the
-//! writer's store waits for that copy to be invalidated. Between cores that share a cache
-//! that is cheap; between cores on different dies (a virtual machine's two CPUs can land on
-//! either) it is a round trip of several hundred nanoseconds, one line after another, and a
-//! 1 KiB value copied into a reused batch paid it sixteen times.
+//! A producer's batch buffers are written on one core and read on another, by the kernel's
+//! copy on the connection's I/O thread. When such a buffer is reused, each of its cache lines
+//! is still held by the reader's core, and the writer's store waits for that copy to be
+//! invalidated. Between cores that share a cache that is cheap; between cores on different
+//! dies (a virtual machine's two CPUs can land on either) it is a round trip of several hundred
+//! nanoseconds, one line after another, and a 1 KiB value copied into a reused batch paid it
+//! sixteen times.
 //!
 //! [`prefetch_write`] asks for the lines ahead of the writes that will need them, so those
-//! round trips overlap instead of queueing behind the store. It is only a hint: it never
-//! faults, never changes what memory holds, and compiles to nothing where the CPU has no such
+//! round trips overlap instead of queueing behind the stores. It is only a hint: it never
+//! faults, never changes what memory holds, and does nothing on a CPU without such an
 //! instruction.
 
 /// Bytes in a cache line on the CPUs this targets.
