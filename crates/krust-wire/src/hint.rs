@@ -14,7 +14,7 @@
 //! instruction.
 
 /// Bytes in a cache line on the CPUs this targets.
-const LINE: usize = 64;
+pub(crate) const LINE: usize = 64;
 
 /// Asks the CPU to bring every cache line of `place` into this core's cache, owned for
 /// writing (other cores' copies invalidated), ahead of a write to it. Costs one instruction

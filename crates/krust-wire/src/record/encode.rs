@@ -654,7 +654,7 @@ impl WriteAhead {
         let spare = out.spare_capacity_mut();
         while at < until {
             crate::hint::prefetch_write(&spare[at - len]);
-            at += 64;
+            at += crate::hint::LINE;
         }
         self.claimed = at;
     }
@@ -878,6 +878,37 @@ pub fn encode_control_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claim runs `DISTANCE` ahead of the length, never past the capacity, and leaves the
+    /// buffer as it was.
+    #[test]
+    fn write_ahead_claims_within_the_spare_room() {
+        use crate::hint::LINE;
+        let mut out = Vec::with_capacity(10_000);
+        let cap = out.capacity();
+        let mut ahead = WriteAhead::default();
+        let mut claimed_past = |out: &mut Vec<u8>, len: usize, fill: u8| {
+            out.resize(len, fill);
+            ahead.reach(out);
+            let again = ahead.claimed;
+            ahead.reach(out);
+            assert_eq!(ahead.claimed, again, "the same length claims nothing more");
+            ahead.claimed
+        };
+        for len in [0, 10, 100, 3000] {
+            let claimed = claimed_past(&mut out, len, 1);
+            let want = len + WriteAhead::DISTANCE;
+            assert!((want..want + LINE).contains(&claimed), "{len}: {claimed}");
+        }
+        // Near the end: up to the capacity, not past it.
+        let claimed = claimed_past(&mut out, cap - 10, 2);
+        assert!((cap..cap + LINE).contains(&claimed), "{claimed}");
+        assert_eq!(claimed_past(&mut out, cap, 3), claimed);
+        assert_eq!(out.len(), cap);
+        assert!(out[..3000].iter().all(|&b| b == 1));
+        assert!(out[3000..cap - 10].iter().all(|&b| b == 2));
+        assert!(out[cap - 10..].iter().all(|&b| b == 3));
+    }
 
     /// `push_shared` gives the same batch, byte for byte, as `push` with the same records:
     /// values below and above `SHARED_VALUE_MIN` (kept by reference), keys, headers, null and
