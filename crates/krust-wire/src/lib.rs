@@ -9,11 +9,11 @@
 //! - [`record`]: record batches (v2 read/write, legacy v0/v1 read), CRC32C, varints;
 //! - [`compression`]: gzip, snappy, lz4 and zstd in pure Rust, with bounded decompression;
 //! - [`protocol`]: the primitive decoding layer those decoders are written against;
-//! - [`hint`]: cache hints for buffers about to be written.
+//! - [`hint`]: cache hints for memory about to be written or read.
 //!
 //! No tokio, no sockets, no C: everything here is a pure function of its input. No `unsafe`
-//! either, but for two calls, each entered once the CPU is known to have its instructions:
-//! [`record::crc`]'s SIMD checksum and [`hint`]'s write prefetch.
+//! either, but in two places: [`record::crc`]'s SIMD checksum, entered once the CPU is known to
+//! have its instructions, and [`hint`]'s prefetch instructions.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

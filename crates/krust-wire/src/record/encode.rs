@@ -429,8 +429,13 @@ impl BatchBuilder {
         let mut ahead = WriteAhead::default();
         let mut split = Vec::new();
         let (mut from, mut summed, mut crc) = (0, ATTRIBUTES, 0);
-        for (at, value) in &shared {
+        for (i, (at, value)) in shared.iter().enumerate() {
             ahead.reach(&mut out);
+            // Each value is an allocation of its own, often written by another thread: its
+            // address is nothing the hardware can guess, so ask for it a few values early.
+            if let Some((_, next)) = shared.get(i + READ_AHEAD_VALUES) {
+                crate::hint::prefetch_read(&next[..next.len().min(READ_AHEAD_MAX)]);
+            }
             out.extend_from_slice(&records[from..*at]);
             from = *at;
             if value.len() >= by_reference_min {
@@ -659,6 +664,14 @@ impl WriteAhead {
         self.claimed = at;
     }
 }
+
+/// How many values ahead of its copy [`BatchBuilder::finish`] asks for a value kept by
+/// reference to be brought into the cache.
+const READ_AHEAD_VALUES: usize = 2;
+
+/// Most bytes of one value asked for ahead (past them, the hardware follows a sequential read
+/// by itself).
+const READ_AHEAD_MAX: usize = 4096;
 
 /// How many copied bytes [`BatchBuilder::finish`] checksums at a time: small enough to be read
 /// back from the first-level cache, large enough for the checksum's own start-up to vanish.
