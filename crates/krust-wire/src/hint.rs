@@ -36,6 +36,9 @@ pub fn prefetch_write<T>(place: &T) {
 /// allocations. Costs one instruction per line; does nothing off x86-64.
 #[inline]
 pub fn prefetch_read(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
     let start = bytes.as_ptr() as usize;
     let mut line = start & !(LINE - 1);
     while line < start + bytes.len() {
