@@ -174,6 +174,11 @@ struct Attempt {
 
 type Attempts = Arc<Mutex<Vec<Attempt>>>;
 
+/// The attempts recorded so far (taken out of the hook's log).
+fn taken(attempts: &Attempts) -> Vec<Attempt> {
+    std::mem::take(&mut *attempts.lock().unwrap())
+}
+
 fn batches_of(req: &Request, topic: &str) -> Vec<(i32, Bytes)> {
     let RequestKind::Produce(p) = &req.body else {
         return Vec::new();
@@ -353,7 +358,7 @@ async fn mixed_sizes_round_trip(compression: Compression) {
     producer.close().await;
 
     // One request with one batch per partition, each holding all of its records.
-    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let attempts = taken(&attempts);
     assert_eq!(attempts.len(), 1, "one Produce request");
     let sent = &attempts[0].batches;
     assert_eq!(sent.len(), 2, "a batch per partition");
@@ -491,7 +496,7 @@ async fn a_batch_with_values_by_reference_is_resent_whole_until_acknowledged() {
     let retries = producer.stats().retries;
     producer.close().await;
 
-    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let attempts = taken(&attempts);
     assert_eq!(
         attempts.len(),
         4,
@@ -539,7 +544,7 @@ async fn values_by_reference_survive_a_restamp_after_an_epoch_bump() {
     assert_delivered(futures, 0, 0).await;
     producer.close().await;
 
-    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let attempts = taken(&attempts);
     assert_eq!(attempts.len(), 2);
     let (a, b) = (&attempts[0].batches[0].1, &attempts[1].batches[0].1);
     let (pid, epoch, seq) = stamp(a);
@@ -586,7 +591,7 @@ async fn values_by_reference_survive_two_restamps_for_a_fresh_producer_id() {
     assert_delivered(futures, 0, 1).await;
     producer.close().await;
 
-    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let attempts = taken(&attempts);
     assert_eq!(attempts.len(), 3, "old id, bumped epoch, fresh id");
     let sent: Vec<&Bytes> = attempts.iter().map(|a| &a.batches[0].1).collect();
     let (old, epoch, seq) = stamp(sent[0]);
@@ -665,29 +670,31 @@ fn assert_handed_back_whole(back: &[ProducerRecord], expected: &[ProducerRecord]
     }
 }
 
+/// Awaits a batch's failure with INVALID_RECORD after its attempts: each record handed back
+/// whole (rebuilt from the batch's bytes: key, value, headers, timestamp, partition), nothing
+/// written, the values sent by reference on every attempt, and the records stored byte for
+/// byte when sent again. Returns the attempts.
+async fn fails_and_is_sent_back(b: OneBatch, topic: &str) -> Vec<Attempt> {
+    let back = handed_back(b.futures, ErrorCode::INVALID_RECORD).await;
+    b.producer.close().await;
+    assert_handed_back_whole(&back, &b.records.expected);
+    let attempts = taken(&b.attempts);
+    assert_paths(&attempts, true);
+    assert_eq!(b.cluster.offsets(topic, 0).unwrap().1, 0, "nothing written");
+    send_back(&b.cluster, topic, back, &b.records.expected).await;
+    attempts
+}
+
 /// A batch with values by reference fails with INVALID_RECORD (not retried) on its first send:
-/// each record is handed back whole (rebuilt from the batch's bytes: key, value, headers,
-/// timestamp, partition), and stored byte for byte when sent again.
+/// its records are handed back whole, and stored byte for byte when sent again.
 #[tokio::test]
 async fn a_failed_batch_hands_its_large_values_back_whole() {
-    let OneBatch {
-        cluster,
-        records,
-        attempts,
-        producer,
-        futures,
-    } = one_batch("fail", 6, false, |n| {
+    let b = one_batch("fail", 6, false, |n| {
         (n == 1).then_some(Action::Error(errors::INVALID_RECORD))
     })
     .await;
-    let back = handed_back(futures, ErrorCode::INVALID_RECORD).await;
-    producer.close().await;
-    assert_handed_back_whole(&back, &records.expected);
-    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let attempts = fails_and_is_sent_back(b, "fail").await;
     assert_eq!(attempts.len(), 1, "not retried");
-    assert_paths(&attempts, true);
-    assert_eq!(cluster.offsets("fail", 0).unwrap().1, 0, "nothing written");
-    send_back(&cluster, "fail", back, &records.expected).await;
 }
 
 /// The same after a re-stamp: the batch is refused with UNKNOWN_PRODUCER_ID, re-stamped with
@@ -695,28 +702,16 @@ async fn a_failed_batch_hands_its_large_values_back_whole() {
 /// batch and handed back whole.
 #[tokio::test]
 async fn a_batch_failing_after_a_restamp_hands_its_large_values_back_whole() {
-    let OneBatch {
-        cluster,
-        records,
-        attempts,
-        producer,
-        futures,
-    } = one_batch("fail2", 7, true, |n| match n {
+    let b = one_batch("fail2", 7, true, |n| match n {
         1 => Some(Action::Error(errors::UNKNOWN_PRODUCER_ID)),
         2 => Some(Action::Error(errors::INVALID_RECORD)),
         _ => None,
     })
     .await;
-    let back = handed_back(futures, ErrorCode::INVALID_RECORD).await;
-    producer.close().await;
-    assert_handed_back_whole(&back, &records.expected);
-    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let attempts = fails_and_is_sent_back(b, "fail2").await;
     assert_eq!(attempts.len(), 2);
     let (a, b) = (&attempts[0].batches[0].1, &attempts[1].batches[0].1);
     let (pid, epoch, seq) = stamp(a);
     assert_eq!(stamp(b), (pid, epoch + 1, seq), "failed after a re-stamp");
     assert_same_records(a, b);
-    assert_paths(&attempts, true);
-    assert_eq!(cluster.offsets("fail2", 0).unwrap().1, 0, "nothing written");
-    send_back(&cluster, "fail2", back, &records.expected).await;
 }

@@ -175,8 +175,8 @@ impl Pending {
 /// already encoded into the batch's [`BatchBuilder`] (the bytes are read once, while the record
 /// is fresh from the queue, and the record's buffers are released then; a value of 512 bytes
 /// and up is kept by reference until the batch is finished, and one of 4 KiB and up until the
-/// batch is acknowledged, written from the application's buffer: [`EncodedBatch`]); a failed record is
-/// rebuilt from the batch's bytes to be handed back ([`Driver::records_of`]). Dropped without
+/// batch is acknowledged, written from the application's buffer: [`EncodedBatch`]); a failed
+/// record is rebuilt from the batch's bytes to be handed back ([`Driver::records_of`]). Dropped without
 /// a result (the driver task dropped with the batch in flight), its slot ends the future
 /// without one ([`ProduceErrorKind::Closed`], possibly persisted).
 pub(crate) struct Accepted {

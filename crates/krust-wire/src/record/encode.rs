@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::encoded::EncodedBatch;
+use super::encoded::{EncodedBatch, LeftOut};
 use super::layout::*;
 use super::varint::{put_varint, varint_len, zigzag32, zigzag64, Staged};
 use super::{
@@ -22,9 +22,6 @@ fn encode_err(detail: impl Into<String>) -> Error {
 fn len_i32(n: usize, what: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| encode_err(format!("{what} of {n} bytes is too long")))
 }
-
-/// Values left out of a batch's buffer, each with the index it goes before.
-type LeftOut = Vec<(usize, Bytes)>;
 
 /// Builds one v2 record batch.
 ///
@@ -51,7 +48,7 @@ pub struct BatchBuilder {
     records: Vec<u8>,
     /// Values taken by reference ([`BatchBuilder::push_shared`]): where each goes in `records`
     /// (its bytes are not there yet) and the value, in order; copied in by `finish`.
-    shared: Vec<(usize, Bytes)>,
+    shared: LeftOut,
     /// Total length of the `shared` values.
     shared_len: usize,
 }

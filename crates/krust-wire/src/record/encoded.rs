@@ -9,6 +9,10 @@ use bytes::Bytes;
 use super::layout::*;
 use crate::error::Result;
 
+/// Values kept out of a batch's buffer, each with the index in the buffer it goes before, in
+/// order.
+pub(crate) type LeftOut = Vec<(usize, Bytes)>;
+
 /// The bytes of one finished v2 record batch.
 ///
 /// A batch built from values the producer holds as [`Bytes`]
@@ -50,7 +54,7 @@ struct Split {
     /// The batch without the values: header, record framing, keys, headers.
     inline: Bytes,
     /// Each value and where it goes in `inline` (before the byte at that index), in order.
-    values: Vec<(usize, Bytes)>,
+    values: LeftOut,
     /// Length of the whole batch.
     len: usize,
 }
@@ -58,7 +62,7 @@ struct Split {
 impl EncodedBatch {
     /// A batch made of `inline` with each value inserted before the byte of `inline` at its
     /// index. The indices must be non-decreasing and within `inline` (the builder's own).
-    pub(crate) fn split(inline: Bytes, values: Vec<(usize, Bytes)>) -> Self {
+    pub(crate) fn split(inline: Bytes, values: LeftOut) -> Self {
         if values.is_empty() {
             return EncodedBatch::from(inline);
         }
